@@ -1,0 +1,160 @@
+"""The ``advisoros-hub`` command: serve, check, plugins, sync, demo.
+
+Exit codes: 0 success, 1 a problem the user can fix (bad config, failed check or sync),
+2 a usage error. Errors are one line naming the file, key or value at fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hub import __version__
+from hub.config import HubSettings, config_path_from_env, load_settings
+from hub.errors import ConfigError, StoreError
+from hub.logs import configure_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="advisoros-hub",
+        description="Self-hosted integration hub for accounting firms: syncs providers into "
+        "SQLite, receives verified webhooks, watches connection health.",
+        epilog="Configuration: hub.toml (or --config / HUB_CONFIG), overridden by HUB_* "
+        "environment variables such as HUB_SERVER__PORT=8800.",
+    )
+    parser.add_argument("--version", action="version", version=f"advisoros-hub {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, metavar="PATH", help="configuration file (default: ./hub.toml)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("serve", parents=[common], help="run the daemon (the default)")
+    sub.add_parser(
+        "check", parents=[common], help="validate configuration, plugins and connection health"
+    )
+    sub.add_parser("plugins", parents=[common], help="list loaded plugins, origins and hooks")
+    sync = sub.add_parser("sync", parents=[common], help="run one sync now, with progress")
+    sync.add_argument("name", help="integration name (e.g. quickbooks)")
+    sync.add_argument("--connection", metavar="ID", help="one connection (id or provider key)")
+    sync.add_argument("--full", action="store_true", help="re-read everything, not only changes")
+    sync.add_argument("--stream", action="append", metavar="NAME", help="only this stream")
+    sub.add_parser(
+        "demo", parents=[common], help="the daemon plus local sandbox providers, pre-connected"
+    )
+    parser.set_defaults(command="serve", config=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    commands: dict[str, Callable[[argparse.Namespace, HubSettings], int]] = {
+        "serve": _serve,
+        "check": _check,
+        "plugins": _plugins,
+        "sync": _sync,
+        "demo": _demo,
+    }
+    try:
+        settings = load_settings(args.config or config_path_from_env())
+        configure_logging(settings.logging.level, settings.logging.format)
+        return commands[args.command](args, settings)
+    except (ConfigError, StoreError) as exc:
+        for line in str(exc).splitlines():
+            print(f"advisoros-hub: error: {line}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(args: argparse.Namespace, settings: HubSettings) -> int:
+    from hub.daemon import serve
+
+    return asyncio.run(serve(settings))
+
+
+def _demo(args: argparse.Namespace, settings: HubSettings) -> int:
+    from hub.daemon import demo
+
+    return asyncio.run(demo(settings))
+
+
+def _plugins(args: argparse.Namespace, settings: HubSettings) -> int:
+    from hub.plugins import HubPlugins
+
+    plugins = HubPlugins()
+    plugins.load(settings.plugins)
+    rows = [
+        [
+            info.name,
+            info.version or "-",
+            info.origin,
+            info.integration or "-",
+            f"FAILED: {info.error}" if info.error else ", ".join(info.hooks),
+        ]
+        for info in plugins.info.values()
+    ]
+    _table(["plugin", "version", "origin", "integration", "hooks"], rows)
+    return 1 if plugins.failed else 0
+
+
+def _check(args: argparse.Namespace, settings: HubSettings) -> int:
+    from hub.core import Hub
+
+    hub = Hub(settings)
+    hub.load_plugins()
+    print(f"configuration: ok ({args.config or 'hub.toml or defaults'})")
+    _plugins(args, settings)
+    return asyncio.run(_check_connections(hub))
+
+
+async def _check_connections(hub: Any) -> int:
+    problems = len(hub.plugins.failed)
+    await hub.start()
+    try:
+        rows = []
+        for name in sorted(hub.plugins.integrations):
+            connections = await hub.connections(name)
+            if hub.settings_for(name) is None and not connections:
+                rows.append([name, "-", "not configured", ""])
+            for connection in connections:
+                report = await hub.health.check(connection.id)
+                if report.status.value != "healthy":
+                    problems += 1
+                detail = "; ".join(
+                    f"{'ok' if c.ok else 'FAIL'} {c.name}{': ' + c.detail if c.detail else ''}"
+                    for c in report.checks
+                )
+                rows.append([name, connection.id, report.status.value, report.message or detail])
+                if report.message and detail:
+                    rows.append(["", "", "", detail])
+        print()
+        _table(["integration", "connection", "health", "detail"], rows)
+    finally:
+        await hub.stop()
+    print(f"\n{'no problems' if not problems else f'{problems} problem(s)'}")
+    return 1 if problems else 0
+
+
+def _sync(args: argparse.Namespace, settings: HubSettings) -> int:
+    from hub.daemon import run_sync_command
+
+    return asyncio.run(
+        run_sync_command(settings, args.name, args.connection, args.full, args.stream)
+    )
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    for row in [headers, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

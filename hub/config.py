@@ -1,0 +1,231 @@
+"""Configuration: ``hub.toml`` plus ``HUB_`` environment overrides, validated by pydantic.
+
+Every key is optional; the defaults run a hub with no secrets. Problems become a
+:class:`~hub.errors.ConfigError` whose message has one line per problem naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from hub.errors import ConfigError
+from hub.model import IntegrationSettings
+
+DEFAULT_CONFIG = Path("hub.toml")
+ENV_PREFIX = "HUB_"
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(Section):
+    """``[server]``: where the daemon listens."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8700, ge=0, le=65535)
+    shutdown_timeout: float = Field(default=5.0, gt=0)
+    """Seconds in-flight work gets to finish on SIGTERM before it is cancelled."""
+
+
+class StoreSettings(Section):
+    """``[store]``: the SQLite database."""
+
+    path: Path = Path("hub.db")
+
+
+class AdminSettings(Section):
+    """``[admin]``: the token for ``/admin`` and ``/api/*``; generated at first start if unset."""
+
+    token: SecretStr | None = None
+
+
+class PluginsSettings(Section):
+    """``[plugins]``: where third-party plugins come from and which are turned off."""
+
+    dir: Path | None = None
+    allow: list[str] = Field(default_factory=list)
+    """If non-empty, only these plugins load (built-ins included)."""
+    deny: list[str] = Field(default_factory=list)
+    """These plugins never load."""
+
+
+class SyncSettings(Section):
+    """``[sync]``: the sync engine."""
+
+    max_concurrent: int = Field(default=4, ge=1)
+    misfire_grace_time: int = Field(default=300, ge=1)
+
+
+class HealthSettings(Section):
+    """``[health]``: health checks and alert reminders."""
+
+    interval: int = Field(default=300, ge=5)
+    reminder_interval: int = Field(default=86400, ge=60)
+    """Seconds between reminders for a connection that stays unhealthy."""
+
+
+class GenericSender(Section):
+    """``[webhooks.generic.<sender>]``: a tool posting HMAC-SHA256 signed JSON."""
+
+    secret: SecretStr
+    header: str = "X-Signature"
+    encoding: Literal["hex", "base64"] = "hex"
+
+
+class OutboundSettings(Section):
+    """``[webhooks.outbound]``: deliveries to subscribed URLs."""
+
+    allow_private: bool = False
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class WebhookSettings(Section):
+    """``[webhooks]``: inbound limits, retry budget, generic senders, outbound deliveries."""
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    max_attempts: int = Field(default=8, ge=1)
+    generic: dict[str, GenericSender] = Field(default_factory=dict)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
+
+
+class LoggingSettings(Section):
+    """``[logging]``: level and format (``auto``: console on a terminal, JSON otherwise)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class HubSettings(BaseSettings):
+    """The whole configuration. ``integrations`` is validated later by each plugin's model."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    secret_key: SecretStr | None = None
+    """Fernet key for credentials at rest (``HUB_SECRET_KEY``); else a key file beside the db."""
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    plugins: PluginsSettings = Field(default_factory=PluginsSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    integrations: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment first (it overrides), then the TOML file passed as init values."""
+        return (env_settings, init_settings)
+
+
+def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> HubSettings:
+    """Read ``path`` (else ``./hub.toml`` if present, else defaults) plus ``HUB_`` variables.
+
+    :param overrides: values merged over the file (tests use this).
+    :raise ConfigError: naming the file and key of every problem, one line each.
+    """
+    source = path if path is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    data = _read_toml(source) if source is not None else {}
+    if overrides:
+        data = _deep_merge(data, overrides)
+    label = str(source) if source is not None else "configuration"
+    try:
+        return HubSettings(**data)
+    except PydanticValidationError as exc:
+        raise ConfigError(format_validation_error(label, exc)) from None
+
+
+def validate_integration(
+    settings: HubSettings, name: str, model: type[IntegrationSettings]
+) -> IntegrationSettings | None:
+    """Validate ``[integrations.NAME]`` with the plugin's model.
+
+    :return: the settings, or None when the section is absent (the integration is unconfigured)
+        or says ``enabled = false``.
+    :raise ConfigError: unknown key, wrong type or missing required value, naming the key.
+    """
+    section = settings.integrations.get(name)
+    if section is None:
+        return None
+    if str(section.get("enabled", "true")).lower() in {"false", "0", "no"}:
+        return None
+    try:
+        return model(**section)
+    except PydanticValidationError as exc:
+        raise ConfigError(
+            format_validation_error("configuration", exc, f"integrations.{name}")
+        ) from None
+
+
+def format_validation_error(label: str, exc: PydanticValidationError, prefix: str = "") -> str:
+    """Turn a pydantic error into one line per problem: ``label: dotted.key: reason``."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        env = ENV_PREFIX + key.upper().replace(".", "__")
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            reason = "unknown key"
+        elif kind == "missing":
+            reason = f"required (set it in the file or as {env})"
+        else:
+            given = error.get("input")
+            shown = "***" if _looks_secret(key) else repr(given)[:60]
+            reason = f"{error['msg']} (got {shown})"
+        lines.append(f"{label}: {key}: {reason}")
+    return "\n".join(lines)
+
+
+def _looks_secret(key: str) -> bool:
+    last = key.rsplit(".", 1)[-1].lower()
+    return any(word in last for word in ("secret", "token", "key", "password"))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def config_path_from_env() -> Path | None:
+    """``HUB_CONFIG`` names the configuration file when ``--config`` is not given."""
+    value = os.environ.get("HUB_CONFIG")
+    return Path(value) if value else None

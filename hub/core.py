@@ -1,0 +1,232 @@
+"""The Hub: configuration, plugins, store, HTTP client, sync engine and health in one object.
+
+It is what every hook receives as ``hub``; its public methods are the API plugins use
+(connections, credentials, single-flight locks, events, the shared HTTP client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+from hub.config import HubSettings, validate_integration
+from hub.errors import ConfigError
+from hub.events import EventBus
+from hub.health import HealthMonitor
+from hub.http import HttpClient
+from hub.logs import add_secret_keys
+from hub.metrics import Metrics
+from hub.model import Connection, ConnectionSpec, HubEvent, IntegrationSettings
+from hub.plugins import DEFAULT_PLUGINS, HubPlugins
+from hub.store import ConnectionRow, Store
+from hub.sync import SyncEngine, SyncResult
+
+log = structlog.get_logger("hub")
+
+
+class Hub:
+    """One running hub. Build with settings, then ``load_plugins()`` and ``await start()``."""
+
+    def __init__(self, settings: HubSettings, builtins: Iterable[str] = DEFAULT_PLUGINS) -> None:
+        self.settings = settings
+        self.plugins = HubPlugins()
+        self.metrics = Metrics()
+        self.http = HttpClient()
+        self.integration_settings: dict[str, IntegrationSettings | None] = {}
+        self._builtins = tuple(builtins)
+        self._store: Store | None = None
+        self._engine: SyncEngine | None = None
+        self.health = HealthMonitor(self)
+        self.events = EventBus(self)
+        self._flights: dict[str, asyncio.Lock] = {}
+        self.started_at = time.time()
+        self.loaded = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def load_plugins(self) -> None:
+        """Load plugins and validate every ``[integrations.*]`` section with its plugin's model.
+
+        :raise ConfigError: one line per problem, naming the key.
+        """
+        if self.loaded:
+            return
+        self.plugins.load(self.settings.plugins, self._builtins)
+        self.validate_integrations()
+        self.loaded = True
+
+    def validate_integrations(self) -> None:
+        """(Re)validate integration settings against the loaded plugins' models."""
+        problems: list[str] = []
+        skipped = {info.name for info in self.plugins.failed} | set(self.settings.plugins.deny)
+        for name in self.settings.integrations:
+            if name not in self.plugins.integrations and name not in skipped:
+                problems.append(f"configuration: integrations.{name}: no loaded plugin provides it")
+        for name, integration in self.plugins.integrations.items():
+            add_secret_keys(integration.secret_fields)
+            try:
+                self.integration_settings[name] = validate_integration(
+                    self.settings, name, integration.settings
+                )
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ConfigError("\n".join(problems))
+
+    async def start(self) -> None:
+        """Open the store, create configured connections and run ``startup`` hooks."""
+        self.load_plugins()
+        secret = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
+        self._store = Store(self.settings.store.path, secret)
+        self._engine = SyncEngine(self, self.settings.sync.max_concurrent)
+        interrupted = await self.store.runs.mark_interrupted()
+        if interrupted:
+            log.warning("syncs interrupted by a crash will resume", runs=interrupted)
+        for name, settings in self.integration_settings.items():
+            if settings is not None and self.plugins.has_owner_hook(name, "configure"):
+                await self._configure(name, settings)
+        await self.health.load()
+        await self.plugins.broadcast("startup", hub=self)
+
+    async def _configure(self, name: str, settings: IntegrationSettings) -> None:
+        try:
+            specs = await self.plugins.call_owner(name, "configure", settings=settings, hub=self)
+        except Exception:
+            log.exception("configure hook raised", integration=name)
+            return
+        for spec in specs or ():
+            if not isinstance(spec, ConnectionSpec):
+                log.error("configure returned a non-ConnectionSpec", integration=name)
+                continue
+            await self.store.connections.upsert(
+                name, spec.key, spec.title, dict(spec.credentials), origin="config"
+            )
+
+    async def stop(self) -> None:
+        """Finish or cancel syncs, run ``shutdown`` hooks, close the HTTP client and the store."""
+        if self._engine is not None:
+            await self._engine.stop(self.settings.server.shutdown_timeout)
+        await self.events.stop()
+        if self._store is not None:
+            await self.plugins.broadcast("shutdown", hub=self)
+        await self.http.close()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @property
+    def store(self) -> Store:
+        """The open store (after :meth:`start`)."""
+        if self._store is None:
+            raise RuntimeError("the hub is not started")
+        return self._store
+
+    @property
+    def engine(self) -> SyncEngine:
+        """The sync engine (after :meth:`start`)."""
+        if self._engine is None:
+            raise RuntimeError("the hub is not started")
+        return self._engine
+
+    # ------------------------------------------------------------------ for plugins
+
+    def settings_for(self, integration: str) -> IntegrationSettings | None:
+        """The validated settings of an integration, or None if it is not configured."""
+        return self.integration_settings.get(integration)
+
+    def streams_for(self, integration: str) -> list[str]:
+        """The streams to sync: the configured ``streams`` subset, else all the plugin declares."""
+        declared = [s.name for s in self.plugins.integrations[integration].streams]
+        chosen = getattr(self.settings_for(integration), "streams", None)
+        return [s for s in declared if s in chosen] if chosen else declared
+
+    def _connection(self, row: ConnectionRow) -> Connection:
+        settings = self.settings_for(row.integration)
+        if settings is None:
+            settings = self.plugins.integrations[row.integration].settings.model_construct()
+        return Connection(
+            id=row.id,
+            integration=row.integration,
+            key=row.key,
+            title=row.title,
+            credentials=dict(row.credentials),
+            settings=settings,
+            created_at=row.created_at,
+        )
+
+    async def connection(self, connection_id: str) -> Connection:
+        """A connection by id; LookupError if none (or its plugin is not loaded)."""
+        row = await self.store.connections.get(connection_id)
+        if row is None or row.integration not in self.plugins.integrations:
+            raise LookupError(f"no connection {connection_id!r}")
+        return self._connection(row)
+
+    async def connections(self, integration: str | None = None) -> list[Connection]:
+        """Every connection whose plugin is loaded (of one integration, if given)."""
+        rows = await self.store.connections.list(integration)
+        return [self._connection(r) for r in rows if r.integration in self.plugins.integrations]
+
+    async def add_connection(
+        self, integration: str, key: str, title: str, credentials: dict[str, Any], origin: str
+    ) -> Connection:
+        """Create or update the connection (integration, key), e.g. after an OAuth flow."""
+        row = await self.store.connections.upsert(integration, key, title, credentials, origin)
+        log.info("connection saved", integration=integration, connection=row.id, origin=origin)
+        return self._connection(row)
+
+    async def save_credentials(self, connection: Connection, credentials: dict[str, Any]) -> None:
+        """Persist new credentials (a rotated token) and update ``connection`` in place."""
+        await self.store.connections.save_credentials(connection.id, credentials)
+        connection.credentials = dict(credentials)
+
+    async def reload(self, connection: Connection) -> Connection:
+        """Re-read ``connection``'s stored credentials (another caller may have refreshed)."""
+        fresh = await self.connection(connection.id)
+        connection.credentials = fresh.credentials
+        return connection
+
+    def single_flight(self, key: str) -> asyncio.Lock:
+        """The lock for ``key``: hold it around a token refresh so only one runs at a time."""
+        lock = self._flights.get(key)
+        if lock is None:
+            lock = self._flights[key] = asyncio.Lock()
+        return lock
+
+    async def emit(self, type: str, data: dict[str, Any], source: str = "hub") -> HubEvent:
+        """Publish a hub event to every ``event`` hook (and outbound subscriptions)."""
+        return await self.events.emit(type, data, source)
+
+    async def authenticate(self, connection: Connection) -> Connection:
+        """Run the owner's ``authenticate`` hook, if it has one; return the ready connection."""
+        if not self.plugins.has_owner_hook(connection.integration, "authenticate"):
+            return connection
+        result = await self.plugins.call_owner(
+            connection.integration, "authenticate", connection=connection, hub=self
+        )
+        return result if isinstance(result, Connection) else connection
+
+    # ------------------------------------------------------------------ engine callbacks
+
+    async def sync_finished(self, connection: Connection, result: SyncResult) -> None:
+        """Called by the engine after every run: health bookkeeping and the hub event."""
+        self.health.sync_finished(connection, result)
+        kind = "sync.completed" if result.state == "succeeded" else f"sync.{result.state}"
+        await self.emit(
+            kind,
+            {
+                "integration": connection.integration,
+                "connection": connection.id,
+                "run_id": result.run_id,
+                "created": result.created,
+                "updated": result.updated,
+                "deleted": result.deleted,
+                "duration_s": round(result.duration_s, 3),
+                "error_class": result.error_class,
+            },
+        )
+        if result.error_class == "authentication":
+            await self.health.check(connection.id)

@@ -1,0 +1,121 @@
+"""Running the hub: the daemon (``serve``), the offline ``demo``, and one-off ``sync``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from hub.config import HubSettings
+from hub.core import Hub
+from hub.plugins import HubPlugins
+from hub.progress import ProgressDisplay
+from hub.sync import SyncBusyError, SyncProgress
+from hub.web.app import create_app
+
+log = structlog.get_logger("hub")
+
+
+async def serve(settings: HubSettings) -> int:
+    """Run the daemon until SIGTERM or SIGINT; return the exit code."""
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app, handle_signals=False, shutdown_timeout=settings.server.shutdown_timeout
+    )
+    await runner.setup()
+    host, port = settings.server.host, settings.server.port
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        print(
+            f"advisoros-hub: error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr
+        )
+        return 1
+    log.info("hub listening", url=f"http://{host}:{port}", admin=f"http://{host}:{port}/admin")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("hub stopping")
+    await runner.cleanup()
+    log.info("hub stopped")
+    return 0
+
+
+async def demo(settings: HubSettings) -> int:
+    """Serve with every plugin's sandbox started and connected, on a throwaway database."""
+    async with contextlib.AsyncExitStack() as stack:
+        plugins = HubPlugins()
+        plugins.load(settings.plugins)
+        integrations = dict(settings.integrations)
+        for name, result in await plugins.broadcast("demo", stack=stack):
+            if isinstance(result, dict):
+                integrations.update(result)
+                log.info("demo sandbox started", plugin=name, integrations=sorted(result))
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hub-demo-")))
+        demo_settings = settings.model_copy(
+            update={
+                "integrations": integrations,
+                "store": settings.store.model_copy(update={"path": folder / "demo.db"}),
+            }
+        )
+        return await serve(demo_settings)
+
+
+async def run_sync_command(
+    settings: HubSettings,
+    name: str,
+    connection: str | None,
+    full: bool,
+    streams: list[str] | None,
+) -> int:
+    """``advisoros-hub sync``: sync one integration's connections now, with a progress line."""
+    hub = Hub(settings)
+    hub.load_plugins()
+    if name not in hub.plugins.integrations:
+        known = ", ".join(sorted(hub.plugins.integrations)) or "none"
+        print(f"advisoros-hub: error: no integration {name!r} (loaded: {known})", file=sys.stderr)
+        return 1
+    await hub.start()
+    try:
+        targets = [c for c in await hub.connections(name) if connection in (None, c.id, c.key)]
+        if not targets:
+            what = f"connection {connection!r} of {name}" if connection else f"{name} connections"
+            print(f"advisoros-hub: error: no {what}", file=sys.stderr)
+            return 1
+        failed = 0
+        for target in targets:
+            display = ProgressDisplay()
+            last: list[SyncProgress] = []
+
+            def show(
+                progress: SyncProgress,
+                display: ProgressDisplay = display,
+                last: list[SyncProgress] = last,
+            ) -> None:
+                last[:] = [progress]
+                display(progress)
+
+            try:
+                result = await hub.engine.run(
+                    target.id, full=full, trigger="cli", streams=streams, progress=show
+                )
+            except (SyncBusyError, LookupError) as exc:
+                print(f"advisoros-hub: error: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            display.finish(result, last[0] if last else None)
+            failed += result.state != "succeeded"
+        await hub.events.drain()
+        return 1 if failed else 0
+    finally:
+        await hub.stop()

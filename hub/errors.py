@@ -1,0 +1,92 @@
+"""Exceptions the hub and plugins raise, each with the error class recorded on sync runs.
+
+Plugins raise these (usually through :mod:`hub.http`) so that a failure is classified the same
+way everywhere: in sync runs, health, metrics and alerts.
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base of every error the hub classifies; ``error_class`` names the kind."""
+
+    error_class = "internal"
+
+
+class ConfigError(HubError):
+    """The configuration is invalid; the message names the file and key at fault."""
+
+    error_class = "config"
+
+
+class StoreError(HubError):
+    """The database cannot be opened or is not a hub database."""
+
+    error_class = "store"
+
+
+class ProviderError(HubError):
+    """A provider call failed; ``status`` is the HTTP status when there was one."""
+
+    error_class = "provider"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthenticationError(ProviderError):
+    """Credentials are missing, expired or revoked: the connection needs re-authentication."""
+
+    error_class = "authentication"
+
+
+class AuthorizationError(ProviderError):
+    """Credentials are valid but not allowed to do this."""
+
+    error_class = "authorization"
+
+
+class RateLimitError(ProviderError):
+    """The provider throttled us and retries were exhausted."""
+
+    error_class = "rate_limit"
+
+
+class ServerError(ProviderError):
+    """The provider answered 5xx (or a fault inside a 200) and retries were exhausted."""
+
+    error_class = "server"
+
+
+class NetworkError(ProviderError):
+    """Timeout, refused or reset connection, DNS failure; retries were exhausted."""
+
+    error_class = "network"
+
+
+class ValidationError(ProviderError):
+    """The provider rejected the request as malformed (4xx other than auth and throttling)."""
+
+    error_class = "validation"
+
+
+class SignatureError(HubError):
+    """A webhook's signature is missing or wrong; the request is answered 401, nothing stored."""
+
+    error_class = "signature"
+
+
+class MalformedWebhookError(HubError):
+    """A webhook body cannot be parsed; the request is answered 400, nothing stored."""
+
+    error_class = "malformed"
+
+
+def error_class_of(exc: BaseException) -> str:
+    """Return the error class recorded for ``exc``: a HubError's class, else its type name."""
+    if isinstance(exc, HubError):
+        return exc.error_class
+    if isinstance(exc, TimeoutError):
+        return "network"
+    return type(exc).__name__

@@ -1,0 +1,174 @@
+"""Every hook of the ``advisoros_hub`` plugin contract, in one place.
+
+Hook calls are keyword-only; an implementation may accept only the arguments it needs and may
+be a plain function or return an awaitable (the hub awaits through :func:`hub.plugins.await_maybe`).
+
+*Per-integration* hooks (``configure``, ``authenticate``, ``sync``, ``webhook``, ``health``)
+are called only on the plugin whose ``register`` declared the integration, so no
+implementation filters by name. *Broadcast* hooks are called on every plugin that implements
+them, each call isolated: one plugin's exception is logged and never stops another's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from contextlib import AsyncExitStack
+
+    from aiohttp import web
+
+    from hub.core import Hub
+    from hub.model import (
+        Alert,
+        Batch,
+        Connection,
+        ConnectionSpec,
+        HealthReport,
+        HubEvent,
+        Integration,
+        IntegrationSettings,
+        SyncMode,
+        WebhookEvent,
+    )
+
+PROJECT = "advisoros_hub"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+# --------------------------------------------------------------------------- declaration
+
+
+@hookspec
+def register() -> Integration | None:
+    """Declare the integration this plugin provides (name, title, settings model, streams,
+    default schedule). Called once at start.
+
+    :return: an :class:`~hub.model.Integration`, or None for a plugin that only supports others
+        (an alert channel, an event handler).
+    """
+
+
+@hookspec
+def routes(hub: Hub) -> Sequence[web.AbstractRouteDef] | None:
+    """Add HTTP routes (OAuth connect/callback, actions) to the hub's aiohttp app.
+
+    Called once while the app is built. Routes under ``/api/`` and ``/admin`` require the admin
+    token like the core's own.
+
+    :return: aiohttp route definitions (``web.get(...)``), or None.
+    """
+
+
+# --------------------------------------------------------------------------- per integration
+
+
+@hookspec
+def configure(settings: IntegrationSettings, hub: Hub) -> Sequence[ConnectionSpec] | None:
+    """Return the connections this integration's configuration defines (an API key gives one).
+
+    Called at start for an enabled integration. The hub creates or updates each connection by
+    its key and stores the credentials encrypted. OAuth integrations return None: their
+    connections come from the connect flow.
+    """
+
+
+@hookspec
+def authenticate(connection: Connection, hub: Hub) -> Awaitable[Connection] | Connection | None:
+    """Make ``connection`` ready for API calls: refresh an expiring token, persist rotation.
+
+    Called before every sync and health check. At most one refresh may run per connection at a
+    time (use :meth:`Hub.single_flight`); a rotated refresh token is persisted with
+    :meth:`Hub.save_credentials` before the new access token is used.
+
+    :return: the connection with current credentials (or None when nothing changed).
+    :raise hub.errors.AuthenticationError: the credentials are revoked or missing.
+    """
+
+
+@hookspec
+def sync(
+    connection: Connection,
+    streams: Sequence[str],
+    cursors: dict[str, Any],
+    mode: SyncMode,
+    hub: Hub,
+) -> AsyncIterator[Batch]:
+    """Read the provider and yield :class:`~hub.model.Batch` objects (stream, records, cursor).
+
+    The hub commits each batch's records and cursor in one transaction; plugins never write
+    synced records themselves. ``cursors`` maps each requested stream to its last committed
+    cursor (absent when there is none, or when ``mode`` is full). A crash resumes from those
+    cursors, so make each cursor mean "everything before this point is stored".
+
+    :param streams: the streams to sync (the integration's, or a configured subset).
+    :param mode: ``full`` (start over; the hub tombstones records not seen) or ``incremental``.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def webhook(request: web.Request, body: bytes, hub: Hub) -> Sequence[WebhookEvent]:
+    """Verify and parse a ``POST /webhooks/{source}`` request for this plugin's source.
+
+    :param body: the raw request body (already read, within the size limit).
+    :return: the verified events, each with the provider's event id.
+    :raise hub.errors.SignatureError: bad or missing signature (401, nothing stored).
+    :raise hub.errors.MalformedWebhookError: unparseable body (400, nothing stored).
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def health(connection: Connection, hub: Hub) -> HealthReport:
+    """Diagnose ``connection``: token present, token valid, API reachable, and so on.
+
+    Called by the health schedule and ``advisoros-hub check``. Raising counts as ``error``.
+
+    :return: a :class:`~hub.model.HealthReport` with status, message and checks.
+    """
+    raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- broadcast
+
+
+@hookspec
+def event(event: HubEvent, hub: Hub) -> Awaitable[None] | None:
+    """React to a hub event (``sync.completed``, ``health.changed``, ``<integration>.*``)."""
+
+
+@hookspec
+def alert(alert: Alert, hub: Hub) -> Awaitable[None] | None:
+    """Deliver an alert (a connection's health changed, or a reminder that it is still bad).
+
+    Every implementation receives every alert: e-mail, chat, the built-in log channel.
+    """
+
+
+@hookspec
+def startup(hub: Hub) -> Awaitable[None] | None:
+    """Called once when the hub has opened its store and before it serves requests."""
+
+
+@hookspec
+def shutdown(hub: Hub) -> Awaitable[None] | None:
+    """Called once when the hub stops, after in-flight work was finished or cancelled."""
+
+
+@hookspec
+def demo(stack: AsyncExitStack) -> Awaitable[dict[str, dict[str, Any]] | None] | None:
+    """For ``advisoros-hub demo``: start this plugin's local sandbox and connect to it.
+
+    Register the sandbox's cleanup on ``stack``.
+
+    :return: ``{integration name: settings}`` pointing the integration at the sandbox, merged
+        into ``[integrations]``; or None if the plugin has no sandbox.
+    """
+
+
+PER_INTEGRATION_HOOKS = frozenset({"configure", "authenticate", "sync", "webhook", "health"})
+"""Hooks called only on the plugin that owns the integration."""

@@ -1,0 +1,255 @@
+"""The one HTTP helper every plugin uses: retries, backoff, ``Retry-After``, rate limits.
+
+One ``aiohttp.ClientSession`` serves the process. Each call names a *limit key* (a realm, an
+account) whose moving-window budget (aiolimiter) and concurrency cap apply to it. Transient
+failures (429, 5xx, timeouts, resets) are retried with exponential backoff and full jitter,
+never sooner than the provider's ``Retry-After``; what remains is raised as a classified
+:class:`~hub.errors.ProviderError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from aiolimiter import AsyncLimiter
+
+from hub import __version__
+from hub.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    NetworkError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+)
+
+log = structlog.get_logger("hub.http")
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry a transient failure."""
+
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based): full jitter, capped."""
+        backoff = random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+        return max(backoff, min(retry_after or 0.0, self.max_delay * 4))
+
+
+@dataclass(frozen=True)
+class Response:
+    """A fully read response."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+    def json(self) -> Any:
+        """The body parsed as JSON; ValidationError if it is not JSON."""
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            raise ServerError(
+                f"{self.url}: expected JSON, got {self.body[:120]!r}", status=self.status
+            ) from None
+
+
+@dataclass
+class _Limit:
+    limiter: AsyncLimiter | None
+    slots: asyncio.Semaphore | None
+
+
+def classify(status: int, message: str) -> ProviderError:
+    """The error class for an HTTP status that will not be retried further."""
+    if status == 401:
+        return AuthenticationError(message, status=status)
+    if status == 403:
+        return AuthorizationError(message, status=status)
+    if status == 429:
+        return RateLimitError(message, status=status)
+    if status >= 500:
+        return ServerError(message, status=status)
+    return ValidationError(message, status=status)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds (it may be a number or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+ResponseCheck = Callable[[Response], None]
+
+
+class HttpClient:
+    """Shared client: one session, per-key limits, retries and classification."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._limits: dict[str, _Limit] = {}
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The process's session (created on first use, inside the running loop)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                headers={"User-Agent": f"advisoros-hub/{__version__}"},
+                connector=aiohttp.TCPConnector(limit=100, limit_per_host=32),
+            )
+        return self._session
+
+    def configure_limit(
+        self,
+        key: str,
+        *,
+        max_rate: float | None = None,
+        period: float = 60.0,
+        max_concurrent: int | None = None,
+    ) -> None:
+        """Set the budget for ``key``: ``max_rate`` calls per ``period``, a concurrency cap."""
+        if key in self._limits:
+            return
+        self._limits[key] = _Limit(
+            limiter=AsyncLimiter(max_rate, period) if max_rate else None,
+            slots=asyncio.Semaphore(max_concurrent) if max_concurrent else None,
+        )
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        limit_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        data: Any = None,
+        retry: RetryPolicy | None = None,
+        idempotent: bool | None = None,
+        check: ResponseCheck | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send a request with limits and retries; return the 2xx response.
+
+        :param check: inspects a 2xx response and raises a ProviderError for a fault hidden
+            inside it (retried if it is a ServerError or RateLimitError).
+        :param idempotent: whether a network failure may be retried (default: by method).
+        :raise ProviderError: classified, once retries are exhausted or not allowed.
+        """
+        policy = retry or RetryPolicy()
+        may_retry_network = method.upper() in IDEMPOTENT if idempotent is None else idempotent
+        body = orjson.dumps(json) if json is not None else data
+        send_headers = dict(headers or {})
+        if json is not None:
+            send_headers.setdefault("Content-Type", "application/json")
+        limit = self._limits.get(limit_key) if limit_key else None
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                response = await self._send(limit, method, url, send_headers, params, body, timeout)
+                if 200 <= response.status < 300:
+                    if check is not None:
+                        check(response)
+                    return response
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                error = classify(response.status, _describe(method, url, response))
+                retryable = response.status in policy.retry_statuses
+            except (RateLimitError, ServerError) as exc:  # raised by check on a 2xx
+                error, retryable = exc, True
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                error = NetworkError(f"{method} {_strip(url)}: {type(exc).__name__}: {exc}")
+                retryable = may_retry_network
+            if not retryable or attempt >= policy.attempts:
+                raise error
+            wait = policy.delay(attempt, retry_after)
+            log.info(
+                "retrying provider call",
+                method=method,
+                url=_strip(url),
+                attempt=attempt,
+                wait_s=round(wait, 2),
+                error_class=error.error_class,
+                status=error.status,
+            )
+            await asyncio.sleep(wait)
+
+    async def _send(
+        self,
+        limit: _Limit | None,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None,
+        body: Any,
+        timeout: float | None,
+    ) -> Response:
+        if limit is not None and limit.slots is not None:
+            async with limit.slots:
+                return await self._limited(limit, method, url, headers, params, body, timeout)
+        return await self._limited(limit, method, url, headers, params, body, timeout)
+
+    async def _limited(
+        self,
+        limit: _Limit | None,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None,
+        body: Any,
+        timeout: float | None,
+    ) -> Response:
+        if limit is not None and limit.limiter is not None:
+            await limit.limiter.acquire()
+        kwargs: dict[str, Any] = {"headers": headers, "params": params, "data": body}
+        if timeout is not None:
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
+        async with self.session.request(method, url, **kwargs) as raw:
+            payload = await raw.read()
+            return Response(raw.status, dict(raw.headers), payload, str(raw.url))
+
+    async def close(self) -> None:
+        """Close the session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _strip(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def _describe(method: str, url: str, response: Response) -> str:
+    snippet = response.body[:300].decode("utf-8", "replace").replace("\n", " ")
+    return f"{method} {_strip(url)} answered {response.status}: {snippet}"

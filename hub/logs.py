@@ -1,0 +1,122 @@
+"""Logging: structlog, JSON lines off a terminal, console on one, secrets always redacted.
+
+The redaction processor masks values whose key looks secret (token, secret, password, key,
+authorization, credentials, plus names plugins declare) at any depth, and masks secret-looking
+substrings (bearer tokens, provider key prefixes) inside any string.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
+
+import structlog
+
+REDACTED = "***"
+SECRET_KEY_RE = re.compile(
+    r"(pass(word)?|secret|token|api_?key|authorization|credential|private_?key|signature|"
+    r"connection_string|^key$|cookie|session)",
+    re.IGNORECASE,
+)
+SECRET_VALUE_RES = (
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"\b(sk|rk|pk)_(live|test)_[A-Za-z0-9]{8,}"),
+    re.compile(r"\bwhsec_[A-Za-z0-9+/=]{8,}"),
+    re.compile(r"\bSG\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+    re.compile(r"(?i)(AccountKey|SharedAccessSignature|sig)=[^;&\s]+"),
+    re.compile(r"(?i)\b(access_token|refresh_token|client_secret|code)=[^&\s]+"),
+)
+_extra_secret_keys: set[str] = set()
+
+
+def add_secret_keys(names: Iterable[str]) -> None:
+    """Also redact values under these key names (plugins' ``secret_fields``)."""
+    _extra_secret_keys.update(name.lower() for name in names)
+
+
+def is_secret_key(key: str) -> bool:
+    """True if values under ``key`` must never be shown."""
+    return bool(SECRET_KEY_RE.search(key)) or key.lower() in _extra_secret_keys
+
+
+def redact_text(text: str) -> str:
+    """Mask secret-looking substrings inside free text."""
+    for pattern in SECRET_VALUE_RES:
+        text = pattern.sub(_mask, text)
+    return text
+
+
+def _mask(match: re.Match[str]) -> str:
+    whole = match.group(0)
+    for sep in ("=", " "):
+        if sep in whole:
+            return whole.split(sep, 1)[0] + sep + REDACTED
+    return whole[:3] + REDACTED
+
+
+def redact(value: Any, depth: int = 0) -> Any:
+    """Return ``value`` with secrets masked (dicts by key, strings by pattern), recursively."""
+    if depth > 8:
+        return value
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if isinstance(k, str) and is_secret_key(k) and v else redact(v, depth + 1))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(item, depth + 1) for item in value]
+    return value
+
+
+def redact_processor(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor applying :func:`redact` to every field."""
+    for key, value in list(event_dict.items()):
+        if key != "event" and is_secret_key(key) and value:
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = redact(value)
+    return event_dict
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
+    """Configure structlog and the stdlib root logger (aiohttp, apscheduler) the same way."""
+    out = stream or sys.stderr
+    as_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info if as_json else structlog.dev.set_exc_info,
+        redact_processor,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -1,0 +1,75 @@
+"""Prometheus metrics, one registry per hub (tests run many hubs in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from hub.store.records import BatchCounts
+
+DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class Metrics:
+    """The hub's counters and histograms; ``render()`` gives the text format."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.syncs = Counter(
+            "hub_syncs", "Sync runs finished", ["integration", "state"], registry=r
+        )
+        self.sync_errors = Counter(
+            "hub_sync_errors",
+            "Failed sync runs by error class",
+            ["integration", "error_class"],
+            registry=r,
+        )
+        self.sync_duration = Histogram(
+            "hub_sync_duration_seconds",
+            "Sync run duration",
+            ["integration"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.records_written = Counter(
+            "hub_records",
+            "Records written by syncs",
+            ["integration", "stream", "action"],
+            registry=r,
+        )
+        self.syncs_running = Gauge("hub_syncs_running", "Syncs in progress", registry=r)
+        self.http_requests = Counter(
+            "hub_http_requests", "HTTP requests served", ["method", "route", "status"], registry=r
+        )
+        self.http_duration = Histogram(
+            "hub_http_request_duration_seconds", "HTTP request duration", ["route"], registry=r
+        )
+        self.connection_health = Gauge(
+            "hub_connection_healthy",
+            "1 if the connection is healthy",
+            ["integration", "connection"],
+            registry=r,
+        )
+
+    def records(self, integration: str, stream: str, counts: BatchCounts) -> None:
+        """Count one batch's created, updated and deleted records."""
+        for action, value in (
+            ("created", counts.created),
+            ("updated", counts.updated),
+            ("deleted", counts.deleted),
+        ):
+            if value:
+                self.records_written.labels(integration, stream, action).inc(value)
+
+    def sync_finished(
+        self, integration: str, state: str, error_class: str | None, duration_s: float
+    ) -> None:
+        """Count a finished run and observe its duration."""
+        self.syncs.labels(integration, state).inc()
+        self.sync_duration.labels(integration).observe(duration_s)
+        if state == "failed" and error_class:
+            self.sync_errors.labels(integration, error_class).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

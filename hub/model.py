@@ -1,0 +1,198 @@
+"""The value types of the plugin contract: what hooks receive and return.
+
+A plugin author reads this module beside :mod:`hub.hookspecs`; both are the whole contract.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+JSON = Any
+"""A JSON-compatible value (dict, list, str, int, float, bool or None)."""
+
+
+class IntegrationSettings(BaseModel):
+    """Base of every plugin's settings model; ``[integrations.NAME]`` is validated by it.
+
+    Unknown keys are errors. ``enabled``, ``base_url`` and ``sync_interval`` exist for every
+    integration; a plugin adds its own fields (use ``SecretStr`` for secrets).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    base_url: str | None = None
+    sync_interval: int | str | None = None
+    """Seconds between syncs, or a five-field cron expression; None = the plugin's default."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One kind of record a sync produces, stored in table ``records_<integration>_<name>``.
+
+    :param name: short lowercase name (``customers``).
+    :param key: the record's id field (a dotted path into the record, e.g. ``"Id"``).
+    :param columns: extra indexed columns: column name -> dotted path into the record, or a
+        callable taking the record. Values are stored as given (text, integer), never as float
+        money: a plugin passes amounts as text or integer minor units.
+    """
+
+    name: str
+    key: str = "id"
+    columns: Mapping[str, str | Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Integration:
+    """What ``register`` returns: the declaration of one integration.
+
+    :param name: lowercase source name: config section, webhook source and table prefix.
+    :param title: human name for the admin page.
+    :param settings: the pydantic model (subclass of :class:`IntegrationSettings`).
+    :param streams: the streams ``sync`` can produce.
+    :param default_sync_interval: seconds or cron expression used when config sets none.
+    :param secret_fields: extra setting/credential keys redacted from logs and diagnostics.
+    """
+
+    name: str
+    title: str
+    settings: type[IntegrationSettings] = IntegrationSettings
+    streams: Sequence[Stream] = ()
+    default_sync_interval: int | str | None = 3600
+    secret_fields: frozenset[str] = frozenset()
+
+    def stream(self, name: str) -> Stream:
+        """Return the stream called ``name``; KeyError if the integration has none."""
+        for stream in self.streams:
+            if stream.name == name:
+                return stream
+        raise KeyError(f"{self.name} has no stream {name!r}")
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """A connection defined by configuration (an API key), returned by ``configure``.
+
+    :param key: the provider's account id (stable; one connection per key).
+    :param title: human name.
+    :param credentials: secrets, stored encrypted.
+    """
+
+    key: str
+    title: str
+    credentials: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Connection:
+    """One authenticated account of an integration, as hooks see it.
+
+    ``credentials`` is decrypted; a hook that changes it (a refreshed token) persists it
+    with ``await hub.save_credentials(connection, new_credentials)``.
+    """
+
+    id: str
+    integration: str
+    key: str
+    title: str
+    credentials: dict[str, Any]
+    settings: IntegrationSettings
+    created_at: str = ""
+
+
+class SyncMode(enum.StrEnum):
+    """``full`` re-reads everything and tombstones what disappeared; ``incremental`` resumes."""
+
+    FULL = "full"
+    INCREMENTAL = "incremental"
+
+
+@dataclass
+class Batch:
+    """One unit a ``sync`` yields; the hub commits records, deletions and cursor atomically.
+
+    :param stream: the stream's name.
+    :param records: provider records (dicts) to upsert.
+    :param cursor: the stream's new cursor after this batch (JSON), or None to keep it.
+    :param deleted: ids to tombstone.
+    """
+
+    stream: str
+    records: Sequence[dict[str, Any]]
+    cursor: JSON = None
+    deleted: Sequence[str] = ()
+
+
+class HealthStatus(enum.StrEnum):
+    """A connection's state, worst last."""
+
+    HEALTHY = "healthy"
+    WARNING = "warning"
+    ERROR = "error"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """One diagnostic line (``token present``, ``API reachable``, …)."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What ``health`` returns."""
+
+    status: HealthStatus
+    message: str = ""
+    checks: Sequence[HealthCheck] = ()
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A connection's health changed (or is still bad at reminder time)."""
+
+    id: int
+    integration: str
+    connection_id: str
+    connection_title: str
+    status: HealthStatus
+    previous: HealthStatus | None
+    message: str
+    reminder: bool = False
+    created_at: str = ""
+
+
+@dataclass(frozen=True)
+class HubEvent:
+    """A hub-level fact: ``type`` such as ``sync.completed``, ``quickbooks.invoice.updated``."""
+
+    type: str
+    data: Mapping[str, Any]
+    id: str = ""
+    source: str = "hub"
+    created_at: str = ""
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One verified event parsed from a webhook request by the ``webhook`` hook.
+
+    :param id: the provider's event id (deduplicates redeliveries).
+    :param type: the provider's event type.
+    :param data: the parsed event.
+    :param connection_key: the provider account it concerns (a realm id), if known.
+    """
+
+    id: str
+    type: str
+    data: Mapping[str, Any]
+    connection_key: str | None = None

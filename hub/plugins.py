@@ -1,0 +1,315 @@
+"""The plugin manager: loads built-ins, entry points and plugins_dir files, isolates failures.
+
+Built-in plugins are listed in :data:`DEFAULT_PLUGINS`; third-party ones come from the
+entry-point group ``advisoros_hub`` or from ``.py`` files and packages in ``plugins.dir``.
+Every hook call goes through :meth:`HubPlugins.call_owner` (per-integration hooks, only the
+owning plugin) or :meth:`HubPlugins.broadcast` (every implementation, each call isolated).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import os
+import sys
+import types
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import pluggy
+import structlog
+
+from hub import __version__, hookspecs
+from hub.config import PluginsSettings
+from hub.model import Integration, IntegrationSettings, Stream
+from hub.store.records import NAME_RE, RESERVED_COLUMNS
+
+log = structlog.get_logger("hub.plugins")
+T = TypeVar("T")
+
+DEFAULT_PLUGINS: tuple[str, ...] = ("hub.builtins.log_alerts",)
+"""Built-in plugins, imported by module name; every one can be turned off with plugins.deny."""
+
+ENTRY_POINT_GROUP = "advisoros_hub"
+TRACE_ENV = "HUB_TRACE_HOOKS"
+
+
+async def await_maybe(value: T | Awaitable[T]) -> T:
+    """Return ``value``, awaiting it first if it is awaitable (hooks may be sync or async)."""
+    if inspect.isawaitable(value):
+        return await cast(Awaitable[T], value)
+    return value
+
+
+@dataclass
+class PluginInfo:
+    """A plugin as ``advisoros-hub plugins`` and the admin page show it."""
+
+    name: str
+    origin: str
+    version: str = ""
+    hooks: list[str] = field(default_factory=list)
+    integration: str | None = None
+    error: str | None = None
+
+
+class PluginLoadError(Exception):
+    """A plugin could not be imported or registered; the message says why."""
+
+
+class HubPlugins:
+    """Owns the pluggy manager, the plugin list and the integration -> plugin map."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.info: dict[str, PluginInfo] = {}
+        self.integrations: dict[str, Integration] = {}
+        self._owners: dict[str, object] = {}
+        self.trace = os.environ.get(TRACE_ENV, "") not in {"", "0"}
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self, settings: PluginsSettings, builtins: Iterable[str] = DEFAULT_PLUGINS) -> None:
+        """Load built-ins, entry-point plugins and plugins_dir plugins, honouring allow/deny."""
+        for module_name in builtins:
+            name = module_name.rsplit(".", 1)[-1]
+            if self._wanted(name, settings):
+                self._load_one(
+                    name, "built-in", functools.partial(importlib.import_module, module_name)
+                )
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if self._wanted(ep.name, settings):
+                version = ep.dist.version if ep.dist else ""
+                self._load_one(ep.name, "entry point", ep.load, version)
+        if settings.dir is not None:
+            for path in _plugin_files(settings.dir):
+                name = path.stem if path.suffix == ".py" else path.name
+                if self._wanted(name, settings):
+                    self._load_one(
+                        name, f"plugins_dir ({path})", functools.partial(_import_path, path)
+                    )
+        self.pm.check_pending()
+
+    def _wanted(self, name: str, settings: PluginsSettings) -> bool:
+        if name in settings.deny:
+            return False
+        return not settings.allow or name in settings.allow
+
+    def _load_one(
+        self, name: str, origin: str, importer: Callable[[], object], version: str = ""
+    ) -> None:
+        info = PluginInfo(name=name, origin=origin, version=version)
+        self.info[name] = info
+        try:
+            plugin = importer()
+        except Exception as exc:
+            info.error = f"import failed: {type(exc).__name__}: {exc}"
+            log.error("plugin failed to import", plugin=name, origin=origin, error=info.error)
+            return
+        try:
+            self.add(plugin, name, origin, version)
+        except PluginLoadError as exc:
+            info.error = str(exc)
+            log.error("plugin failed to register", plugin=name, origin=origin, error=info.error)
+
+    def add(self, plugin: object, name: str, origin: str = "test", version: str = "") -> PluginInfo:
+        """Register one plugin object (module or instance) and its integration.
+
+        :raise PluginLoadError: unknown hook (misspelt?), bad hook signature, or a bad
+            ``register`` result; the plugin is then not registered.
+        """
+        if name in self.info and self.info[name].hooks:
+            raise PluginLoadError(f"a plugin named {name!r} is already loaded")
+        info = self.info.setdefault(name, PluginInfo(name=name, origin=origin))
+        info.origin, info.error = origin, None
+        info.version = (
+            version
+            or str(getattr(plugin, "__version__", ""))
+            or (__version__ if origin == "built-in" else "")
+        )
+        try:
+            self.pm.register(plugin, name=name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            raise PluginLoadError(f"invalid hook implementation: {exc}") from None
+        unknown = [c.name for c in self.pm.get_hookcallers(plugin) or [] if c.spec is None]
+        if unknown:
+            self.pm.unregister(plugin)
+            raise PluginLoadError(f"unknown hook(s) {', '.join(unknown)} (misspelt?)")
+        info.hooks = sorted(c.name for c in self.pm.get_hookcallers(plugin) or [])
+        try:
+            integration = self._register_integration(plugin, name)
+        except PluginLoadError:
+            self.pm.unregister(plugin)
+            info.hooks = []
+            raise
+        info.integration = integration.name if integration else None
+        return info
+
+    def _register_integration(self, plugin: object, name: str) -> Integration | None:
+        impl = self._impl(plugin, "register")
+        if impl is None:
+            return None
+        try:
+            integration = impl()
+        except Exception as exc:
+            raise PluginLoadError(f"register raised {type(exc).__name__}: {exc}") from None
+        if integration is None:
+            return None
+        _validate_integration(integration)
+        assert isinstance(integration, Integration)
+        if integration.name in self.integrations:
+            raise PluginLoadError(f"integration {integration.name!r} is already provided")
+        self.integrations[integration.name] = integration
+        self._owners[integration.name] = plugin
+        return integration
+
+    def remove(self, name: str) -> None:
+        """Unregister a plugin by name (tests use this to clean up)."""
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+        for integration, owner in list(self._owners.items()):
+            if owner is plugin:
+                del self._owners[integration]
+                del self.integrations[integration]
+        self.info.pop(name, None)
+
+    @property
+    def failed(self) -> list[PluginInfo]:
+        """Plugins that failed to import or register."""
+        return [info for info in self.info.values() if info.error]
+
+    # ------------------------------------------------------------------ calling
+
+    def _impl(self, plugin: object, hook: str) -> Callable[..., Any] | None:
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin:
+                argnames = impl.argnames
+
+                def call(_impl: Any = impl, _names: tuple[str, ...] = argnames, **kw: Any) -> Any:
+                    return _impl.function(*[kw[n] for n in _names])
+
+                return call
+        return None
+
+    def has_owner_hook(self, integration: str, hook: str) -> bool:
+        """True if the plugin owning ``integration`` implements ``hook``."""
+        owner = self._owners.get(integration)
+        return owner is not None and self._impl(owner, hook) is not None
+
+    def call_owner_raw(self, integration: str, hook: str, **kwargs: Any) -> Any:
+        """Call ``hook`` on the owning plugin only and return its raw result (maybe awaitable).
+
+        :raise LookupError: no plugin owns the integration or the owner lacks the hook.
+        """
+        owner = self._owners.get(integration)
+        if owner is None:
+            raise LookupError(f"no plugin provides integration {integration!r}")
+        impl = self._impl(owner, hook)
+        if impl is None:
+            raise LookupError(f"the {integration} plugin does not implement {hook}")
+        if self.trace:
+            log.debug("hook call", hook=hook, integration=integration)
+        return impl(**kwargs)
+
+    async def call_owner(self, integration: str, hook: str, **kwargs: Any) -> Any:
+        """Call ``hook`` on the owning plugin only and await its result."""
+        return await await_maybe(self.call_owner_raw(integration, hook, **kwargs))
+
+    def _calls(self, hook: str, kwargs: dict[str, Any]) -> Iterator[tuple[str, Callable[[], Any]]]:
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+        for impl in reversed(caller.get_hookimpls()):  # pluggy's own call order
+            if self.trace:
+                log.debug("hook call", hook=hook, plugin=impl.plugin_name)
+            yield (
+                impl.plugin_name,
+                functools.partial(impl.function, *[kwargs[n] for n in impl.argnames]),
+            )
+
+    def broadcast_sync(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call a synchronous ``hook`` on every implementation, isolating each.
+
+        :return: (plugin name, result) pairs; a raising implementation is logged and skipped.
+        """
+        results: list[tuple[str, Any]] = []
+        for name, call in self._calls(hook, kwargs):
+            try:
+                results.append((name, call()))
+            except Exception:
+                log.exception("plugin hook raised", hook=hook, plugin=name)
+        return results
+
+    async def broadcast(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call ``hook`` on every implementation, awaiting each and isolating each.
+
+        :return: (plugin name, result) pairs; a raising implementation is logged and its
+            exception is returned in place of a result, while the others still run.
+        """
+        results: list[tuple[str, Any]] = []
+        for name, call in self._calls(hook, kwargs):
+            try:
+                results.append((name, await await_maybe(call())))
+            except Exception as exc:
+                log.exception("plugin hook raised", hook=hook, plugin=name)
+                results.append((name, exc))
+        return results
+
+
+def _validate_integration(integration: Integration) -> None:
+    if not isinstance(integration, Integration):
+        raise PluginLoadError(f"register must return an Integration, got {type(integration)!r}")
+    if not NAME_RE.match(integration.name):
+        raise PluginLoadError(f"integration name {integration.name!r} is not lowercase [a-z0-9_]")
+    if not (
+        isinstance(integration.settings, type)
+        and issubclass(integration.settings, IntegrationSettings)
+    ):
+        raise PluginLoadError(f"{integration.name}: settings must subclass IntegrationSettings")
+    for stream in integration.streams:
+        _validate_stream(integration.name, stream)
+
+
+def _validate_stream(integration: str, stream: Stream) -> None:
+    if not NAME_RE.match(stream.name):
+        raise PluginLoadError(f"{integration}: stream name {stream.name!r} is not lowercase")
+    for column in stream.columns:
+        if not NAME_RE.match(column) or column in RESERVED_COLUMNS:
+            raise PluginLoadError(f"{integration}.{stream.name}: bad column name {column!r}")
+
+
+def _plugin_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(
+        path
+        for path in directory.iterdir()
+        if not path.name.startswith(("_", "."))
+        and ((path.suffix == ".py" and path.is_file()) or (path / "__init__.py").is_file())
+    )
+
+
+def _import_path(path: Path) -> types.ModuleType:
+    module_name = f"hub_plugins_dir.{path.stem if path.suffix == '.py' else path.name}"
+    if path.is_dir():
+        spec = importlib.util.spec_from_file_location(
+            module_name, path / "__init__.py", submodule_search_locations=[str(path)]
+        )
+    else:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module

@@ -1,0 +1,120 @@
+"""The scheduler: APScheduler's AsyncIOScheduler in the daemon's loop.
+
+Jobs: one sync per connection (the plugin's default interval, overridable with
+``integrations.NAME.sync_interval`` as seconds or a cron expression), the health checks and
+the alert reminders. Every job coalesces missed runs, runs one instance at a time, and has a
+misfire grace time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from hub.errors import ConfigError
+from hub.sync import SyncBusyError
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+
+log = structlog.get_logger("hub.schedule")
+
+
+def trigger_for(interval: int | str) -> BaseTrigger:
+    """An interval trigger for seconds (``3600`` or ``"3600"``), else a five-field cron one.
+
+    :raise ConfigError: neither a positive number nor a valid cron expression.
+    """
+    text = str(interval).strip()
+    if text.isdigit():
+        seconds = int(text)
+        if seconds <= 0:
+            raise ConfigError(f"sync_interval must be positive seconds, got {interval!r}")
+        return IntervalTrigger(seconds=seconds)
+    try:
+        return CronTrigger.from_crontab(text)
+    except ValueError as exc:
+        raise ConfigError(f"sync_interval {interval!r} is not seconds or cron: {exc}") from None
+
+
+class Scheduler:
+    """Owns the AsyncIOScheduler and the hub's jobs."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        grace = hub.settings.sync.misfire_grace_time
+        self.scheduler = AsyncIOScheduler(
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
+            timezone="UTC",
+        )
+        self.running = False
+
+    async def start(self) -> None:
+        """Add the jobs and start the scheduler in the running loop."""
+        hub = self._hub
+        for connection in await hub.connections():
+            self.add_sync_job(connection.id, connection.integration)
+        health = hub.settings.health
+        self.scheduler.add_job(
+            hub.health.check_all,
+            IntervalTrigger(seconds=health.interval),
+            id="health",
+            name="health checks",
+            next_run_time=datetime.now().astimezone(),
+        )
+        self.scheduler.add_job(
+            hub.health.send_reminders,
+            IntervalTrigger(seconds=min(health.reminder_interval, 3600)),
+            id="alert-reminders",
+            name="alert reminders",
+        )
+        self.scheduler.start()
+        self.running = True
+
+    def add_sync_job(self, connection_id: str, integration: str) -> None:
+        """Schedule (or reschedule) the periodic sync of one connection."""
+        settings = self._hub.settings_for(integration)
+        interval = getattr(settings, "sync_interval", None) or (
+            self._hub.plugins.integrations[integration].default_sync_interval
+        )
+        if not interval:
+            return
+        self.scheduler.add_job(
+            self._sync,
+            trigger_for(interval),
+            args=[connection_id],
+            id=f"sync:{connection_id}",
+            name=f"sync {connection_id}",
+            replace_existing=True,
+        )
+
+    async def _sync(self, connection_id: str) -> None:
+        try:
+            await self._hub.engine.run(connection_id, trigger="schedule")
+        except SyncBusyError as exc:
+            log.info("scheduled sync skipped", connection=connection_id, reason=str(exc))
+        except LookupError as exc:
+            log.warning("scheduled sync skipped", connection=connection_id, reason=str(exc))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job with its next run time (ISO 8601), for ``/api/status``."""
+        return [
+            {
+                "id": job.id,
+                "name": job.name,
+                "next_run_at": job.next_run_time.isoformat() if job.next_run_time else None,
+            }
+            for job in self.scheduler.get_jobs()
+        ]
+
+    def shutdown(self) -> None:
+        """Stop scheduling new runs (running ones are the engine's to finish)."""
+        if self.running:
+            self.scheduler.shutdown(wait=False)
+            self.running = False

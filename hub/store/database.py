@@ -1,0 +1,130 @@
+"""Opening the SQLite database: checks, pragmas, migrations, and one writer thread.
+
+Every write goes through one thread fed by a queue (as datasette does), so the event loop
+never blocks on SQLite and writes never contend; reads run on a small pool with their own
+connections (WAL lets them proceed beside the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from hub.errors import StoreError
+from hub.store.schema import apply_migrations
+
+T = TypeVar("T")
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def connect(path: Path) -> sqlite_utils.Database:
+    """Open ``path`` with the hub's pragmas; StoreError if it is not an SQLite database."""
+    if path.exists() and path.stat().st_size > 0:
+        with path.open("rb") as handle:
+            if handle.read(16) != SQLITE_MAGIC:
+                raise StoreError(f"{path}: not an SQLite database (store.path points elsewhere?)")
+    try:
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        db = sqlite_utils.Database(conn)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=30000")
+        db.execute("PRAGMA cache_size=-32000")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot open database: {exc}") from None
+    return db
+
+
+class Database:
+    """The hub's database: one writer thread, a pool of readers, migrations applied at open."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer_db = connect(path)
+        try:
+            self.applied_migrations = apply_migrations(self._writer_db)
+        except sqlite3.DatabaseError as exc:
+            self._writer_db.close()
+            raise StoreError(f"{path}: cannot migrate database: {exc}") from None
+        self._queue: queue.SimpleQueue[
+            tuple[Callable[..., Any], tuple[Any, ...], Future[Any]] | None
+        ] = queue.SimpleQueue()
+        self._writer = threading.Thread(
+            target=self._write_loop, name="hub-store-writer", daemon=True
+        )
+        self._writer.start()
+        self._local = threading.local()
+        self._readers: list[sqlite_utils.Database] = []
+        self._reader_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hub-store-reader")
+        self._closed = False
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fn, args, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                with self._writer_db.atomic():
+                    result = fn(self._writer_db, *args)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Queue ``fn(db, *args)`` to run in one transaction on the writer thread."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        future: Future[T] = Future()
+        self._queue.put((fn, args, future))
+        return future
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(db, *args)`` in one transaction on the writer thread and return its result."""
+        return await asyncio.wrap_future(self.submit(fn, *args))
+
+    def _reader(self) -> sqlite_utils.Database:
+        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+        if db is None:
+            db = connect(self.path)
+            self._local.db = db
+            with self._reader_lock:
+                self._readers.append(db)
+        return db
+
+    def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(db, *args)`` on this thread's reader connection (blocking)."""
+        return fn(self._reader(), *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(db, *args)`` on a reader thread and return its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.read_sync, fn, *args)
+
+    def close(self) -> None:
+        """Finish queued writes, stop the writer and close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join()
+        self._pool.shutdown(wait=True)
+        with self._reader_lock:
+            for db in self._readers:
+                db.close()
+        self._writer_db.close()

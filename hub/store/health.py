@@ -1,0 +1,122 @@
+"""Health history and alerts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import sqlite_utils
+
+from hub.store.clock import parse, utcnow
+from hub.store.database import Database
+
+
+class HealthLog:
+    """Health state changes per connection and the alerts they open and resolve."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record_change(
+        self,
+        connection_id: str,
+        integration: str,
+        status: str,
+        previous: str | None,
+        message: str,
+        checks: list[dict[str, Any]],
+    ) -> int | None:
+        """Record a status change; open an alert for a bad status, resolve open ones on healthy.
+
+        :return: the new alert's id, or None when the change opened none.
+        """
+
+        def write(db: sqlite_utils.Database) -> int | None:
+            now = utcnow()
+            db.execute(
+                "INSERT INTO health_history (connection_id, integration, status, previous, "
+                "message, checks, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    connection_id,
+                    integration,
+                    status,
+                    previous,
+                    message,
+                    orjson.dumps(checks).decode(),
+                    now,
+                ],
+            )
+            db.execute(
+                "UPDATE alerts SET resolved_at = ? WHERE connection_id = ? AND resolved_at IS NULL",
+                [now, connection_id],
+            )
+            cursor = db.execute(
+                "INSERT INTO alerts (connection_id, integration, status, previous, message, "
+                "created_at, last_sent_at, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    connection_id,
+                    integration,
+                    status,
+                    previous,
+                    message,
+                    now,
+                    now,
+                    now if status == "healthy" else None,
+                ],
+            )
+            return int(cursor.lastrowid or 0)
+
+        return await self._db.write(write)
+
+    async def latest(self) -> dict[str, dict[str, Any]]:
+        """The newest health entry per connection id."""
+        rows = await self._db.read(
+            lambda db: list(
+                db.query(
+                    "SELECT h.* FROM health_history h JOIN (SELECT connection_id, max(id) AS id "
+                    "FROM health_history GROUP BY connection_id) m ON h.id = m.id"
+                )
+            )
+        )
+        return {
+            row["connection_id"]: {**row, "checks": orjson.loads(row["checks"])} for row in rows
+        }
+
+    async def history(self, connection_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """A connection's newest health changes, newest first."""
+        return await self._db.read(
+            lambda db: list(
+                db.query(
+                    "SELECT status, previous, message, at FROM health_history "
+                    "WHERE connection_id = ? ORDER BY id DESC LIMIT ?",
+                    [connection_id, limit],
+                )
+            )
+        )
+
+    async def open_alerts(self) -> list[dict[str, Any]]:
+        """Alerts not yet resolved (connections still unhealthy), oldest first."""
+        return await self._db.read(
+            lambda db: list(db.query("SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY id"))
+        )
+
+    async def due_reminders(self, interval_s: int) -> list[dict[str, Any]]:
+        """Open alerts whose last delivery is older than ``interval_s``; marks them sent now."""
+
+        def write(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+            now = utcnow()
+            cutoff = parse(now) - timedelta(seconds=interval_s)
+            due = [
+                row
+                for row in db.query("SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY id")
+                if parse(row["last_sent_at"]) <= cutoff
+            ]
+            for row in due:
+                db.execute(
+                    "UPDATE alerts SET last_sent_at = ?, reminders = reminders + 1 WHERE id = ?",
+                    [now, row["id"]],
+                )
+            return due
+
+        return await self._db.write(write)

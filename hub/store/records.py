@@ -1,0 +1,200 @@
+"""Synced records: one table per integration and stream, keyed by (connection_id, id).
+
+Each table holds the stream's indexed columns, the record's raw JSON (``data``), when it was
+last written (``synced_at``), a soft-delete tombstone (``deleted_at``) and the full-sync
+generation that last saw it (``_gen``, for tombstoning what a full sync no longer finds).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlite_utils
+
+from hub.model import Stream
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+RESERVED_COLUMNS = frozenset({"connection_id", "id", "data", "synced_at", "deleted_at", "_gen"})
+CHUNK = 900  # below SQLite's 999 variables per statement
+
+
+def table_name(integration: str, stream: str) -> str:
+    """``records_<integration>_<stream>``; ValueError for names that are not identifiers."""
+    for part in (integration, stream):
+        if not NAME_RE.match(part):
+            raise ValueError(f"invalid integration or stream name {part!r}")
+    return f"records_{integration}_{stream}"
+
+
+def _getter(path: str | Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    if callable(path):
+        return path
+    parts = path.split(".")
+    if len(parts) == 1:
+        return lambda record: record.get(path)
+
+    def get(record: dict[str, Any]) -> Any:
+        value: Any = record
+        for part in parts:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(part)
+        return value
+
+    return get
+
+
+def _column_value(value: Any) -> Any:
+    if value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, float):
+        return repr(value)  # money and decimals as text, never binary floats
+    return orjson.dumps(value).decode()
+
+
+@dataclass
+class BatchCounts:
+    """How many records one write created, updated (content changed) and tombstoned."""
+
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+    def add(self, other: BatchCounts) -> None:
+        """Add ``other`` into these counts."""
+        self.created += other.created
+        self.updated += other.updated
+        self.deleted += other.deleted
+
+
+class RecordTable:
+    """The SQL for one stream's table, prepared once per sync."""
+
+    def __init__(self, integration: str, stream: Stream) -> None:
+        self.name = table_name(integration, stream.name)
+        columns = list(stream.columns)
+        for column in columns:
+            if not NAME_RE.match(column) or column in RESERVED_COLUMNS:
+                raise ValueError(f"{integration}.{stream.name}: invalid column name {column!r}")
+        self.columns = columns
+        self._key = _getter(stream.key)
+        self._getters = [_getter(stream.columns[column]) for column in columns]
+        names = ["connection_id", "id", *columns, "data", "synced_at", "_gen"]
+        updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in [*columns, "data", "synced_at"])
+        self.upsert_sql = (
+            f"INSERT INTO [{self.name}] ({', '.join(f'[{n}]' for n in names)}) "
+            f"VALUES ({', '.join('?' for _ in names)}) "
+            f"ON CONFLICT (connection_id, id) DO UPDATE SET {updates}, deleted_at = NULL, "
+            f"_gen = coalesce(excluded._gen, [{self.name}]._gen) "
+            f"WHERE [{self.name}].data IS NOT excluded.data "
+            f"OR [{self.name}].deleted_at IS NOT NULL "
+            f"OR (excluded._gen IS NOT NULL AND [{self.name}]._gen IS NOT excluded._gen)"
+        )
+
+    def create(self, db: sqlite_utils.Database, stream: str, integration: str) -> None:
+        """Create the table and its indexes if they do not exist; add new columns."""
+        existing = db.table_names()
+        if self.name not in existing:
+            cols = "".join(f"[{c}], " for c in self.columns)
+            db.execute(
+                f"CREATE TABLE [{self.name}] (connection_id TEXT NOT NULL, id TEXT NOT NULL, "
+                f"{cols}data TEXT NOT NULL, synced_at TEXT NOT NULL, deleted_at TEXT, "
+                "_gen INTEGER, PRIMARY KEY (connection_id, id))"
+            )
+        else:
+            have = {c.name for c in db.table(self.name).columns}
+            for column in self.columns:
+                if column not in have:
+                    db.execute(f"ALTER TABLE [{self.name}] ADD COLUMN [{column}]")
+        for column in self.columns:
+            db.execute(
+                f"CREATE INDEX IF NOT EXISTS [{self.name}_{column}] "
+                f"ON [{self.name}] (connection_id, [{column}])"
+            )
+        db.execute(
+            "INSERT OR REPLACE INTO record_tables (name, integration, stream, columns) "
+            "VALUES (?, ?, ?, ?)",
+            [self.name, integration, stream, orjson.dumps(self.columns).decode()],
+        )
+
+    def rows(
+        self, connection_id: str, records: Iterable[dict[str, Any]], now: str, gen: int | None
+    ) -> dict[str, tuple[Any, ...]]:
+        """Turn provider records into table rows keyed by id (the last of a duplicate wins)."""
+        key, getters, dumps = self._key, self._getters, orjson.dumps
+        out: dict[str, tuple[Any, ...]] = {}
+        for record in records:
+            raw_id = key(record)
+            if raw_id is None or raw_id == "":
+                raise ValueError(f"{self.name}: a record has no id: {str(record)[:200]}")
+            record_id = str(raw_id)
+            out[record_id] = (
+                connection_id,
+                record_id,
+                *[_column_value(get(record)) for get in getters],
+                dumps(record).decode(),
+                now,
+                gen,
+            )
+        return out
+
+    def upsert(
+        self, db: sqlite_utils.Database, connection_id: str, rows: dict[str, tuple[Any, ...]]
+    ) -> BatchCounts:
+        """Upsert ``rows`` (from :meth:`rows`); call inside the batch's transaction."""
+        if not rows:
+            return BatchCounts()
+        conn = db.conn
+        existing = 0
+        ids = list(rows)
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            existing += conn.execute(
+                f"SELECT count(*) FROM [{self.name}] WHERE connection_id = ? AND id IN ({marks})",
+                [connection_id, *chunk],
+            ).fetchone()[0]
+        before = conn.total_changes
+        conn.executemany(self.upsert_sql, rows.values())
+        changed = conn.total_changes - before
+        created = len(ids) - existing
+        return BatchCounts(created=created, updated=changed - created)
+
+    def tombstone(
+        self, db: sqlite_utils.Database, connection_id: str, ids: Sequence[str], now: str
+    ) -> int:
+        """Mark ``ids`` deleted; return how many live records that tombstoned."""
+        total = 0
+        for start in range(0, len(ids), CHUNK):
+            chunk = [str(i) for i in ids[start : start + CHUNK]]
+            marks = ",".join("?" * len(chunk))
+            cursor = db.conn.execute(
+                f"UPDATE [{self.name}] SET deleted_at = ?, synced_at = ? "
+                f"WHERE connection_id = ? AND deleted_at IS NULL AND id IN ({marks})",
+                [now, now, connection_id, *chunk],
+            )
+            total += cursor.rowcount
+        return total
+
+    def sweep(self, db: sqlite_utils.Database, connection_id: str, gen: int, now: str) -> int:
+        """Tombstone live records a completed full sync (generation ``gen``) did not see."""
+        cursor = db.conn.execute(
+            f"UPDATE [{self.name}] SET deleted_at = ?, synced_at = ? "
+            "WHERE connection_id = ? AND deleted_at IS NULL AND (_gen IS NULL OR _gen != ?)",
+            [now, now, connection_id, gen],
+        )
+        return cursor.rowcount
+
+    def count(self, db: sqlite_utils.Database, connection_id: str) -> int:
+        """Live (not tombstoned) records of this stream for one connection."""
+        if self.name not in db.table_names():
+            return 0
+        row = db.conn.execute(
+            f"SELECT count(*) FROM [{self.name}] WHERE connection_id = ? AND deleted_at IS NULL",
+            [connection_id],
+        ).fetchone()
+        return int(row[0])

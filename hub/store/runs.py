@@ -1,0 +1,221 @@
+"""Sync runs, cursors and per-stream statistics."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlite_utils
+
+from hub.store.clock import utcnow
+from hub.store.database import Database
+
+RUN_STATES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+
+
+@dataclass(frozen=True)
+class StreamCursor:
+    """A stream's committed cursor and the full-sync generation in progress, if any."""
+
+    cursor: Any
+    full_generation: int | None
+
+
+class Runs:
+    """Sync run records, cursors and stream statistics."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def start(
+        self, connection_id: str, integration: str, mode: str, trigger: str, streams: list[str]
+    ) -> int:
+        """Record a new running sync and return its id."""
+
+        def write(db: sqlite_utils.Database) -> int:
+            cursor = db.execute(
+                "INSERT INTO sync_runs (connection_id, integration, mode, trigger, state, streams, "
+                "started_at, pid) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+                [
+                    connection_id,
+                    integration,
+                    mode,
+                    trigger,
+                    orjson.dumps(streams).decode(),
+                    utcnow(),
+                    os.getpid(),
+                ],
+            )
+            return int(cursor.lastrowid or 0)
+
+        return await self._db.write(write)
+
+    async def finish(
+        self,
+        run_id: int,
+        state: str,
+        counts: dict[str, int],
+        duration_s: float,
+        error_class: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record how a run ended: state, counts, duration and error class."""
+        await self._db.write(
+            lambda db: db.execute(
+                "UPDATE sync_runs SET state = ?, finished_at = ?, duration_s = ?, created = ?, "
+                "updated = ?, deleted = ?, error_class = ?, error = ? WHERE id = ?",
+                [
+                    state,
+                    utcnow(),
+                    round(duration_s, 3),
+                    counts.get("created", 0),
+                    counts.get("updated", 0),
+                    counts.get("deleted", 0),
+                    error_class,
+                    error,
+                    run_id,
+                ],
+            )
+        )
+
+    async def get(self, run_id: int) -> dict[str, Any] | None:
+        """One run as a dict, or None."""
+        rows = await self._db.read(
+            lambda db: list(db.query("SELECT * FROM sync_runs WHERE id = ?", [run_id]))
+        )
+        return _run_dict(rows[0]) if rows else None
+
+    async def recent(
+        self, connection_id: str | None = None, limit: int = 20
+    ) -> list[dict[str, Any]]:
+        """The newest runs, newest first."""
+        if connection_id is None:
+            sql, params = "SELECT * FROM sync_runs ORDER BY id DESC LIMIT ?", [str(limit)]
+        else:
+            sql = "SELECT * FROM sync_runs WHERE connection_id = ? ORDER BY id DESC LIMIT ?"
+            params = [connection_id, str(limit)]
+        rows = await self._db.read(lambda db: list(db.query(sql, params)))
+        return [_run_dict(row) for row in rows]
+
+    async def running(self, connection_id: str) -> dict[str, Any] | None:
+        """The run in progress for a connection whose process is still alive, if any."""
+        rows = await self._db.read(
+            lambda db: list(
+                db.query(
+                    "SELECT * FROM sync_runs WHERE connection_id = ? AND state = 'running' "
+                    "ORDER BY id DESC",
+                    [connection_id],
+                )
+            )
+        )
+        for row in rows:
+            if row["pid"] != os.getpid() and _alive(row["pid"]):
+                return _run_dict(row)
+        return None
+
+    async def mark_interrupted(self) -> int:
+        """Mark runs left 'running' by a dead process (a crash) as interrupted; return how many."""
+        rows = await self._db.read(
+            lambda db: list(db.query("SELECT id, pid FROM sync_runs WHERE state = 'running'"))
+        )
+        dead = [row["id"] for row in rows if row["pid"] == os.getpid() or not _alive(row["pid"])]
+        if not dead:
+            return 0
+
+        def write(db: sqlite_utils.Database) -> None:
+            for run_id in dead:
+                db.execute(
+                    "UPDATE sync_runs SET state = 'interrupted', finished_at = ?, "
+                    "error_class = 'interrupted', error = 'the process stopped during the sync' "
+                    "WHERE id = ? AND state = 'running'",
+                    [utcnow(), run_id],
+                )
+
+        await self._db.write(write)
+        return len(dead)
+
+    async def cursors(self, connection_id: str) -> dict[str, StreamCursor]:
+        """Every stream's committed cursor for a connection."""
+        rows = await self._db.read(
+            lambda db: list(
+                db.query(
+                    "SELECT stream, cursor, full_generation FROM cursors WHERE connection_id = ?",
+                    [connection_id],
+                )
+            )
+        )
+        return {
+            row["stream"]: StreamCursor(
+                cursor=orjson.loads(row["cursor"]) if row["cursor"] is not None else None,
+                full_generation=row["full_generation"],
+            )
+            for row in rows
+        }
+
+    async def stream_stats(self, connection_id: str) -> list[dict[str, Any]]:
+        """Per-stream last run, last success and live record count for a connection."""
+        return await self._db.read(
+            lambda db: list(
+                db.query(
+                    "SELECT stream, last_run_id, last_success_at, records FROM stream_stats "
+                    "WHERE connection_id = ? ORDER BY stream",
+                    [connection_id],
+                )
+            )
+        )
+
+
+def write_cursor(
+    db: sqlite_utils.Database,
+    connection_id: str,
+    stream: str,
+    cursor: Any,
+    full_generation: int | None,
+) -> None:
+    """Store a stream's cursor (call inside the batch's transaction)."""
+    db.conn.execute(
+        "INSERT INTO cursors (connection_id, stream, cursor, full_generation, updated_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (connection_id, stream) DO UPDATE SET "
+        "cursor = excluded.cursor, full_generation = excluded.full_generation, "
+        "updated_at = excluded.updated_at",
+        [
+            connection_id,
+            stream,
+            orjson.dumps(cursor).decode() if cursor is not None else None,
+            full_generation,
+            utcnow(),
+        ],
+    )
+
+
+def write_stream_stats(
+    db: sqlite_utils.Database, connection_id: str, stream: str, run_id: int, live: int
+) -> None:
+    """Record a stream's successful sync (call inside the run's final transaction)."""
+    db.conn.execute(
+        "INSERT INTO stream_stats (connection_id, stream, last_run_id, last_success_at, records) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (connection_id, stream) DO UPDATE SET "
+        "last_run_id = excluded.last_run_id, last_success_at = excluded.last_success_at, "
+        "records = excluded.records",
+        [connection_id, stream, run_id, utcnow(), live],
+    )
+
+
+def _run_dict(row: dict[str, Any]) -> dict[str, Any]:
+    run = dict(row)
+    run["streams"] = orjson.loads(run["streams"])
+    return run
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

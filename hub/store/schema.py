@@ -1,0 +1,130 @@
+"""The versioned schema: forward-only migrations, applied in order at start.
+
+Each migration runs in its own transaction and is recorded in ``_migrations``; never edit a
+released migration, append a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+def _m001_core(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE connections (
+            id TEXT PRIMARY KEY,
+            integration TEXT NOT NULL,
+            key TEXT NOT NULL,
+            title TEXT NOT NULL,
+            credentials BLOB NOT NULL,
+            origin TEXT NOT NULL DEFAULT 'config',
+            status TEXT,
+            status_message TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (integration, key)
+        );
+        CREATE TABLE cursors (
+            connection_id TEXT NOT NULL,
+            stream TEXT NOT NULL,
+            cursor TEXT,
+            full_generation INTEGER,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (connection_id, stream)
+        );
+        CREATE TABLE sync_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            connection_id TEXT NOT NULL,
+            integration TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            trigger TEXT NOT NULL,
+            state TEXT NOT NULL,
+            streams TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            duration_s REAL,
+            created INTEGER NOT NULL DEFAULT 0,
+            updated INTEGER NOT NULL DEFAULT 0,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            error_class TEXT,
+            error TEXT,
+            pid INTEGER
+        );
+        CREATE INDEX sync_runs_connection ON sync_runs (connection_id, id);
+        CREATE INDEX sync_runs_state ON sync_runs (state);
+        CREATE TABLE stream_stats (
+            connection_id TEXT NOT NULL,
+            stream TEXT NOT NULL,
+            last_run_id INTEGER,
+            last_success_at TEXT,
+            records INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (connection_id, stream)
+        );
+        CREATE TABLE health_history (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            connection_id TEXT NOT NULL,
+            integration TEXT NOT NULL,
+            status TEXT NOT NULL,
+            previous TEXT,
+            message TEXT NOT NULL,
+            checks TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX health_history_connection ON health_history (connection_id, id);
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            connection_id TEXT NOT NULL,
+            integration TEXT NOT NULL,
+            status TEXT NOT NULL,
+            previous TEXT,
+            message TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            last_sent_at TEXT NOT NULL,
+            reminders INTEGER NOT NULL DEFAULT 0,
+            resolved_at TEXT
+        );
+        CREATE INDEX alerts_open ON alerts (resolved_at, connection_id);
+        CREATE TABLE record_tables (
+            name TEXT PRIMARY KEY,
+            integration TEXT NOT NULL,
+            stream TEXT NOT NULL,
+            columns TEXT NOT NULL
+        );
+        """
+    )
+
+
+MIGRATIONS: tuple[tuple[str, Migration], ...] = (("001_core", _m001_core),)
+
+
+def apply_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Apply every migration not yet recorded; return the names applied now."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for name, migration in MIGRATIONS:
+        if name in done:
+            continue
+        with db.atomic():
+            migration(db)
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, datetime('now'))", [name]
+            )
+        applied.append(name)
+    return applied
+
+
+def schema_version(db: sqlite_utils.Database) -> str | None:
+    """The name of the newest applied migration, or None on an empty database."""
+    if "_migrations" not in db.table_names():
+        return None
+    row = db.execute("SELECT max(name) FROM _migrations").fetchone()
+    return str(row[0]) if row and row[0] else None

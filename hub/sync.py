@@ -1,0 +1,375 @@
+"""The sync engine: runs a plugin's ``sync`` hook and commits each batch with its cursor.
+
+A batch's records, tombstones and cursor are written in one transaction on the store's
+writer thread while the plugin already fetches the next batch (one batch in flight, so memory
+stays flat). A full sync stamps every record it writes with a generation; when it completes,
+records of that connection and stream the generation did not see are tombstoned. A full sync
+that is interrupted keeps its generation in the cursor row and is resumed by the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlite_utils
+import structlog
+
+from hub.errors import error_class_of
+from hub.model import Batch, Connection, SyncMode
+from hub.plugins import await_maybe
+from hub.store.clock import utcnow
+from hub.store.records import BatchCounts, RecordTable
+from hub.store.runs import write_cursor, write_stream_stats
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+
+log = structlog.get_logger("hub.sync")
+
+ProgressCallback = Callable[["SyncProgress"], None]
+
+
+class SyncBusyError(Exception):
+    """A sync of this connection is already running (here or in another process)."""
+
+    def __init__(self, connection_id: str, run_id: int | None) -> None:
+        super().__init__(f"a sync of {connection_id} is already running (run {run_id})")
+        self.connection_id = connection_id
+        self.run_id = run_id
+
+
+@dataclass
+class SyncProgress:
+    """Live figures of a running sync, passed to progress callbacks after every batch."""
+
+    run_id: int
+    connection_id: str
+    stream: str = ""
+    records: int = 0
+    batches: int = 0
+    per_stream: dict[str, int] = field(default_factory=dict)
+    counts: BatchCounts = field(default_factory=BatchCounts)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rate(self) -> float:
+        """Records per second so far."""
+        elapsed = time.monotonic() - self.started
+        return self.records / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """How a sync run ended."""
+
+    run_id: int
+    state: str
+    created: int
+    updated: int
+    deleted: int
+    duration_s: float
+    error_class: str | None = None
+    error: str | None = None
+
+
+def _write_batch(
+    db: sqlite_utils.Database,
+    table: RecordTable,
+    connection_id: str,
+    batch: Batch,
+    generation: int | None,
+) -> BatchCounts:
+    now = utcnow()
+    counts = table.upsert(
+        db, connection_id, table.rows(connection_id, batch.records, now, generation)
+    )
+    if batch.deleted:
+        counts.deleted += table.tombstone(db, connection_id, batch.deleted, now)
+    if batch.cursor is not None:
+        write_cursor(db, connection_id, batch.stream, batch.cursor, generation)
+    return counts
+
+
+class SyncEngine:
+    """Runs syncs: one at a time per connection, at most ``max_concurrent`` overall."""
+
+    def __init__(self, hub: Hub, max_concurrent: int) -> None:
+        self._hub = hub
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._active: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[SyncResult]] = set()
+
+    def is_running(self, connection_id: str) -> bool:
+        """True while a sync of ``connection_id`` runs in this process."""
+        return connection_id in self._active
+
+    async def start(
+        self,
+        connection_id: str,
+        *,
+        full: bool = False,
+        trigger: str = "api",
+        streams: Sequence[str] | None = None,
+    ) -> int:
+        """Start a sync in the background and return its run id.
+
+        :raise SyncBusyError: the connection is already syncing.
+        """
+        started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(
+            self.run(connection_id, full=full, trigger=trigger, streams=streams, started=started)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(functools.partial(_fail_from, started))
+        return await started
+
+    async def run(
+        self,
+        connection_id: str,
+        *,
+        full: bool = False,
+        trigger: str = "cli",
+        streams: Sequence[str] | None = None,
+        progress: ProgressCallback | None = None,
+        started: asyncio.Future[int] | None = None,
+    ) -> SyncResult:
+        """Run one sync of ``connection_id`` to its end and return how it ended.
+
+        A plugin error does not raise: it ends the run ``failed`` with its error class.
+
+        :raise SyncBusyError: the connection is already syncing.
+        :raise LookupError: no such connection or integration.
+        """
+        hub = self._hub
+        if connection_id in self._active:
+            raise SyncBusyError(connection_id, self._active[connection_id])
+        other = await hub.store.runs.running(connection_id)
+        if other is not None:
+            raise SyncBusyError(connection_id, other["id"])
+        connection = await hub.connection(connection_id)
+        integration = hub.plugins.integrations[connection.integration]
+        names = list(streams or hub.streams_for(connection.integration))
+        unknown = [n for n in names if n not in {s.name for s in integration.streams}]
+        if unknown:
+            raise LookupError(f"{connection.integration} has no stream(s) {', '.join(unknown)}")
+        mode = SyncMode.FULL if full else SyncMode.INCREMENTAL
+        self._active[connection_id] = 0
+        try:
+            async with self._slots:
+                run_id = await hub.store.runs.start(
+                    connection_id, connection.integration, mode.value, trigger, names
+                )
+                self._active[connection_id] = run_id
+                if started is not None and not started.done():
+                    started.set_result(run_id)
+                with structlog.contextvars.bound_contextvars(
+                    integration=connection.integration, connection=connection_id, run=run_id
+                ):
+                    return await self._run(run_id, connection, names, mode, progress)
+        finally:
+            del self._active[connection_id]
+
+    async def _run(
+        self,
+        run_id: int,
+        connection: Connection,
+        names: list[str],
+        mode: SyncMode,
+        progress: ProgressCallback | None,
+    ) -> SyncResult:
+        state = SyncProgress(run_id=run_id, connection_id=connection.id)
+        began = time.monotonic()
+        log.info("sync started", mode=mode.value, streams=names)
+        try:
+            await self._sync(run_id, connection, names, mode, state, progress)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._finish(run_id, connection, state, began, None))
+            log.warning("sync cancelled", **_counts(state))
+            raise
+        except Exception as exc:
+            result = await self._finish(run_id, connection, state, began, exc)
+            log.error(
+                "sync failed", error_class=result.error_class, error=result.error, **_counts(state)
+            )
+        else:
+            result = await self._finish(run_id, connection, state, began, None, done=True)
+            log.info("sync completed", duration_s=result.duration_s, **_counts(state))
+        return result
+
+    async def _sync(
+        self,
+        run_id: int,
+        connection: Connection,
+        names: list[str],
+        mode: SyncMode,
+        state: SyncProgress,
+        progress: ProgressCallback | None,
+    ) -> None:
+        hub = self._hub
+        integration = hub.plugins.integrations[connection.integration]
+        tables = {n: RecordTable(integration.name, integration.stream(n)) for n in names}
+        stored = await hub.store.runs.cursors(connection.id)
+        generations: dict[str, int | None] = {}
+        cursors: dict[str, Any] = {}
+        for name in names:
+            previous = stored.get(name)
+            if mode is SyncMode.FULL or previous is None:
+                generations[name] = run_id  # first sync of a stream is a full one
+            elif previous.full_generation is not None:
+                generations[name] = previous.full_generation  # resume an unfinished full sync
+                if previous.cursor is not None:
+                    cursors[name] = previous.cursor
+            else:
+                generations[name] = None
+                if previous.cursor is not None:
+                    cursors[name] = previous.cursor
+
+        def prepare(db: sqlite_utils.Database) -> None:
+            for name, table in tables.items():
+                table.create(db, name, integration.name)
+                if generations[name] == run_id:
+                    write_cursor(db, connection.id, name, None, run_id)
+
+        await hub.store.db.write(prepare)
+        connection = await hub.authenticate(connection)
+        batches = await await_maybe(
+            hub.plugins.call_owner_raw(
+                integration.name,
+                "sync",
+                connection=connection,
+                streams=names,
+                cursors=cursors,
+                mode=mode,
+                hub=hub,
+            )
+        )
+        await self._consume(batches, tables, connection.id, generations, state, progress)
+        full_streams = [n for n in names if generations[n] is not None]
+
+        def complete(db: sqlite_utils.Database) -> int:
+            now, swept = utcnow(), 0
+            for name, table in tables.items():
+                if name in full_streams:
+                    swept += table.sweep(db, connection.id, generations[name] or 0, now)
+                    db.conn.execute(
+                        "UPDATE cursors SET full_generation = NULL "
+                        "WHERE connection_id = ? AND stream = ?",
+                        [connection.id, name],
+                    )
+                write_stream_stats(db, connection.id, name, run_id, table.count(db, connection.id))
+            return swept
+
+        state.counts.deleted += await hub.store.db.write(complete)
+
+    async def _consume(
+        self,
+        batches: AsyncIterator[Batch],
+        tables: dict[str, RecordTable],
+        connection_id: str,
+        generations: dict[str, int | None],
+        state: SyncProgress,
+        progress: ProgressCallback | None,
+    ) -> None:
+        db = self._hub.store.db
+        metrics = self._hub.metrics
+        integration = connection_id.split(":", 1)[0]
+        pending: tuple[Batch, Future[BatchCounts]] | None = None
+
+        async def settle(item: tuple[Batch, Future[BatchCounts]]) -> None:
+            batch, future = item
+            counts = await asyncio.wrap_future(future)
+            state.counts.add(counts)
+            state.stream = batch.stream
+            state.records += len(batch.records)
+            state.batches += 1
+            state.per_stream[batch.stream] = state.per_stream.get(batch.stream, 0) + len(
+                batch.records
+            )
+            metrics.records(integration, batch.stream, counts)
+            if progress is not None:
+                progress(state)
+
+        try:
+            async for batch in batches:
+                if not isinstance(batch, Batch):
+                    raise TypeError(f"sync yielded {type(batch).__name__}, not a Batch")
+                table = tables.get(batch.stream)
+                if table is None:
+                    raise ValueError(
+                        f"sync yielded a batch for unrequested stream {batch.stream!r}"
+                    )
+                future = db.submit(
+                    _write_batch, table, connection_id, batch, generations[batch.stream]
+                )
+                if pending is not None:
+                    await settle(pending)
+                pending = (batch, future)
+            if pending is not None:
+                await settle(pending)
+                pending = None
+        finally:
+            if pending is not None:  # wait so a crash never leaves a half-known commit
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(settle(pending))
+            aclose = getattr(batches, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    async def _finish(
+        self,
+        run_id: int,
+        connection: Connection,
+        state: SyncProgress,
+        began: float,
+        exc: BaseException | None,
+        done: bool = False,
+    ) -> SyncResult:
+        hub = self._hub
+        duration = time.monotonic() - began
+        if done:
+            run_state, error_class, error = "succeeded", None, None
+        elif exc is None:
+            run_state, error_class, error = "cancelled", "cancelled", "the hub stopped the sync"
+        else:
+            run_state, error_class, error = "failed", error_class_of(exc), str(exc)[:2000]
+        counts = asdict(state.counts)
+        await hub.store.runs.finish(run_id, run_state, counts, duration, error_class, error)
+        result = SyncResult(
+            run_id, run_state, **counts, duration_s=duration, error_class=error_class, error=error
+        )
+        hub.metrics.sync_finished(connection.integration, run_state, error_class, duration)
+        await hub.sync_finished(connection, result)
+        return result
+
+    async def stop(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for running syncs, then cancel them."""
+        if not self._tasks:
+            return
+        _, still = await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still, timeout=timeout)
+
+
+def _counts(state: SyncProgress) -> dict[str, int]:
+    return {"records": state.records, **asdict(state.counts)}
+
+
+def _fail_from(started: asyncio.Future[int], task: asyncio.Task[SyncResult]) -> None:
+    """Propagate a run's early failure (before it had a run id) to ``start``'s caller."""
+    if started.done():
+        return
+    if task.cancelled():
+        started.cancel()
+    elif task.exception() is not None:
+        started.set_exception(task.exception())  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""The hub's aiohttp application: health, API, metrics, admin page and plugin routes."""

@@ -1,0 +1,105 @@
+"""The core's HTTP views: liveness, readiness, status, sync triggers, runs, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from hub.status import hub_status
+from hub.sync import SyncBusyError
+from hub.web.keys import HUB, SCHEDULER
+
+routes = web.RouteTableDef()
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """A JSON response serialised with orjson (handles dataclasses and datetimes)."""
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+@routes.get("/healthz", name="healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz", name="readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: database answers, scheduler runs, no plugin failed."""
+    hub, scheduler = request.app[HUB], request.app[SCHEDULER]
+    reasons = []
+    try:
+        await hub.store.db.read(lambda db: db.execute("SELECT 1").fetchone())
+    except Exception as exc:
+        reasons.append(f"database: {exc}")
+    if scheduler is not None and not scheduler.running:
+        reasons.append("scheduler: not running")
+    reasons += [f"plugin {info.name}: {info.error}" for info in hub.plugins.failed]
+    if reasons:
+        return json_response({"status": "unavailable", "reasons": reasons}, status=503)
+    return json_response({"status": "ready"})
+
+
+@routes.get("/api/status", name="status")
+async def status(request: web.Request) -> web.Response:
+    """Everything the admin page shows, as JSON."""
+    return json_response(await hub_status(request.app[HUB], request.app[SCHEDULER]))
+
+
+async def _options(request: web.Request) -> dict[str, Any]:
+    options: dict[str, Any] = dict(request.query)
+    if request.can_read_body:
+        try:
+            body = await request.json(loads=orjson.loads)
+        except ValueError:
+            raise web.HTTPBadRequest(text="body must be JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text="body must be a JSON object")
+        options.update(body)
+    return options
+
+
+@routes.post("/api/sync/{name}", name="sync")
+async def trigger_sync(request: web.Request) -> web.Response:
+    """Start a sync of an integration's connections (or one ``connection``); 202 with run ids."""
+    hub = request.app[HUB]
+    name = request.match_info["name"]
+    if name not in hub.plugins.integrations:
+        raise web.HTTPNotFound(text=f"no integration {name!r}")
+    options = await _options(request)
+    full = str(options.get("full", "false")).lower() in {"1", "true", "yes"}
+    wanted = options.get("connection")
+    connections = [c for c in await hub.connections(name) if wanted in (None, c.id, c.key)]
+    if not connections:
+        raise web.HTTPNotFound(
+            text=f"no connection {wanted!r} of {name}" if wanted else f"{name} has no connections"
+        )
+    run_ids = []
+    for connection in connections:
+        try:
+            run_ids.append(await hub.engine.start(connection.id, full=full, trigger="api"))
+        except SyncBusyError as exc:
+            if len(connections) == 1:
+                return json_response({"error": str(exc), "run_id": exc.run_id}, status=409)
+    return json_response({"run_id": run_ids[0] if run_ids else None, "run_ids": run_ids}, 202)
+
+
+@routes.get("/api/runs/{id}", name="run")
+async def run(request: web.Request) -> web.Response:
+    """One sync run: state, counts, duration, error."""
+    run_id = request.match_info["id"]
+    if not run_id.isdigit():
+        raise web.HTTPNotFound(text="no such run")
+    found = await request.app[HUB].store.runs.get(int(run_id))
+    if found is None:
+        raise web.HTTPNotFound(text="no such run")
+    return json_response(found)
+
+
+@routes.get("/metrics", name="metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format."""
+    body = request.app[HUB].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})

@@ -1,0 +1,104 @@
+"""The application factory: ``create_app(settings)`` builds the hub and its aiohttp app.
+
+Resources open in ``cleanup_ctx`` in dependency order (hub and store, admin auth, scheduler)
+and close in reverse after the app stops, so SIGTERM drains the scheduler, finishes or
+cancels syncs and closes the database cleanly.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable
+
+import structlog
+from aiohttp import web
+
+from hub.config import HubSettings
+from hub.core import Hub
+from hub.plugins import DEFAULT_PLUGINS
+from hub.schedule import Scheduler
+from hub.web import admin, api
+from hub.web.auth import AdminAuth
+from hub.web.keys import AUTH, HUB, SCHEDULER
+from hub.web.middlewares import auth_middleware, error_middleware, metrics_middleware
+
+log = structlog.get_logger("hub.web")
+
+
+def create_app(
+    settings: HubSettings,
+    *,
+    builtins: Iterable[str] = DEFAULT_PLUGINS,
+    schedule: bool = True,
+    hub: Hub | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> web.Application:
+    """Build the hub (plugins loaded, settings validated) and its aiohttp app.
+
+    :param schedule: start the scheduler (tests turn it off and trigger syncs themselves).
+    :param hub: a hub built by the caller (tests register extra plugins on it first).
+    :param announce: where a newly generated admin token is shown once (default: stdout).
+    :raise ConfigError: invalid configuration, naming the key.
+    """
+    hub = hub or Hub(settings, builtins)
+    hub.load_plugins()
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware, auth_middleware],
+        client_max_size=settings.webhooks.max_body_bytes,
+    )
+    app[HUB] = hub
+    app[SCHEDULER] = Scheduler(hub) if schedule else None
+    app.add_routes(api.routes)
+    app.add_routes(admin.routes)
+    for plugin, extra in hub.plugins.broadcast_sync("routes", hub=hub):
+        try:
+            app.add_routes(extra or [])
+        except (TypeError, ValueError, RuntimeError):
+            log.exception("plugin routes rejected", plugin=plugin)
+    app.cleanup_ctx.append(_hub_ctx)
+    app.cleanup_ctx.append(_auth_ctx(announce or _print_token))
+    app.cleanup_ctx.append(_scheduler_ctx)
+    return app
+
+
+async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB]
+    await hub.start()
+    yield
+    await hub.stop()
+
+
+def _auth_ctx(
+    announce: Callable[[str], None],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        hub = app[HUB]
+        configured = hub.settings.admin.token
+        auth, generated = await AdminAuth.setup(
+            configured.get_secret_value() if configured else None, hub.store
+        )
+        app[AUTH] = auth
+        if generated:
+            announce(generated)
+        yield
+
+    return ctx
+
+
+async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+    scheduler = app[SCHEDULER]
+    if scheduler is not None:
+        await scheduler.start()
+    yield
+    if scheduler is not None:
+        scheduler.shutdown()
+
+
+def _print_token(token: str) -> None:
+    print(
+        "\nNo admin token was configured, so the hub generated one. It is shown only now;\n"
+        "keep it (it is stored hashed). Use it as 'Authorization: Bearer <token>' or on /admin:\n\n"
+        f"    {token}\n",
+        file=sys.stdout,
+        flush=True,
+    )
