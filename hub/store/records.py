@@ -149,20 +149,23 @@ class RecordTable:
         if not rows:
             return BatchCounts()
         conn = db.conn
-        existing = 0
+        data_at = len(self.columns) + 2
+        created = updated = 0
         ids = list(rows)
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
             marks = ",".join("?" * len(chunk))
-            existing += conn.execute(
-                f"SELECT count(*) FROM [{self.name}] WHERE connection_id = ? AND id IN ({marks})",
-                [connection_id, *chunk],
-            ).fetchone()[0]
-        before = conn.total_changes
+            found = dict(
+                conn.execute(
+                    f"SELECT id, CASE WHEN deleted_at IS NULL THEN data END FROM [{self.name}] "
+                    f"WHERE connection_id = ? AND id IN ({marks})",
+                    [connection_id, *chunk],
+                ).fetchall()
+            )
+            created += len(chunk) - len(found)
+            updated += sum(1 for i, data in found.items() if data != rows[i][data_at])
         conn.executemany(self.upsert_sql, rows.values())
-        changed = conn.total_changes - before
-        created = len(ids) - existing
-        return BatchCounts(created=created, updated=changed - created)
+        return BatchCounts(created=created, updated=updated)
 
     def tombstone(
         self, db: sqlite_utils.Database, connection_id: str, ids: Sequence[str], now: str
