@@ -35,6 +35,8 @@ class SandboxConfig:
     prerender: bool = False
     """Render every base page at start so serving costs nothing (benchmarks)."""
     page_size_hint: int = 1000
+    delay: float = 0.0
+    """Seconds each listing request waits before answering (a slow provider)."""
 
 
 def _stamp(seconds: int) -> str:
@@ -230,6 +232,8 @@ def create_app(config: SandboxConfig) -> web.Application:
         except ValueError:
             return web.json_response({"error": "limit must be an integer"}, status=400)
         include_deleted = request.query.get("include_deleted") == "true"
+        if config.delay:
+            await asyncio.sleep(config.delay)
         body = state.render(stream, request.query.get("after"), limit, include_deleted)
         return web.Response(body=body, content_type="application/json")
 
@@ -282,12 +286,14 @@ def main() -> None:
     parser.add_argument("--transactions", type=int, default=1000)
     parser.add_argument("--prerender", action="store_true")
     parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds per listing request")
     args = parser.parse_args()
     config = SandboxConfig(
         accounts=args.accounts,
         transactions=args.transactions,
         prerender=args.prerender,
         page_size_hint=args.page_size,
+        delay=args.delay,
     )
 
     async def run() -> None:
