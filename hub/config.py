@@ -16,6 +16,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from hub.errors import ConfigError
+from hub.logs import is_secret_key, redact
 from hub.model import IntegrationSettings
 
 DEFAULT_CONFIG = Path("hub.toml")
@@ -192,15 +193,18 @@ def format_validation_error(label: str, exc: PydanticValidationError, prefix: st
             reason = f"required (set it in the file or as {env})"
         else:
             given = error.get("input")
-            shown = "***" if _looks_secret(key) else repr(given)[:60]
+            shown = "***" if _looks_secret(key) else repr(redact(given))[:60]
             reason = f"{error['msg']} (got {shown})"
         lines.append(f"{label}: {key}: {reason}")
     return "\n".join(lines)
 
 
 def _looks_secret(key: str) -> bool:
-    last = key.rsplit(".", 1)[-1].lower()
-    return any(word in last for word in ("secret", "token", "key", "password"))
+    """True if any part of the dotted key names a secret (the log redactor's rule)."""
+    return any(
+        is_secret_key(part) or any(word in part.lower() for word in ("secret", "token", "key"))
+        for part in key.split(".")
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

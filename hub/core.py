@@ -24,6 +24,9 @@ from hub.model import Connection, ConnectionSpec, HubEvent, IntegrationSettings
 from hub.plugins import DEFAULT_PLUGINS, HubPlugins
 from hub.store import ConnectionRow, Store
 from hub.sync import SyncEngine, SyncResult
+from hub.webhooks.dispatcher import Dispatcher
+from hub.webhooks.ingest import GroupCommitter
+from hub.webhooks.outbound import Outbound
 
 log = structlog.get_logger("hub")
 
@@ -42,6 +45,9 @@ class Hub:
         self._engine: SyncEngine | None = None
         self.health = HealthMonitor(self)
         self.events = EventBus(self)
+        self.dispatcher = Dispatcher(self)
+        self.outbound = Outbound(self)
+        self._ingest: GroupCommitter | None = None
         self._flights: dict[str, asyncio.Lock] = {}
         self.started_at = time.time()
         self.loaded = False
@@ -90,6 +96,8 @@ class Hub:
             if settings is not None and self.plugins.has_owner_hook(name, "configure"):
                 await self._configure(name, settings)
         await self.health.load()
+        self._ingest = GroupCommitter(self.store.db)
+        await self.dispatcher.start()
         await self.plugins.broadcast("startup", hub=self)
 
     async def _configure(self, name: str, settings: IntegrationSettings) -> None:
@@ -110,7 +118,8 @@ class Hub:
         """Finish or cancel syncs, run ``shutdown`` hooks, close the HTTP client and the store."""
         if self._engine is not None:
             await self._engine.stop(self.settings.server.shutdown_timeout)
-        await self.events.stop()
+        await self.dispatcher.stop()
+        await self.outbound.close()
         if self._store is not None:
             await self.plugins.broadcast("shutdown", hub=self)
         await self.http.close()
@@ -124,6 +133,13 @@ class Hub:
         if self._store is None:
             raise RuntimeError("the hub is not started")
         return self._store
+
+    @property
+    def ingest(self) -> GroupCommitter:
+        """The webhook group committer (after :meth:`start`)."""
+        if self._ingest is None:
+            raise RuntimeError("the hub is not started")
+        return self._ingest
 
     @property
     def engine(self) -> SyncEngine:

@@ -115,7 +115,7 @@ async def run_sync_command(
                 continue
             display.finish(result, last[0] if last else None)
             failed += result.state != "succeeded"
-        await hub.events.drain()
+        await hub.dispatcher.drain()
         return 1 if failed else 0
     finally:
         await hub.stop()

@@ -77,6 +77,12 @@ class SignatureError(HubError):
     error_class = "signature"
 
 
+class UnknownSourceError(HubError):
+    """A webhook names a source or sender nobody configured; answered 404, nothing stored."""
+
+    error_class = "unknown_source"
+
+
 class MalformedWebhookError(HubError):
     """A webhook body cannot be parsed; the request is answered 400, nothing stored."""
 

@@ -3,8 +3,8 @@
 Hook calls are keyword-only; an implementation may accept only the arguments it needs and may
 be a plain function or return an awaitable (the hub awaits through :func:`hub.plugins.await_maybe`).
 
-*Per-integration* hooks (``configure``, ``authenticate``, ``sync``, ``webhook``, ``health``)
-are called only on the plugin whose ``register`` declared the integration, so no
+*Per-integration* hooks (``configure``, ``authenticate``, ``sync``, ``webhook``, ``process``,
+``health``) are called only on the plugin whose ``register`` declared the integration, so no
 implementation filters by name. *Broadcast* hooks are called on every plugin that implements
 them, each call isolated: one plugin's exception is logged and never stops another's.
 """
@@ -123,6 +123,17 @@ def webhook(request: web.Request, body: bytes, hub: Hub) -> Sequence[WebhookEven
 
 
 @hookspec
+def process(event: HubEvent, hub: Hub) -> Awaitable[None] | None:
+    """Handle one stored webhook event of this plugin's source, after the HTTP answer.
+
+    Called by the dispatcher, at least once per event: make it idempotent (``event.id`` is the
+    provider's event id, ``event.attempt`` the attempt number). Raising schedules a retry with
+    backoff; after ``webhooks.max_attempts`` the event is dead-lettered and alerted.
+    ``event.connection_key`` names the provider account, when the webhook said.
+    """
+
+
+@hookspec
 def health(connection: Connection, hub: Hub) -> HealthReport:
     """Diagnose ``connection``: token present, token valid, API reachable, and so on.
 
@@ -170,5 +181,7 @@ def demo(stack: AsyncExitStack) -> Awaitable[dict[str, dict[str, Any]] | None] |
     """
 
 
-PER_INTEGRATION_HOOKS = frozenset({"configure", "authenticate", "sync", "webhook", "health"})
+PER_INTEGRATION_HOOKS = frozenset(
+    {"configure", "authenticate", "sync", "webhook", "process", "health"}
+)
 """Hooks called only on the plugin that owns the integration."""

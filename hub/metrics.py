@@ -44,6 +44,12 @@ class Metrics:
         self.http_duration = Histogram(
             "hub_http_request_duration_seconds", "HTTP request duration", ["route"], registry=r
         )
+        self.webhooks = Counter(
+            "hub_webhooks",
+            "Webhook requests by source and outcome",
+            ["source", "outcome"],
+            registry=r,
+        )
         self.connection_health = Gauge(
             "hub_connection_healthy",
             "1 if the connection is healthy",

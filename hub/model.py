@@ -180,6 +180,10 @@ class HubEvent:
     id: str = ""
     source: str = "hub"
     created_at: str = ""
+    connection_key: str | None = None
+    """For a webhook event: the provider account it concerns (a realm id), if known."""
+    attempt: int = 1
+    """Which delivery attempt this is for the handler receiving it (1 = first)."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,10 @@ from hub.store.records import NAME_RE, RESERVED_COLUMNS
 log = structlog.get_logger("hub.plugins")
 T = TypeVar("T")
 
-DEFAULT_PLUGINS: tuple[str, ...] = ("hub.builtins.log_alerts",)
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "hub.builtins.log_alerts",
+    "hub.builtins.generic_webhooks",
+)
 """Built-in plugins, imported by module name; every one can be turned off with plugins.deny."""
 
 ENTRY_POINT_GROUP = "advisoros_hub"
@@ -104,6 +107,11 @@ class HubPlugins:
     def _load_one(
         self, name: str, origin: str, importer: Callable[[], object], version: str = ""
     ) -> None:
+        if name in self.info:  # the first of a name wins: built-in, entry point, plugins_dir
+            error = f"a plugin named {name!r} is already loaded ({self.info[name].origin})"
+            self.info[f"{name} ({origin})"] = PluginInfo(name, origin, version, error=error)
+            log.error("plugin not loaded", plugin=name, origin=origin, error=error)
+            return
         info = PluginInfo(name=name, origin=origin, version=version)
         self.info[name] = info
         try:
@@ -148,6 +156,13 @@ class HubPlugins:
             self.pm.unregister(plugin)
             info.hooks = []
             raise
+        orphans = sorted(set(info.hooks) & hookspecs.PER_INTEGRATION_HOOKS)
+        if integration is None and orphans:
+            self.pm.unregister(plugin)
+            info.hooks = []
+            raise PluginLoadError(
+                f"implements {', '.join(orphans)} but register() declares no integration"
+            )
         info.integration = integration.name if integration else None
         return info
 
@@ -198,6 +213,22 @@ class HubPlugins:
 
                 return call
         return None
+
+    def implementers(self, hook: str) -> list[str]:
+        """Names of the plugins implementing ``hook``, in call order."""
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+        return [impl.plugin_name for impl in reversed(caller.get_hookimpls())]
+
+    async def call_plugin(self, name: str, hook: str, **kwargs: Any) -> Any:
+        """Call ``hook`` on the plugin called ``name`` only, and await its result.
+
+        :raise LookupError: no such plugin, or it does not implement ``hook``.
+        """
+        plugin = self.pm.get_plugin(name)
+        impl = self._impl(plugin, hook) if plugin is not None else None
+        if impl is None:
+            raise LookupError(f"plugin {name!r} is not loaded or has no {hook} hook")
+        return await await_maybe(impl(**kwargs))
 
     def has_owner_hook(self, integration: str, hook: str) -> bool:
         """True if the plugin owning ``integration`` implements ``hook``."""

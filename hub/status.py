@@ -21,7 +21,6 @@ async def hub_status(hub: Hub, scheduler: Scheduler | None = None) -> dict[str, 
     connections = await hub.connections()
     integrations = []
     for name, integration in sorted(hub.plugins.integrations.items()):
-        configured = hub.settings_for(name) is not None
         items = []
         for connection in (c for c in connections if c.integration == name):
             state = hub.health.state(connection.id)
@@ -41,6 +40,7 @@ async def hub_status(hub: Hub, scheduler: Scheduler | None = None) -> dict[str, 
                     "streams": await hub.store.runs.stream_stats(connection.id),
                 }
             )
+        configured = hub.settings_for(name) is not None or bool(items)
         integrations.append(
             {
                 "name": name,
@@ -56,6 +56,7 @@ async def hub_status(hub: Hub, scheduler: Scheduler | None = None) -> dict[str, 
         "integrations": integrations,
         "runs": await hub.store.runs.recent(limit=15),
         "alerts": await hub.store.health.open_alerts(),
+        "inbox": await hub.store.inbox.counts(),
         "jobs": jobs,
         "plugins": [asdict(info) for info in hub.plugins.info.values()],
     }

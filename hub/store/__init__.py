@@ -9,7 +9,9 @@ from hub.store.connections import ConnectionRow, Connections, connection_id
 from hub.store.crypto import Vault, load_or_create_key
 from hub.store.database import Database
 from hub.store.health import HealthLog
+from hub.store.inbox import Inbox
 from hub.store.runs import Runs
+from hub.store.subscriptions import Subscriptions
 
 __all__ = ["ConnectionRow", "Store", "connection_id"]
 
@@ -28,6 +30,8 @@ class Store:
         self.connections = Connections(self.db, self.vault)
         self.runs = Runs(self.db)
         self.health = HealthLog(self.db)
+        self.inbox = Inbox(self.db)
+        self.subscriptions = Subscriptions(self.db, self.vault)
 
     async def get_meta(self, key: str) -> str | None:
         """A value from the ``meta`` table, or None."""

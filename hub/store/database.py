@@ -28,10 +28,14 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 def connect(path: Path) -> sqlite_utils.Database:
     """Open ``path`` with the hub's pragmas; StoreError if it is not an SQLite database."""
-    if path.exists() and path.stat().st_size > 0:
-        with path.open("rb") as handle:
-            if handle.read(16) != SQLITE_MAGIC:
+    try:
+        if path.exists() and path.stat().st_size > 0:
+            with path.open("rb") as handle:
+                magic = handle.read(16)
+            if magic != SQLITE_MAGIC:
                 raise StoreError(f"{path}: not an SQLite database (store.path points elsewhere?)")
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot open database: {exc.strerror}") from None
     try:
         conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
         db = sqlite_utils.Database(conn)
@@ -50,7 +54,10 @@ class Database:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{path.parent}: cannot create folder: {exc.strerror}") from None
         self._writer_db = connect(path)
         try:
             self.applied_migrations = apply_migrations(self._writer_db)

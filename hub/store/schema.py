@@ -100,7 +100,58 @@ def _m001_core(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: tuple[tuple[str, Migration], ...] = (("001_core", _m001_core),)
+def _m002_inbox(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE webhook_requests (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            headers TEXT NOT NULL,
+            body BLOB NOT NULL
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            connection_key TEXT,
+            data TEXT NOT NULL,
+            request_id INTEGER,
+            created_at TEXT NOT NULL,
+            UNIQUE (source, event_id)
+        );
+        CREATE INDEX events_type ON events (type, id);
+        CREATE TABLE deliveries (
+            event INTEGER NOT NULL,
+            handler TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at REAL NOT NULL,
+            last_error TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (event, handler)
+        );
+        CREATE INDEX deliveries_due ON deliveries (state, next_at);
+        CREATE TABLE subscriptions (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            events TEXT NOT NULL,
+            description TEXT NOT NULL,
+            secret BLOB NOT NULL,
+            state TEXT NOT NULL,
+            failures INTEGER NOT NULL DEFAULT 0,
+            disabled_reason TEXT,
+            created_at TEXT NOT NULL
+        );
+        """
+    )
+
+
+MIGRATIONS: tuple[tuple[str, Migration], ...] = (
+    ("001_core", _m001_core),
+    ("002_inbox", _m002_inbox),
+)
 
 
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:

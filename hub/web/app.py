@@ -17,10 +17,11 @@ from hub.config import HubSettings
 from hub.core import Hub
 from hub.plugins import DEFAULT_PLUGINS
 from hub.schedule import Scheduler
-from hub.web import admin, api
+from hub.web import admin, api, inbox_api
 from hub.web.auth import AdminAuth
 from hub.web.keys import AUTH, HUB, SCHEDULER
 from hub.web.middlewares import auth_middleware, error_middleware, metrics_middleware
+from hub.webhooks import inbound
 
 log = structlog.get_logger("hub.web")
 
@@ -50,6 +51,8 @@ def create_app(
     app[SCHEDULER] = Scheduler(hub) if schedule else None
     app.add_routes(api.routes)
     app.add_routes(admin.routes)
+    app.add_routes(inbox_api.routes)
+    app.add_routes(inbound.routes)
     for plugin, extra in hub.plugins.broadcast_sync("routes", hub=hub):
         try:
             app.add_routes(extra or [])

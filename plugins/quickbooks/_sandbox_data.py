@@ -8,6 +8,8 @@ Mutations made by tests are kept as small per-entity overrides on top of the gen
 
 from __future__ import annotations
 
+import copy
+import math
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping
@@ -143,7 +145,8 @@ class QueryPlan:
 
     entity: str
     count_only: bool = False
-    ids: frozenset[int] | None = None
+    ids: frozenset[int] | None = None  # zero-based indices
+    active: frozenset[bool] | None = None  # list entities: None means active only, as Intuit
     updated_from: int | None = None  # inclusive epoch seconds
     updated_before: int | None = None  # exclusive epoch seconds
     order_by_time: bool = False
@@ -176,6 +179,15 @@ class _Tokens:
             self.items.append((match.lastgroup, match.group(match.lastgroup), match.start() + 1))
             pos = match.end()
         self.pos = 0
+
+    def peek(self) -> str:
+        """The text of the next token, or an empty string at the end."""
+        return self.items[self.pos][1] if self.pos < len(self.items) else ""
+
+    def value(self) -> str:
+        """Consume a literal: a quoted string (unquoted), a number or a bare word."""
+        kind = self.items[self.pos][0] if self.pos < len(self.items) else "str"
+        return _unquote(self.take(kind if kind in ("num", "word") else "str"))
 
     def peek_word(self) -> str:
         """The next token lower-cased if it is a word, else an empty string."""
@@ -239,14 +251,17 @@ def parse_query(text: str, tz: timezone) -> QueryPlan:
 def _parse_conditions(tokens: _Tokens, tz: timezone, fields: dict[str, Any]) -> None:
     while True:
         name = tokens.take("word").lower()
-        if name == "id":
-            ids = _parse_id_condition(tokens)
-            previous = fields.get("ids")
-            fields["ids"] = ids if previous is None else previous & ids
-        elif name in _TIME_FIELDS:
+        if name in _TIME_FIELDS:
             op = tokens.take("op")
-            bound = parse_timestamp(_unquote(tokens.take("str")), tz)
-            _apply_time_bound(fields, op, bound)
+            _apply_time_bound(fields, op, parse_timestamp(_unquote(tokens.take("str")), tz))
+        elif name == "id":
+            values = _parse_values(tokens)
+            _intersect(fields, "ids", frozenset(int(v) - 1 for v in values if _positive(v)))
+        elif name == "active":
+            values = [v.lower() for v in _parse_values(tokens)]
+            if not set(values) <= {"true", "false"}:
+                raise _invalid(f"Active takes true or false, not {values}")
+            _intersect(fields, "active", frozenset(v == "true" for v in values))
         else:
             raise _invalid(f"property '{name}' is not queryable in the sandbox")
         if tokens.peek_word() != "and":
@@ -254,36 +269,38 @@ def _parse_conditions(tokens: _Tokens, tz: timezone, fields: dict[str, Any]) -> 
         tokens.take("word")
 
 
-def _parse_id_condition(tokens: _Tokens) -> frozenset[int]:
-    if tokens.peek_word() == "in":
-        tokens.take("word")
-        tokens.take("punct", "(")
-        values = [_id_value(tokens)]
-        while tokens.items[tokens.pos][1] == ",":
-            tokens.take("punct", ",")
-            values.append(_id_value(tokens))
-        tokens.take("punct", ")")
-        return frozenset(v for v in values if v is not None)
-    tokens.take("op", "=")
-    value = _id_value(tokens)
-    return frozenset() if value is None else frozenset({value})
+def _parse_values(tokens: _Tokens) -> list[str]:
+    """The right-hand side of ``= value`` or ``IN (value, ...)``."""
+    if tokens.peek_word() != "in":
+        tokens.take("op", "=")
+        return [tokens.value()]
+    tokens.take("word")
+    tokens.take("punct", "(")
+    values = [tokens.value()]
+    while tokens.peek() == ",":
+        tokens.take("punct", ",")
+        values.append(tokens.value())
+    tokens.take("punct", ")")
+    return values
 
 
-def _id_value(tokens: _Tokens) -> int | None:
-    kind = tokens.items[tokens.pos][0] if not tokens.done() else "str"
-    raw = _unquote(tokens.take("num" if kind == "num" else "str"))
-    return int(raw) - 1 if raw.isdigit() and int(raw) > 0 else None
+def _positive(value: str) -> bool:
+    return value.isdigit() and int(value) > 0
+
+
+def _intersect(fields: dict[str, Any], key: str, values: frozenset[Any]) -> None:
+    previous = fields.get(key)
+    fields[key] = values if previous is None else previous & values
 
 
 def _apply_time_bound(fields: dict[str, Any], op: str, bound: float) -> None:
-    whole = int(bound)
-    lower = {">": whole + 1, ">=": whole if whole == bound else whole + 1, "=": whole}
-    upper = {"<": whole if whole == bound else whole + 1, "<=": whole + 1, "=": whole + 1}
-    if op in lower:
-        fields["updated_from"] = max(fields.get("updated_from") or lower[op], lower[op])
-    if op in upper:
-        current = fields.get("updated_before")
-        fields["updated_before"] = upper[op] if current is None else min(current, upper[op])
+    """Turn a comparison on whole-second timestamps into ``[updated_from, updated_before)``."""
+    low = math.floor(bound) + 1 if op == ">" else math.ceil(bound)
+    high = math.ceil(bound) if op == "<" else math.floor(bound) + 1
+    if op in (">", ">=", "="):
+        fields["updated_from"] = max(low, fields.get("updated_from", low))
+    if op in ("<", "<=", "="):
+        fields["updated_before"] = min(high, fields.get("updated_before", high))
 
 
 def _parse_tail(tokens: _Tokens, fields: dict[str, Any]) -> None:
@@ -418,7 +435,7 @@ _CHART = (
     ("Meals and Entertainment", "Expense", "EntertainmentMeals", "Expense"),
     ("Bank Charges", "Expense", "BankCharges", "Expense"),
 )
-_CHECKING, _SAVINGS, _AR, _UNDEPOSITED, _AP, _CARD, _SERVICES = 0, 1, 2, 3, 5, 6, 8
+_CHECKING, _SAVINGS, _UNDEPOSITED, _AP, _CARD, _SERVICES = 0, 1, 3, 5, 6, 8
 _EXPENSE_ACCOUNTS = tuple(range(11, 20))
 _ITEMS = (
     ("Bookkeeping", "Service", 12500),
@@ -439,7 +456,10 @@ _METHODS = (
     ("American Express", "CREDIT_CARD"),
     ("Discover", "CREDIT_CARD"),
 )
-_USD = {"value": "USD", "name": "United States Dollar"}
+
+
+def _usd() -> JSON:
+    return {"value": "USD", "name": "United States Dollar"}
 
 
 def _nth(options: tuple[Any, ...], i: int) -> tuple[Any, int]:
@@ -599,7 +619,7 @@ class Generator:
             "AccountSubType": sub_type,
             "CurrentBalance": balance,
             "CurrentBalanceWithSubAccounts": balance,
-            "CurrencyRef": _USD,
+            "CurrencyRef": _usd(),
         }
 
     def _party(self, entity: str, index: int, rand: _Rand) -> JSON:
@@ -629,7 +649,7 @@ class Generator:
             "BillWithParent": False,
             "Balance": balance,
             "BalanceWithJobs": balance,
-            "CurrencyRef": _USD,
+            "CurrencyRef": _usd(),
             "PreferredDeliveryMethod": rand.pick(("Email", "Print", "None")),
             "SalesTermRef": self.ref("Term", rand.below(self.count["Term"])),
         }
@@ -642,7 +662,7 @@ class Generator:
             "Balance": _money(rand.below(400_000)) if rand.below(2) else 0,
             "Vendor1099": rand.below(4) == 0,
             "AcctNum": str(rand.below(900_000) + 100_000),
-            "CurrencyRef": _USD,
+            "CurrencyRef": _usd(),
             "TermRef": self.ref("Term", rand.below(self.count["Term"])),
         }
 
@@ -724,8 +744,9 @@ class Generator:
             qty = rand.below(8) + 1
             price = _item_price(item)
             total += qty * price
+            item_ref = self.ref("Item", item)
             detail = {
-                "ItemRef": self.ref("Item", item),
+                "ItemRef": item_ref,
                 "UnitPrice": _money(price),
                 "Qty": qty,
                 "ItemAccountRef": self.ref("Account", _SERVICES),
@@ -735,7 +756,7 @@ class Generator:
                 {
                     "Id": str(number),
                     "LineNum": number,
-                    "Description": self.display_name("Item", item),
+                    "Description": item_ref["name"],
                     "Amount": _money(qty * price),
                     "DetailType": "SalesItemLineDetail",
                     "SalesItemLineDetail": detail,
@@ -778,7 +799,7 @@ class Generator:
         return lines, total
 
     def _header(self, index: int, day: date) -> JSON:
-        return {"DocNumber": str(1001 + index), "TxnDate": day.isoformat(), "CurrencyRef": _USD}
+        return {"DocNumber": str(1001 + index), "TxnDate": day.isoformat(), "CurrencyRef": _usd()}
 
     def _sales(self, entity: str, index: int, rand: _Rand, day: date) -> tuple[JSON, int]:
         customer = self.related(entity, index, "Customer")
@@ -853,7 +874,7 @@ class Generator:
         link = {"TxnId": str(invoice + 1), "TxnType": "Invoice"}
         return {
             "TxnDate": day.isoformat(),
-            "CurrencyRef": _USD,
+            "CurrencyRef": _usd(),
             "Line": [{"Amount": amount, "LinkedTxn": [link]}],
             "CustomerRef": self.ref("Customer", customer),
             "DepositToAccountRef": self.ref("Account", _UNDEPOSITED),
@@ -932,7 +953,7 @@ class Generator:
         line = {"Id": "1", "LineNum": 1, "Amount": amount, "DetailType": "DepositLineDetail"}
         return {
             "TxnDate": day.isoformat(),
-            "CurrencyRef": _USD,
+            "CurrencyRef": _usd(),
             "Line": [{**line, "DepositLineDetail": detail}],
             "DepositToAccountRef": self.ref("Account", _CHECKING),
             "TotalAmt": amount,
@@ -941,7 +962,7 @@ class Generator:
     def _build_transfer(self, index: int, rand: _Rand, day: date) -> JSON:
         return {
             "TxnDate": day.isoformat(),
-            "CurrencyRef": _USD,
+            "CurrencyRef": _usd(),
             "FromAccountRef": self.ref("Account", _CHECKING),
             "ToAccountRef": self.ref("Account", _SAVINGS),
             "Amount": _money(rand.below(2_000_000) + 10_000),
@@ -1057,6 +1078,11 @@ class Table:
             return not override.deleted
         return 0 <= index < self.base_count
 
+    def active(self, index: int) -> bool:
+        """The row's Active flag (generated rows are all active)."""
+        override = self.overrides.get(index)
+        return override is None or bool(override.changes.get("Active", True))
+
     def excluded(self) -> list[int]:
         """Sorted generated indices that have an override (so leave the generated sequence)."""
         if self._excluded is None:
@@ -1112,14 +1138,14 @@ class Table:
         override.sync_token += 1
         override.updated = now
         override.deleted = deleted
-        override.changes.update(changes)
+        override.changes.update(copy.deepcopy(dict(changes)))
         self._mutated()
 
     def add(self, now: int, changes: Mapping[str, Any]) -> int:
         """Append a new row created at ``now``; returns its index."""
         index = self.count
         self.count += 1
-        self.overrides[index] = Override(0, now, created=now, changes=dict(changes))
+        self.overrides[index] = Override(0, now, created=now, changes=copy.deepcopy(dict(changes)))
         self._mutated()
         return index
 
@@ -1226,16 +1252,22 @@ class Company:
 
     def _stream(self, table: Table, plan: QueryPlan) -> Stream:
         low, high = plan.updated_from, plan.updated_before
+        active = plan.active if plan.active is not None else frozenset({True})
+        if plan.entity not in LIST_ENTITIES:
+            active = frozenset({True, False})
 
-        def matches(ts: int) -> bool:
-            return (low is None or ts >= low) and (high is None or ts < high)
+        def matches(index: int) -> bool:
+            ts = table.updated(index)
+            in_time = (low is None or ts >= low) and (high is None or ts < high)
+            return in_time and table.active(index) in active
 
         if plan.ids is not None:
-            extras = [i for i in plan.ids if table.is_live(i) and matches(table.updated(i))]
+            extras = [i for i in plan.ids if table.is_live(i) and matches(i)]
             return Stream(table, 0, 0, extras, plan.order_by_time)
         lo = 0 if low is None else table.first_at_or_after(low)
         hi = table.base_count if high is None else table.first_at_or_after(high)
-        extras = [i for i, o in table.overrides.items() if not o.deleted and matches(o.updated)]
+        hi = hi if True in active else lo
+        extras = [i for i, o in table.overrides.items() if not o.deleted and matches(i)]
         return Stream(table, lo, hi, extras, plan.order_by_time)
 
     def changes(self, entities: list[str], since: int, limit: int) -> list[tuple[str, list[JSON]]]:

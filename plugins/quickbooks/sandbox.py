@@ -17,6 +17,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import sys
@@ -38,6 +39,7 @@ from ._sandbox_data import (
     BY_LOWER,
     CDC_UNSUPPORTED,
     JSON,
+    LIST_ENTITIES,
     Company,
     CompanySpec,
     QueryError,
@@ -49,9 +51,11 @@ from ._sandbox_data import (
 )
 
 __all__ = [
+    "DEFAULT_REALM",
     "STATE_KEY",
     "CompanySpec",
     "InjectedFault",
+    "Operation",
     "RequestRecord",
     "RunningSandbox",
     "SandboxClock",
@@ -88,6 +92,7 @@ class SandboxConfig:
     ``start_time`` is where the sandbox clock starts (``None``: the current time); generated
     data spans ``history_days`` before it, in a fixed UTC offset of ``utc_offset_minutes``.
     An empty ``redirect_uris`` accepts any redirect URI at the authorize endpoint.
+    :func:`start_sandbox` serves the API on ``port`` and OAuth on ``oauth_port`` (0: free ports).
     """
 
     companies: tuple[CompanySpec, ...] = (CompanySpec(DEFAULT_REALM),)
@@ -96,6 +101,7 @@ class SandboxConfig:
     redirect_uris: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 0
+    oauth_port: int = 0
     start_time: datetime | None = None
     freeze_clock: bool = False
     history_days: int = 365
@@ -120,7 +126,7 @@ class SandboxClock:
 
     def __init__(self, start: datetime, frozen: bool) -> None:
         self.frozen = frozen
-        self._base = start
+        self._base = _aware(start)
         self._mark = time.monotonic()
 
     def now(self) -> datetime:
@@ -131,14 +137,18 @@ class SandboxClock:
 
     def set(self, when: datetime) -> None:
         """Jump to ``when`` (timezone-aware); the clock keeps running from there."""
-        if when.tzinfo is None:
-            raise ValueError("the sandbox clock needs a timezone-aware datetime")
-        self._base = when
+        self._base = _aware(when)
         self._mark = time.monotonic()
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward by ``seconds``."""
         self.set(self.now() + timedelta(seconds=seconds))
+
+
+def _aware(when: datetime) -> datetime:
+    if when.tzinfo is None:
+        raise ValueError("the sandbox clock needs a timezone-aware datetime")
+    return when
 
 
 @dataclass(frozen=True)
@@ -181,6 +191,9 @@ class InjectedFault:
         return self.remaining > 0 and (self.path is None or re.search(self.path, path) is not None)
 
 
+Operation = Literal["Create", "Update", "Delete", "Merge", "Void", "Emailed"]
+
+
 @dataclass(frozen=True)
 class WebhookEvent:
     """One data-change event, as Intuit's webhooks report it."""
@@ -188,7 +201,7 @@ class WebhookEvent:
     realm_id: str
     entity: str
     entity_id: str
-    operation: str
+    operation: Operation
     last_updated: datetime
 
 
@@ -369,6 +382,7 @@ class SandboxState:
         self.events: list[WebhookEvent] = []
         self.authorize_realm = config.companies[0].realm_id
         self.authorize_error: str | None = None
+        self.oauth_port: int | None = None
         self._loads: dict[str, _Load] = {}
         self._pages: dict[tuple[str, QueryPlan], bytes] = {}
         self._page_bytes = 0
@@ -417,16 +431,30 @@ class SandboxState:
 
     def create(self, realm_id: str, entity: str, fields: Mapping[str, Any] | None = None) -> JSON:
         """Create a new row now (generated fields, overridden by ``fields``); returns it."""
-        name = _entity_name(entity)
+        name = _entity_name(entity, writable=True)
         index = self.company(realm_id).tables[name].add(self._ts(), fields or {})
         return self._changed(realm_id, name, index, "Create")
 
     def delete(self, realm_id: str, entity: str, entity_id: str) -> None:
-        """Delete a row now: queries and reads stop finding it, CDC reports it Deleted."""
-        name = _entity_name(entity)
+        """Delete a row now: queries and reads stop finding it, CDC reports it Deleted.
+
+        Real QuickBooks never hard-deletes list entities (Customer, Vendor, Item, Account, ...);
+        it makes them inactive: use :meth:`deactivate` for those to stay realistic.
+        """
+        name = _entity_name(entity, writable=True)
         index = self._existing(realm_id, name, entity_id)
         self.company(realm_id).tables[name].touch(index, self._ts(), {}, True)
         self._changed(realm_id, name, index, "Delete")
+
+    def deactivate(self, realm_id: str, entity: str, entity_id: str) -> JSON:
+        """Make a list entity inactive (``Active: false``), as QuickBooks "deletes" them.
+
+        Default queries stop returning it; ``where Active = false`` and CDC still do.
+        """
+        name = _entity_name(entity)
+        if name not in LIST_ENTITIES:
+            raise ValueError(f"{name} has no Active flag; delete() transactions instead")
+        return self.update(realm_id, name, entity_id, {"Active": False})
 
     def _existing(self, realm_id: str, name: str, entity_id: str) -> int:
         index = self.company(realm_id).find(name, entity_id)
@@ -437,7 +465,7 @@ class SandboxState:
     def _ts(self) -> int:
         return int(self.clock.now().timestamp())
 
-    def _changed(self, realm_id: str, name: str, index: int, operation: str) -> JSON:
+    def _changed(self, realm_id: str, name: str, index: int, operation: Operation) -> JSON:
         self._pages = {k: v for k, v in self._pages.items() if k[0] != realm_id}
         self._page_bytes = sum(len(v) for v in self._pages.values())
         table = self.company(realm_id).tables[name]
@@ -481,6 +509,11 @@ class SandboxState:
             self._page_bytes -= len(self._pages.pop(oldest))
         self._pages[key] = inner
         self._page_bytes += len(inner)
+
+    @property
+    def prerendered_pages(self) -> int:
+        """How many query pages the prerender cache holds."""
+        return len(self._pages)
 
     async def prerender(self, realm_id: str, entity: str, page_size: int = 1000) -> int:
         """Render and cache every page of ``select * from <entity>`` ordered by Id.
@@ -631,10 +664,12 @@ class SandboxState:
             return WebhookDelivery(response.status, await response.text(), payload, signature)
 
 
-def _entity_name(entity: str) -> str:
+def _entity_name(entity: str, writable: bool = False) -> str:
     name = BY_LOWER.get(entity.lower())
     if name is None:
         raise KeyError(f"unknown QuickBooks entity {entity!r}")
+    if writable and name == "CompanyInfo":
+        raise ValueError("CompanyInfo can be updated, not created or deleted")
     return name
 
 
@@ -682,6 +717,7 @@ def _cloudevents_payload(events: Iterable[WebhookEvent], source: str) -> list[JS
 STATE_KEY = web.AppKey("qbo_sandbox_state", SandboxState)
 _RECORD = "qbo_sandbox_record"
 _DELAY = "qbo_sandbox_delay"
+_DROPPED = "qbo_sandbox_dropped"
 
 
 def _state(request: web.Request) -> SandboxState:
@@ -774,8 +810,21 @@ async def _record(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         record.status = exc.status
         raise
-    record.status = None if request.get(_DELAY) == "dropped" else response.status
+    except Exception:
+        record.status = 500
+        raise
+    record.status = None if request.get(_DROPPED) else response.status
     return response
+
+
+@web.middleware
+async def _split_bases(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Once served on two ports, answer the API only on one and OAuth only on the other."""
+    oauth_port = _state(request).oauth_port
+    on_oauth_base = request.url.port == oauth_port
+    if oauth_port is not None and on_oauth_base == request.path.startswith("/v3/"):
+        raise web.HTTPNotFound(text="this endpoint is served on the other base URL")
+    return await handler(request)
 
 
 @web.middleware
@@ -786,7 +835,7 @@ async def _inject(request: web.Request, handler: Handler) -> web.StreamResponse:
     if fault is None:
         return await handler(request)
     if fault.kind == "drop":
-        request[_DELAY] = "dropped"
+        request[_DROPPED] = True
         if request.transport is not None:
             request.transport.close()
         return web.Response(status=499)
@@ -826,8 +875,8 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def _delay(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Sleep for an injected delay (inside the throttled section, so it holds a slot)."""
-    delay = request.get(_DELAY)
-    if isinstance(delay, float | int) and delay > 0:
+    delay = request.get(_DELAY, 0.0)
+    if delay > 0:
         await asyncio.sleep(delay)
     return await handler(request)
 
@@ -868,25 +917,38 @@ async def _cdc(request: web.Request) -> web.Response:
         if not value:
             detail = f"Required parameter {name} is missing in the request"
             return _fault(state, "2020", "Required param missing", detail)
-    entities = [BY_LOWER.get(e.strip().lower(), e.strip()) for e in raw_entities.split(",")]
+    names = [BY_LOWER.get(e.strip().lower(), e.strip()) for e in raw_entities.split(",")]
+    entities = list(dict.fromkeys(names))
+    problem = _cdc_entities_problem(entities) or _cdc_since_problem(state, changed_since)
+    if problem:
+        code, message, detail = problem
+        return _fault(state, code, message, detail)
+    since = math.ceil(parse_timestamp(changed_since, state.tz))
+    return _json(state.cdc_body(request.match_info["realm"], entities, since))
+
+
+def _cdc_entities_problem(entities: list[str]) -> tuple[str, str, str] | None:
     for entity in entities:
         if entity not in BY_LOWER.values() or entity in CDC_UNSUPPORTED:
             detail = f"Operation cdc is not supported for entity {entity}."
-            return _fault(state, "500", "Unsupported Operation", detail)
+            return "500", "Unsupported Operation", detail
+    return None
+
+
+def _cdc_since_problem(state: SandboxState, changed_since: str) -> tuple[str, str, str] | None:
     try:
         since = parse_timestamp(changed_since, state.tz)
     except QueryError:
         detail = "Property Name:changedSince specified is unsupported or invalid"
-        return _fault(state, "2010", "Request has invalid or unsupported property", detail)
+        return "2010", "Request has invalid or unsupported property", detail
     oldest = state.now() - timedelta(days=state.config.cdc_lookback_days)
     if since < oldest.timestamp():
         detail = (
             f"Operation cdc with changedSince date {changed_since} "
             "which is older than fixed days is not supported."
         )
-        return _fault(state, "500", "Unsupported Operation", detail)
-    realm = request.match_info["realm"]
-    return _json(state.cdc_body(realm, entities, int(-(-since // 1))))
+        return "500", "Unsupported Operation", detail
+    return None
 
 
 def _unsupported(request: web.Request) -> web.Response:
@@ -994,16 +1056,28 @@ async def _authorize(request: web.Request) -> web.Response:
 
 
 async def _discovery(request: web.Request) -> web.Response:
+    """Intuit's OpenID discovery document, with the endpoints the sandbox serves."""
     origin = str(request.url.origin())
     body = {
-        "issuer": "https://oauth.platform.intuit.com/op/v1",
+        **_DISCOVERY,
         "authorization_endpoint": f"{origin}/connect/oauth2",
         "token_endpoint": f"{origin}/oauth2/v1/tokens/bearer",
         "revocation_endpoint": f"{origin}/oauth2/v1/tokens/revoke",
-        "response_types_supported": ["code"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
     }
     return _json(orjson.dumps(body))
+
+
+_DISCOVERY: JSON = {
+    "issuer": "https://oauth.platform.intuit.com/op/v1",
+    "userinfo_endpoint": "https://accounts.intuit.com/v1/openid_connect/userinfo",
+    "jwks_uri": "https://oauth.platform.intuit.com/op/v1/jwks",
+    "response_types_supported": ["code"],
+    "subject_types_supported": ["public"],
+    "id_token_signing_alg_values_supported": ["RS256"],
+    "scopes_supported": ["openid", "email", "profile", "address", "phone"],
+    "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+    "claims_supported": ["aud", "exp", "iat", "iss", "realmid", "sub"],
+}
 
 
 # --------------------------------------------------------------------------- app and server
@@ -1011,7 +1085,7 @@ async def _discovery(request: web.Request) -> web.Response:
 
 def create_app(config: SandboxConfig) -> web.Application:
     """The sandbox as an aiohttp application; its state is ``app[STATE_KEY]``."""
-    app = web.Application(middlewares=[_record, _inject, _guard, _delay])
+    app = web.Application(middlewares=[_record, _split_bases, _inject, _guard, _delay])
     app[STATE_KEY] = SandboxState(config)
     company = "/v3/company/{realm}"
     app.router.add_route("GET", f"{company}/query", _query)
@@ -1023,19 +1097,22 @@ def create_app(config: SandboxConfig) -> web.Application:
     app.router.add_post("/oauth2/v1/tokens/revoke", _revoke)
     app.router.add_post("/v2/oauth2/tokens/revoke", _revoke)
     app.router.add_get("/connect/oauth2", _authorize)
-    app.router.add_get("/.well-known/openid_configuration", _discovery)
-    app.router.add_get("/.well-known/openid_sandbox_configuration", _discovery)
+    for name in ("openid_configuration", "openid_sandbox_configuration"):
+        app.router.add_get(f"/.well-known/{name}", _discovery)
+        app.router.add_get(f"/.well-known/{name}/", _discovery)
     return app
 
 
 class RunningSandbox:
     """A sandbox served on a local port; use ``state`` to drive it, ``close()`` to stop it."""
 
-    def __init__(self, runner: web.AppRunner, state: SandboxState, base_url: str) -> None:
+    def __init__(self, runner: web.AppRunner, state: SandboxState, host: str) -> None:
         self._runner = runner
         self.state = state
-        self.base_url = base_url
-        self.oauth_base_url = base_url
+        api_port, oauth_port = (address[1] for address in runner.addresses[:2])
+        state.oauth_port = oauth_port
+        self.base_url = f"http://{host}:{api_port}"
+        self.oauth_base_url = f"http://{host}:{oauth_port}"
 
     @property
     def authorize_url(self) -> str:
@@ -1064,14 +1141,13 @@ class RunningSandbox:
 
 
 async def start_sandbox(config: SandboxConfig) -> RunningSandbox:
-    """Serve a sandbox on ``config.host`` (127.0.0.1) and ``config.port`` (0: a free port)."""
+    """Serve a sandbox on ``config.host``: the API on ``port``, OAuth on ``oauth_port``."""
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return RunningSandbox(runner, app[STATE_KEY], f"http://{host}:{port}")
+    for port in (config.port, config.oauth_port):
+        await web.TCPSite(runner, config.host, port).start()
+    return RunningSandbox(runner, app[STATE_KEY], config.host)
 
 
 # --------------------------------------------------------------------------- command line
@@ -1094,12 +1170,14 @@ def _company_arg(text: str) -> CompanySpec:
 def _parse_args(argv: Sequence[str] | None) -> SandboxConfig:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--companies", nargs="+", type=_company_arg, default=None)
+    parser.add_argument("--port", type=int, default=8765, help="API port (0: any free port)")
+    parser.add_argument("--oauth-port", type=int, default=8766, help="OAuth port (0: any)")
+    companies_help = "REALM or REALM:Entity=N,... ('transactions=N' scales a whole company)"
+    parser.add_argument("--companies", nargs="+", type=_company_arg, help=companies_help)
     parser.add_argument("--client-id", default=SandboxConfig.client_id)
     parser.add_argument("--client-secret", default=SandboxConfig.client_secret)
-    parser.add_argument("--no-throttle", action="store_true")
-    parser.add_argument("--prerender", action="store_true")
+    parser.add_argument("--no-throttle", action="store_true", help="no 429s (benchmarks)")
+    parser.add_argument("--prerender", action="store_true", help="cache rendered query pages")
     parser.add_argument("--access-token-lifetime", type=int, default=3600)
     args = parser.parse_args(argv)
     return SandboxConfig(
@@ -1108,6 +1186,7 @@ def _parse_args(argv: Sequence[str] | None) -> SandboxConfig:
         client_secret=args.client_secret,
         host=args.host,
         port=args.port,
+        oauth_port=args.oauth_port,
         throttle=not args.no_throttle,
         prerender=args.prerender,
         access_token_lifetime=args.access_token_lifetime,

@@ -1,0 +1,227 @@
+"""The durable inbox: webhook requests, events (webhook and hub), and per-handler deliveries.
+
+An event's state is derived from its deliveries: ``pending`` while any is pending, ``dead``
+when any was dead-lettered, else ``done``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlite_utils
+
+from hub.store.clock import utcnow
+from hub.store.database import Database
+
+EVENT_STATES = ("pending", "dead", "done")
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to store, with the handlers that must each process it once."""
+
+    source: str
+    event_id: str
+    type: str
+    data: Any
+    connection_key: str | None
+    handlers: Sequence[str]
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One accepted webhook request: its raw body, kept headers and parsed events."""
+
+    source: str
+    headers: dict[str, str]
+    body: bytes
+    events: Sequence[NewEvent]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What storing a request or event did: rows created and duplicates ignored."""
+
+    created: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class Due:
+    """A delivery whose time has come."""
+
+    event: int
+    handler: str
+    attempts: int
+    source: str
+    event_id: str
+    type: str
+    connection_key: str | None
+    data: Any
+    created_at: str
+
+
+def insert_events(
+    db: sqlite_utils.Database, events: Sequence[NewEvent], request_id: int | None, now: str
+) -> Stored:
+    """Insert events (ignoring duplicate (source, event id)) and their pending deliveries."""
+    conn = db.conn
+    created = duplicates = 0
+    at = time.time()
+    for event in events:
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO events (source, event_id, type, connection_key, data, "
+            "request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                event.source,
+                event.event_id,
+                event.type,
+                event.connection_key,
+                orjson.dumps(event.data).decode(),
+                request_id,
+                now,
+            ],
+        )
+        if cursor.rowcount == 0:
+            duplicates += 1
+            continue
+        created += 1
+        if event.handlers:
+            conn.executemany(
+                "INSERT INTO deliveries (event, handler, state, next_at, updated_at) "
+                "VALUES (?, ?, 'pending', ?, ?)",
+                [(cursor.lastrowid, handler, at, now) for handler in event.handlers],
+            )
+    return Stored(created, duplicates)
+
+
+def insert_webhooks(db: sqlite_utils.Database, requests: Sequence[WebhookDelivery]) -> list[Stored]:
+    """Store many requests in the caller's one transaction (group commit)."""
+    now = utcnow()
+    results = []
+    for request in requests:
+        cursor = db.conn.execute(
+            "INSERT INTO webhook_requests (source, received_at, headers, body) VALUES (?, ?, ?, ?)",
+            [request.source, now, orjson.dumps(request.headers).decode(), request.body],
+        )
+        results.append(insert_events(db, request.events, cursor.lastrowid, now))
+    return results
+
+
+class Inbox:
+    """Reads and state changes of events and deliveries."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add_event(self, event: NewEvent) -> Stored:
+        """Store one event (a hub event from the bus) with its deliveries."""
+        return await self._db.write(insert_events, [event], None, utcnow())
+
+    async def due(self, limit: int = 200) -> list[Due]:
+        """Pending deliveries whose next attempt time has passed, oldest first."""
+        rows = await self._db.read(
+            lambda db: db.execute(
+                "SELECT d.event, d.handler, d.attempts, e.source, e.event_id, e.type, "
+                "e.connection_key, e.data, e.created_at FROM deliveries d "
+                "JOIN events e ON e.id = d.event "
+                "WHERE d.state = 'pending' AND d.next_at <= ? ORDER BY d.next_at LIMIT ?",
+                [time.time(), limit],
+            ).fetchall()
+        )
+        return [
+            Due(r[0], r[1], r[2], r[3], r[4], r[5], r[6], orjson.loads(r[7]), r[8]) for r in rows
+        ]
+
+    async def next_due_at(self) -> float | None:
+        """When the earliest pending delivery is due (unix time), or None."""
+        row = await self._db.read(
+            lambda db: db.execute(
+                "SELECT min(next_at) FROM deliveries WHERE state = 'pending'"
+            ).fetchone()
+        )
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def record(
+        self, outcomes: Sequence[tuple[int, str, str, int, float, str | None]]
+    ) -> None:
+        """Write many delivery outcomes: (event, handler, state, attempts, next_at, error)."""
+        now = utcnow()
+
+        def write(db: sqlite_utils.Database) -> None:
+            db.conn.executemany(
+                "UPDATE deliveries SET state = ?, attempts = ?, next_at = ?, last_error = ?, "
+                "updated_at = ? WHERE event = ? AND handler = ?",
+                [(s, a, n, err, now, e, h) for e, h, s, a, n, err in outcomes],
+            )
+
+        await self._db.write(write)
+
+    async def replay(self, event: int) -> int:
+        """Make an event's dead deliveries pending again, due now; return how many."""
+
+        def write(db: sqlite_utils.Database) -> int:
+            return int(
+                db.execute(
+                    "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = ?, "
+                    "updated_at = ? WHERE event = ? AND state = 'dead'",
+                    [time.time(), utcnow(), event],
+                ).rowcount
+            )
+
+        return await self._db.write(write)
+
+    async def events(self, state: str | None, limit: int = 100) -> list[dict[str, Any]]:
+        """Events (newest first) with their deliveries, optionally only those in ``state``."""
+        where = {
+            None: "",
+            "pending": "WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id "
+            "AND d.state = 'pending')",
+            "dead": "WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id "
+            "AND d.state = 'dead')",
+            "done": "WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id "
+            "AND d.state != 'done')",
+        }[state]
+
+        def read(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+            sql = (
+                "SELECT e.id, e.source, e.event_id, e.type, e.connection_key, e.created_at, "
+                f"e.data FROM events e {where} ORDER BY e.id DESC LIMIT ?"
+            )
+            events = list(db.query(sql, [limit]))
+            for event in events:
+                event["data"] = orjson.loads(event["data"])
+                event["deliveries"] = list(
+                    db.query(
+                        "SELECT handler, state, attempts, last_error, updated_at "
+                        "FROM deliveries WHERE event = ? ORDER BY handler",
+                        [event["id"]],
+                    )
+                )
+                states = {d["state"] for d in event["deliveries"]}
+                event["state"] = (
+                    "dead" if "dead" in states else "pending" if "pending" in states else "done"
+                )
+            return events
+
+        return await self._db.read(read)
+
+    async def counts(self) -> dict[str, int]:
+        """Delivery counts by state (for /api/status and the admin page)."""
+        rows = await self._db.read(
+            lambda db: db.execute(
+                "SELECT state, count(*) FROM deliveries GROUP BY state"
+            ).fetchall()
+        )
+        return {state: 0 for state in EVENT_STATES} | {r[0]: int(r[1]) for r in rows}
+
+    async def exists(self, event: int) -> bool:
+        """True if an event with this row id exists."""
+        row = await self._db.read(
+            lambda db: db.execute("SELECT 1 FROM events WHERE id = ?", [event]).fetchone()
+        )
+        return row is not None

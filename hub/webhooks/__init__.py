@@ -1,0 +1,1 @@
+"""Webhooks: inbound (verify, store, dispatch) and outbound (signed deliveries to subscribers)."""

@@ -1,0 +1,220 @@
+"""The dispatcher: delivers stored events to their handlers, at least once, with retries.
+
+Handlers of an event are fixed when it is stored: ``process`` (the owning plugin's handling
+of its own webhook events), ``event:<plugin>`` (each ``event`` hook implementation) and
+``sub:<id>`` (each matching outbound subscription). Each (event, handler) delivery is tracked
+on its own: a failure is retried with exponential backoff and jitter without re-running the
+handlers that succeeded, and dead-lettered (and alerted) after the configured attempts.
+Deliveries still pending at a crash or stop run again after the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import random
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+from hub.errors import error_class_of
+from hub.model import Alert, HealthStatus, HubEvent
+from hub.store.inbox import Due
+from hub.store.subscriptions import Subscription
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+
+log = structlog.get_logger("hub.dispatcher")
+
+OUTBOUND_SCHEDULE_S = (5, 300, 1800, 7200, 28800, 36000, 36000)
+"""Delay before each retry of an outbound delivery: 5 s, 5 min, 30 min, 2 h, 8 h, 10 h, 10 h."""
+SUBSCRIPTION_DISABLE_AFTER = 3
+"""Dead-lettered deliveries in a row after which a subscription is disabled."""
+HANDLER_BASE_DELAY_S = 2.0
+HANDLER_MAX_DELAY_S = 3600.0
+CONCURRENCY = 16
+
+
+def handler_delay(attempts: int) -> float:
+    """Backoff before retry ``attempts`` of a plugin handler: exponential, full jitter, capped."""
+    ceiling = min(HANDLER_MAX_DELAY_S, HANDLER_BASE_DELAY_S * 2 ** (attempts - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class Dispatcher:
+    """Runs due deliveries in the background and records their outcomes."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._running: dict[tuple[int, str], asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self.subscriptions: list[Subscription] = []
+
+    async def start(self) -> None:
+        """Load subscriptions and start delivering."""
+        await self.reload_subscriptions()
+        self._task = asyncio.create_task(self._loop(), name="hub-dispatcher")
+
+    async def stop(self) -> None:
+        """Stop: in-flight deliveries get a moment, then stay pending for the next start."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._running:
+            _, late = await asyncio.wait(set(self._running.values()), timeout=2)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+
+    async def reload_subscriptions(self) -> None:
+        """Re-read subscriptions (after one is created, deleted or disabled)."""
+        self.subscriptions = await self._hub.store.subscriptions.list()
+
+    def handlers_for(self, source: str, event_type: str) -> list[str]:
+        """The handlers a new event of ``source`` and ``event_type`` must be delivered to."""
+        hub = self._hub
+        handlers = []
+        if source != "hub" and hub.plugins.has_owner_hook(source, "process"):
+            handlers.append("process")
+        handlers += [f"event:{name}" for name in hub.plugins.implementers("event")]
+        handlers += [f"sub:{s.id}" for s in self.subscriptions if s.matches(event_type)]
+        return handlers
+
+    def wake(self) -> None:
+        """New deliveries were stored: look for due work now."""
+        self._wake.set()
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until nothing is due now or running (tests and the CLI use this)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._running and not await self._hub.store.inbox.due(limit=1):
+                return
+            await asyncio.sleep(0.02)
+
+    async def _loop(self) -> None:
+        inbox = self._hub.store.inbox
+        while True:
+            self._wake.clear()
+            try:
+                due = [d for d in await inbox.due() if (d.event, d.handler) not in self._running]
+            except Exception:
+                log.exception("cannot read due deliveries")
+                due = []
+            for delivery in due:
+                key = (delivery.event, delivery.handler)
+                task = asyncio.create_task(self._deliver(delivery))
+                self._running[key] = task
+                task.add_done_callback(functools.partial(self._forget, key))
+            if due:
+                await asyncio.sleep(0)
+                continue
+            next_at = await inbox.next_due_at()
+            wait = 1.0 if next_at is None else min(1.0, max(0.01, next_at - time.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    def _forget(self, key: tuple[int, str], _task: asyncio.Task[None]) -> None:
+        self._running.pop(key, None)
+
+    async def _deliver(self, due: Due) -> None:
+        async with self._slots:
+            event = HubEvent(
+                type=due.type,
+                data=due.data,
+                id=due.event_id,
+                source=due.source,
+                created_at=due.created_at,
+                connection_key=due.connection_key,
+                attempt=due.attempts + 1,
+            )
+            attempts = due.attempts + 1
+            try:
+                await self._run_handler(due, event)
+            except Exception as exc:
+                await self._failed(due, attempts, exc)
+            else:
+                await self._hub.store.inbox.record(
+                    [(due.event, due.handler, "done", attempts, time.time(), None)]
+                )
+                await self._finished_subscription(due.handler, ok=True)
+
+    async def _run_handler(self, due: Due, event: HubEvent) -> None:
+        hub = self._hub
+        kind, _, name = due.handler.partition(":")
+        if kind == "process":
+            await hub.plugins.call_owner(due.source, "process", event=event, hub=hub)
+        elif kind == "event":
+            await hub.plugins.call_plugin(name, "event", event=event, hub=hub)
+        elif kind == "sub":
+            await hub.outbound.deliver(name, f"msg_{due.event}", event)
+        else:
+            raise LookupError(f"unknown handler {due.handler!r}")
+
+    async def _failed(self, due: Due, attempts: int, exc: Exception) -> None:
+        outbound = due.handler.startswith("sub:")
+        max_attempts = self._hub.settings.webhooks.max_attempts
+        limit = len(OUTBOUND_SCHEDULE_S) + 1 if outbound else max_attempts
+        error = f"{error_class_of(exc)}: {exc}"[:1000]
+        if attempts >= limit:
+            await self._hub.store.inbox.record(
+                [(due.event, due.handler, "dead", attempts, time.time(), error)]
+            )
+            log.error("delivery dead-lettered", event=due.event, handler=due.handler, error=error)
+            await self._hub.health.deliver(
+                Alert(
+                    id=0,
+                    integration=due.source,
+                    connection_id=f"inbox:{due.event}",
+                    connection_title=f"event {due.event} ({due.type})",
+                    status=HealthStatus.ERROR,
+                    previous=None,
+                    message=f"handler {due.handler} failed {attempts} times; dead-lettered "
+                    f"(replay: POST /api/inbox/{due.event}/replay): {error}",
+                )
+            )
+            await self._finished_subscription(due.handler, ok=False)
+            return
+        delay = OUTBOUND_SCHEDULE_S[attempts - 1] if outbound else handler_delay(attempts)
+        await self._hub.store.inbox.record(
+            [(due.event, due.handler, "pending", attempts, time.time() + delay, error)]
+        )
+        log.warning(
+            "delivery failed; will retry",
+            event=due.event,
+            handler=due.handler,
+            attempt=attempts,
+            retry_in_s=round(delay, 1),
+            error=error,
+        )
+
+    async def _finished_subscription(self, handler: str, ok: bool) -> None:
+        kind, _, sub_id = handler.partition(":")
+        if kind != "sub":
+            return
+        disabled = await self._hub.store.subscriptions.delivered(
+            sub_id, ok, SUBSCRIPTION_DISABLE_AFTER
+        )
+        if disabled:
+            await self.reload_subscriptions()
+            log.error("subscription disabled", subscription=sub_id)
+            await self._hub.health.deliver(
+                Alert(
+                    id=0,
+                    integration="webhooks",
+                    connection_id=sub_id,
+                    connection_title=f"subscription {sub_id}",
+                    status=HealthStatus.ERROR,
+                    previous=HealthStatus.HEALTHY,
+                    message=f"outbound subscription {sub_id} was disabled after "
+                    f"{SUBSCRIPTION_DISABLE_AFTER} dead-lettered deliveries in a row",
+                )
+            )

@@ -1,0 +1,109 @@
+"""``POST /webhooks/{source}``: verify with the owning plugin, store durably, then answer.
+
+Answers: 200 stored (with counts; duplicates of a known provider event id are acknowledged
+and not processed again), 401 bad or missing signature (nothing stored), 404 unknown source,
+400 malformed, 405 wrong method, 413 body over ``webhooks.max_body_bytes``. Bad input never
+gets a 5xx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+from aiohttp import web
+
+from hub.errors import HubError, MalformedWebhookError, SignatureError, UnknownSourceError
+from hub.model import WebhookEvent
+from hub.plugins import await_maybe
+from hub.store.inbox import NewEvent, WebhookDelivery
+from hub.web.keys import HUB
+
+log = structlog.get_logger("hub.webhooks")
+routes = web.RouteTableDef()
+
+DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
+MAX_EVENTS = 1000
+
+
+def _reject(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+def kept_headers(request: web.Request) -> dict[str, str]:
+    """The request headers stored with the body: all but credentials."""
+    return {str(k): v for k, v in request.headers.items() if k.lower() not in DROPPED_HEADERS}
+
+
+@routes.post("/webhooks/{source}", name="webhook")
+@routes.post("/webhooks/{source}/{path:.+}", name="webhook_path")
+async def receive(request: web.Request) -> web.Response:
+    """Verify, store and acknowledge one webhook request."""
+    hub = request.app[HUB]
+    source = request.match_info["source"]
+    metrics = hub.metrics
+    if source not in hub.plugins.integrations or not hub.plugins.has_owner_hook(source, "webhook"):
+        return _reject(404, f"no webhook source {source!r}")
+    limit = hub.settings.webhooks.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        metrics.webhooks.labels(source, "too_large").inc()
+        return _reject(413, f"body over {limit} bytes")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        metrics.webhooks.labels(source, "too_large").inc()
+        return _reject(413, f"body over {limit} bytes")
+    try:
+        parsed = await await_maybe(
+            hub.plugins.call_owner_raw(source, "webhook", request=request, body=body, hub=hub)
+        )
+        events = _validated(parsed)
+    except SignatureError as exc:
+        metrics.webhooks.labels(source, "bad_signature").inc()
+        log.warning("webhook signature rejected", source=source, reason=str(exc))
+        return _reject(401, str(exc) or "bad signature")
+    except UnknownSourceError as exc:
+        metrics.webhooks.labels(source, "unknown_source").inc()
+        return _reject(404, str(exc))
+    except HubError as exc:
+        metrics.webhooks.labels(source, "malformed").inc()
+        return _reject(400, str(exc) or "malformed webhook")
+    except Exception as exc:  # a parser tripping over bad input is still bad input
+        metrics.webhooks.labels(source, "malformed").inc()
+        log.warning("webhook could not be parsed", source=source, error=repr(exc)[:300])
+        return _reject(400, "malformed webhook")
+    stored = await hub.ingest.store(
+        WebhookDelivery(
+            source=source,
+            headers=kept_headers(request),
+            body=body,
+            events=[
+                NewEvent(
+                    source=source,
+                    event_id=event.id,
+                    type=f"{source}.{event.type}",
+                    data=dict(event.data),
+                    connection_key=event.connection_key,
+                    handlers=hub.dispatcher.handlers_for(source, f"{source}.{event.type}"),
+                )
+                for event in events
+            ],
+        )
+    )
+    if stored.created:
+        hub.dispatcher.wake()
+    metrics.webhooks.labels(source, "accepted").inc()
+    return web.json_response({"received": stored.created, "duplicates": stored.duplicates})
+
+
+def _validated(parsed: object) -> Sequence[WebhookEvent]:
+    if parsed is None:
+        return []
+    if not isinstance(parsed, list | tuple) or not all(isinstance(e, WebhookEvent) for e in parsed):
+        raise TypeError("the webhook hook must return a list of WebhookEvent")
+    if len(parsed) > MAX_EVENTS:
+        raise MalformedWebhookError(f"more than {MAX_EVENTS} events in one request")
+    for event in parsed:
+        if not event.id or not event.type:
+            raise MalformedWebhookError("an event has no id or type")
+    return parsed
