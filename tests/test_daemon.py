@@ -147,9 +147,7 @@ async def test_sigterm_during_a_sync_exits_0_quickly_with_a_valid_cursor(tmp_pat
 
     conn = sqlite3.connect(daemon.db)
     state = conn.execute("SELECT state FROM sync_runs WHERE id = ?", [body["run_id"]]).fetchone()
-    cursor = conn.execute(
-        "SELECT cursor FROM cursors WHERE stream = 'transactions'"
-    ).fetchone()
+    cursor = conn.execute("SELECT cursor FROM cursors WHERE stream = 'transactions'").fetchone()
     conn.close()
     assert state[0] in {"cancelled", "succeeded"}
     # the committed cursor points at the last stored record: resuming from it loses nothing

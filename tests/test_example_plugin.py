@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from hub.testing import stored_records, sync_records
-
 from tests.conftest import ledger_config
 
 CONNECTION = "custom_accounting:default"
@@ -22,7 +21,10 @@ async def test_full_then_incremental_sync_equals_the_source(make_hub, ledger):
     ledger.state.create("accounts", {"id": "acc_999999", "name": "New", "updated_at": ""})
     result = await hub.engine.run(CONNECTION)
     assert (result.state, result.created, result.updated, result.deleted) == (
-        "succeeded", 1, 1, 1,
+        "succeeded",
+        1,
+        1,
+        1,
     )
     records = await stored_records(hub, "custom_accounting", CONNECTION)
     assert records["transactions"] == ledger.state.live_records("transactions")
