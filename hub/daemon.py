@@ -26,7 +26,10 @@ async def serve(settings: HubSettings) -> int:
     """Run the daemon until SIGTERM or SIGINT; return the exit code."""
     app = create_app(settings)
     runner = web.AppRunner(
-        app, handle_signals=False, shutdown_timeout=settings.server.shutdown_timeout
+        app,
+        handle_signals=False,
+        shutdown_timeout=settings.server.shutdown_timeout,
+        access_log=None,  # requests are counted in /metrics; errors are logged
     )
     await runner.setup()
     host, port = settings.server.host, settings.server.port

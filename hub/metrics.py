@@ -50,12 +50,26 @@ class Metrics:
             ["source", "outcome"],
             registry=r,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.connection_health = Gauge(
             "hub_connection_healthy",
             "1 if the connection is healthy",
             ["integration", "connection"],
             registry=r,
         )
+
+    def request_served(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count and time one HTTP request (label children are cached: this is a hot path)."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_duration.labels(route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def records(self, integration: str, stream: str, counts: BatchCounts) -> None:
         """Count one batch's created, updated and deleted records."""

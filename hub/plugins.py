@@ -35,6 +35,7 @@ T = TypeVar("T")
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "hub.builtins.log_alerts",
     "hub.builtins.generic_webhooks",
+    "plugins.quickbooks",
 )
 """Built-in plugins, imported by module name; every one can be turned off with plugins.deny."""
 
@@ -74,6 +75,8 @@ class HubPlugins:
         self.info: dict[str, PluginInfo] = {}
         self.integrations: dict[str, Integration] = {}
         self._owners: dict[str, object] = {}
+        self._impls: dict[tuple[int, str], Callable[..., Any] | None] = {}
+        self._implementers: dict[str, list[str]] = {}
         self.trace = os.environ.get(TRACE_ENV, "") not in {"", "0"}
 
     # ------------------------------------------------------------------ loading
@@ -134,6 +137,12 @@ class HubPlugins:
         """
         if name in self.info and self.info[name].hooks:
             raise PluginLoadError(f"a plugin named {name!r} is already loaded")
+        try:
+            return self._add(plugin, name, origin, version)
+        finally:
+            self._forget_lookups()
+
+    def _add(self, plugin: object, name: str, origin: str, version: str) -> PluginInfo:
         info = self.info.setdefault(name, PluginInfo(name=name, origin=origin))
         info.origin, info.error = origin, None
         info.version = (
@@ -194,6 +203,12 @@ class HubPlugins:
                 del self._owners[integration]
                 del self.integrations[integration]
         self.info.pop(name, None)
+        self._forget_lookups()
+
+    def _forget_lookups(self) -> None:
+        """Drop cached hook lookups (the set of registered plugins changed)."""
+        self._impls.clear()
+        self._implementers.clear()
 
     @property
     def failed(self) -> list[PluginInfo]:
@@ -203,6 +218,12 @@ class HubPlugins:
     # ------------------------------------------------------------------ calling
 
     def _impl(self, plugin: object, hook: str) -> Callable[..., Any] | None:
+        key = (id(plugin), hook)
+        if key not in self._impls:
+            self._impls[key] = self._find_impl(plugin, hook)
+        return self._impls[key]
+
+    def _find_impl(self, plugin: object, hook: str) -> Callable[..., Any] | None:
         caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
         for impl in caller.get_hookimpls():
             if impl.plugin is plugin:
@@ -216,8 +237,10 @@ class HubPlugins:
 
     def implementers(self, hook: str) -> list[str]:
         """Names of the plugins implementing ``hook``, in call order."""
-        caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
-        return [impl.plugin_name for impl in reversed(caller.get_hookimpls())]
+        if hook not in self._implementers:
+            caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+            self._implementers[hook] = [i.plugin_name for i in reversed(caller.get_hookimpls())]
+        return self._implementers[hook]
 
     async def call_plugin(self, name: str, hook: str, **kwargs: Any) -> Any:
         """Call ``hook`` on the plugin called ``name`` only, and await its result.

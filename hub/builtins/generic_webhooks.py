@@ -55,6 +55,14 @@ def signature_matches(sender: GenericSender, body: bytes, presented: str | None)
     )
 
 
+def _event_id(request: web.Request) -> str | None:
+    for name in ID_HEADERS:
+        value = request.headers.get(name)
+        if value:
+            return value
+    return None
+
+
 @hookimpl
 def register() -> Integration:
     """Declare the generic source (no streams: it only receives webhooks)."""
@@ -92,7 +100,10 @@ def webhook(request: web.Request, body: bytes, hub: Hub) -> list[WebhookEvent]:
         data: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise MalformedWebhookError("the body is not JSON") from None
-    event_id = next((request.headers[h] for h in ID_HEADERS if request.headers.get(h)), None)
+    headers = request.headers
+    event_id = (
+        headers.get(ID_HEADERS[0]) or headers.get(ID_HEADERS[1]) or headers.get(ID_HEADERS[2])
+    )
     return [
         WebhookEvent(
             id=(event_id or hashlib.sha256(body).hexdigest())[:200],

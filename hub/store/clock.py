@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 
 def utcnow() -> str:
     """The current time as an ISO 8601 UTC string (``2026-11-26T17:47:00.123456+00:00``)."""
     return datetime.now(UTC).isoformat()
+
+
+_last_id = 0
+
+
+def next_id() -> int:
+    """A unique, increasing integer id (nanoseconds since the epoch, bumped on ties).
+
+    Rows keyed by it are appended in order, like rowids, without asking the database first.
+    """
+    global _last_id
+    _last_id = max(time.time_ns(), _last_id + 1)
+    return _last_id
 
 
 def parse(value: str) -> datetime:

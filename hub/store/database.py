@@ -24,6 +24,7 @@ from hub.store.schema import apply_migrations
 T = TypeVar("T")
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+CHECKPOINT_INTERVAL_S = 1.0
 
 
 def connect(path: Path) -> sqlite_utils.Database:
@@ -59,6 +60,7 @@ class Database:
         except OSError as exc:
             raise StoreError(f"{path.parent}: cannot create folder: {exc.strerror}") from None
         self._writer_db = connect(path)
+        self._writer_db.execute("PRAGMA wal_autocheckpoint=0")
         try:
             self.applied_migrations = apply_migrations(self._writer_db)
         except sqlite3.DatabaseError as exc:
@@ -71,11 +73,35 @@ class Database:
             target=self._write_loop, name="hub-store-writer", daemon=True
         )
         self._writer.start()
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="hub-store-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
         self._local = threading.local()
         self._readers: list[sqlite_utils.Database] = []
         self._reader_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hub-store-reader")
         self._closed = False
+
+    def _checkpoint_loop(self) -> None:
+        """Copy the WAL back into the database off the writer's path, once a second.
+
+        The writer never checkpoints itself (``wal_autocheckpoint=0``): a checkpoint's fsyncs
+        would otherwise stall the commit that many waiting webhook requests depend on.
+        """
+        db = connect(self.path)
+        try:
+            while not self._stop.wait(CHECKPOINT_INTERVAL_S):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.OperationalError:
+                    continue  # busy: try again next time
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            return
+        finally:
+            db.close()
 
     def _write_loop(self) -> None:
         while True:
@@ -130,6 +156,8 @@ class Database:
         self._closed = True
         self._queue.put(None)
         self._writer.join()
+        self._stop.set()
+        self._checkpointer.join()
         self._pool.shutdown(wait=True)
         with self._reader_lock:
             for db in self._readers:

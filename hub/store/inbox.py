@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import sqlite_utils
 
-from hub.store.clock import utcnow
+from hub.store.clock import next_id, utcnow
 from hub.store.database import Database
 
 EVENT_STATES = ("pending", "dead", "done")
@@ -33,13 +33,57 @@ class NewEvent:
 
 
 @dataclass(frozen=True)
-class WebhookDelivery:
-    """One accepted webhook request: its raw body, kept headers and parsed events."""
+class PreparedEvents:
+    """Events turned into row tuples in the event loop, so the writer thread only runs SQL.
 
-    source: str
-    headers: dict[str, str]
-    body: bytes
-    events: Sequence[NewEvent]
+    ``batch`` marks the rows this insert creates (a duplicate keeps its first batch), which
+    is how deliveries are added only for events that are new.
+    """
+
+    batch: int
+    event_rows: list[tuple[Any, ...]]
+    delivery_rows: list[tuple[Any, ...]]
+
+    @classmethod
+    def build(cls, events: Sequence[NewEvent]) -> PreparedEvents:
+        """Serialise ``events`` and their deliveries (due now)."""
+        batch, now, at = next_id(), utcnow(), time.time()
+        event_rows = [
+            (
+                e.source,
+                e.event_id,
+                e.type,
+                e.connection_key,
+                orjson.dumps(e.data).decode(),
+                batch,
+                now,
+            )
+            for e in events
+        ]
+        delivery_rows = [
+            (handler, at, now, e.source, e.event_id, batch)
+            for e in events
+            for handler in e.handlers
+        ]
+        return cls(batch, event_rows, delivery_rows)
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One accepted webhook request ready to store: its raw body, kept headers and events."""
+
+    request_row: tuple[Any, ...]
+    events: PreparedEvents
+
+    @classmethod
+    def build(
+        cls, source: str, headers: dict[str, str], body: bytes, events: Sequence[NewEvent]
+    ) -> WebhookDelivery:
+        """Prepare a request and its parsed events for :func:`insert_webhooks`."""
+        prepared = PreparedEvents.build(events)
+        received_at = prepared.event_rows[0][-1] if prepared.event_rows else utcnow()
+        row = (prepared.batch, source, received_at, orjson.dumps(headers).decode(), body)
+        return cls(row, prepared)
 
 
 @dataclass(frozen=True)
@@ -65,51 +109,34 @@ class Due:
     created_at: str
 
 
-def insert_events(
-    db: sqlite_utils.Database, events: Sequence[NewEvent], request_id: int | None, now: str
-) -> Stored:
-    """Insert events (ignoring duplicate (source, event id)) and their pending deliveries."""
+def insert_events(db: sqlite_utils.Database, prepared: PreparedEvents) -> Stored:
+    """Insert events (ignoring duplicate (source, event id)) and, for new ones, deliveries."""
     conn = db.conn
-    created = duplicates = 0
-    at = time.time()
-    for event in events:
-        cursor = conn.execute(
-            "INSERT OR IGNORE INTO events (source, event_id, type, connection_key, data, "
-            "request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                event.source,
-                event.event_id,
-                event.type,
-                event.connection_key,
-                orjson.dumps(event.data).decode(),
-                request_id,
-                now,
-            ],
+    before = conn.total_changes
+    conn.executemany(
+        "INSERT OR IGNORE INTO events (source, event_id, type, connection_key, data, "
+        "request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        prepared.event_rows,
+    )
+    created = conn.total_changes - before
+    if created and prepared.delivery_rows:
+        conn.executemany(
+            "INSERT INTO deliveries (event, handler, state, next_at, updated_at) "
+            "SELECT id, ?, 'pending', ?, ? FROM events "
+            "WHERE source = ? AND event_id = ? AND request_id = ?",
+            prepared.delivery_rows,
         )
-        if cursor.rowcount == 0:
-            duplicates += 1
-            continue
-        created += 1
-        if event.handlers:
-            conn.executemany(
-                "INSERT INTO deliveries (event, handler, state, next_at, updated_at) "
-                "VALUES (?, ?, 'pending', ?, ?)",
-                [(cursor.lastrowid, handler, at, now) for handler in event.handlers],
-            )
-    return Stored(created, duplicates)
+    return Stored(created, len(prepared.event_rows) - created)
 
 
 def insert_webhooks(db: sqlite_utils.Database, requests: Sequence[WebhookDelivery]) -> list[Stored]:
     """Store many requests in the caller's one transaction (group commit)."""
-    now = utcnow()
-    results = []
-    for request in requests:
-        cursor = db.conn.execute(
-            "INSERT INTO webhook_requests (source, received_at, headers, body) VALUES (?, ?, ?, ?)",
-            [request.source, now, orjson.dumps(request.headers).decode(), request.body],
-        )
-        results.append(insert_events(db, request.events, cursor.lastrowid, now))
-    return results
+    db.conn.executemany(
+        "INSERT INTO webhook_requests (id, source, received_at, headers, body) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [request.request_row for request in requests],
+    )
+    return [insert_events(db, request.events) for request in requests]
 
 
 class Inbox:
@@ -120,7 +147,7 @@ class Inbox:
 
     async def add_event(self, event: NewEvent) -> Stored:
         """Store one event (a hub event from the bus) with its deliveries."""
-        return await self._db.write(insert_events, [event], None, utcnow())
+        return await self._db.write(insert_events, PreparedEvents.build([event]))
 
     async def due(self, limit: int = 200) -> list[Due]:
         """Pending deliveries whose next attempt time has passed, oldest first."""

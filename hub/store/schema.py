@@ -148,9 +148,37 @@ def _m002_inbox(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m003_clients(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE clients (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL,
+            email TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX clients_name_key ON clients (name_key);
+        CREATE INDEX clients_email ON clients (email);
+        CREATE TABLE client_links (
+            client_id INTEGER NOT NULL REFERENCES clients (id) ON DELETE CASCADE,
+            integration TEXT NOT NULL,
+            connection_id TEXT NOT NULL,
+            provider_id TEXT NOT NULL,
+            matched_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (integration, connection_id, provider_id)
+        );
+        CREATE INDEX client_links_client ON client_links (client_id, integration, connection_id);
+        """
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_core", _m001_core),
     ("002_inbox", _m002_inbox),
+    ("003_clients", _m003_clients),
 )
 
 

@@ -17,6 +17,7 @@ from hub.errors import HubError, MalformedWebhookError, SignatureError, UnknownS
 from hub.model import WebhookEvent
 from hub.plugins import await_maybe
 from hub.store.inbox import NewEvent, WebhookDelivery
+from hub.web.api import json_response
 from hub.web.keys import HUB
 
 log = structlog.get_logger("hub.webhooks")
@@ -27,7 +28,7 @@ MAX_EVENTS = 1000
 
 
 def _reject(status: int, reason: str) -> web.Response:
-    return web.json_response({"error": reason}, status=status)
+    return json_response({"error": reason}, status=status)
 
 
 def kept_headers(request: web.Request) -> dict[str, str]:
@@ -72,28 +73,24 @@ async def receive(request: web.Request) -> web.Response:
         metrics.webhooks.labels(source, "malformed").inc()
         log.warning("webhook could not be parsed", source=source, error=repr(exc)[:300])
         return _reject(400, "malformed webhook")
-    stored = await hub.ingest.store(
-        WebhookDelivery(
+    new_events = [
+        NewEvent(
             source=source,
-            headers=kept_headers(request),
-            body=body,
-            events=[
-                NewEvent(
-                    source=source,
-                    event_id=event.id,
-                    type=f"{source}.{event.type}",
-                    data=dict(event.data),
-                    connection_key=event.connection_key,
-                    handlers=hub.dispatcher.handlers_for(source, f"{source}.{event.type}"),
-                )
-                for event in events
-            ],
+            event_id=event.id,
+            type=f"{source}.{event.type}",
+            data=dict(event.data),
+            connection_key=event.connection_key,
+            handlers=hub.dispatcher.handlers_for(source, f"{source}.{event.type}"),
         )
+        for event in events
+    ]
+    stored = await hub.ingest.store(
+        WebhookDelivery.build(source, kept_headers(request), body, new_events)
     )
-    if stored.created:
+    if stored.created and any(event.handlers for event in new_events):
         hub.dispatcher.wake()
     metrics.webhooks.labels(source, "accepted").inc()
-    return web.json_response({"received": stored.created, "duplicates": stored.duplicates})
+    return json_response({"received": stored.created, "duplicates": stored.duplicates})
 
 
 def _validated(parsed: object) -> Sequence[WebhookEvent]:

@@ -1,0 +1,180 @@
+"""Inbound webhook throughput: signed ~1 KB ``generic`` webhooks against the running daemon,
+beside the same load against a bare aiohttp endpoint that only reads the body and answers 200.
+
+    python bench/webhooks.py [--duration 10] [--connections 64]
+
+Both servers run as their own processes; the load comes from wrk (Debian package ``wrk``)
+with two threads. Every request carries a unique ``webhook-id``, so each one is a new event
+the hub must commit before answering. After the hub's run the script checks that every
+request answered 2xx is in the inbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from custom_accounting.sandbox import free_port
+
+SECRET = "bench-secret"
+BODY = json.dumps(
+    {
+        "event": "invoice.paid",
+        "client": {"id": "cl_000123", "name": "Acme Bookkeeping LLC", "email": "ap@acme.test"},
+        "invoice": {"id": "inv_000456", "amount": "1250.00", "currency": "USD"},
+        "note": "x" * 760,
+    }
+)
+LUA = """
+local counter = 0
+local threads = 0
+function setup(thread) thread:set("tid", threads); threads = threads + 1 end
+function init(args) prefix = tostring(tid) .. "-" .. tostring(math.random(1000000000)) end
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json",
+    ["X-Signature"] = "%(sig)s", ["webhook-id"] = prefix .. "-" .. counter}, %(body)s)
+end
+"""
+BARE = """
+import sys
+from aiohttp import web
+async def handle(request):
+    await request.read()
+    return web.Response(text="ok")
+app = web.Application()
+app.router.add_post("/webhooks/generic/bench", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    """Poll ``url`` until it answers (any status)."""
+    for _ in range(200):
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1)  # noqa: S310 (local URL)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+def run_wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, float]:
+    """Run wrk and parse requests/s, latency percentiles and the response counts."""
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "p50": ms("50%"),
+        "p99": ms("99%"),
+    }
+
+
+def main() -> None:
+    """Measure bare and hub, check durability, print the figures and one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    signature = hmac.new(SECRET.encode(), BODY.encode(), hashlib.sha256).hexdigest()
+    with tempfile.TemporaryDirectory(prefix="hub-bench-wh-") as tmp:
+        folder = Path(tmp)
+        script = folder / "post.lua"
+        script.write_text(LUA % {"sig": signature, "body": json.dumps(BODY)})
+        bare_port, hub_port = free_port(), free_port()
+
+        bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port)])
+        try:
+            wait_ready(f"http://127.0.0.1:{bare_port}/", bare)
+            bare_url = f"http://127.0.0.1:{bare_port}/webhooks/generic/bench"
+            bare_result = run_wrk(bare_url, script, args.duration, args.connections)
+        finally:
+            bare.terminate()
+            bare.wait()
+
+        config = folder / "hub.toml"
+        config.write_text(
+            f'[server]\nport = {hub_port}\n[store]\npath = "{folder / "hub.db"}"\n'
+            f'[logging]\nlevel = "warning"\n[admin]\ntoken = "bench"\n'
+            f'[webhooks.generic.bench]\nsecret = "{SECRET}"\n'
+        )
+        hub = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
+            env={**os.environ, "HUB_CONFIG": str(config)},
+        )
+        try:
+            wait_ready(f"http://127.0.0.1:{hub_port}/healthz", hub)
+            hub_url = f"http://127.0.0.1:{hub_port}/webhooks/generic/bench"
+            hub_result = run_wrk(hub_url, script, args.duration, args.connections)
+        finally:
+            hub.terminate()
+            hub.wait()
+        conn = sqlite3.connect(folder / "hub.db")
+        stored = conn.execute("SELECT count(*) FROM events WHERE source = 'generic'").fetchone()[0]
+        conn.close()
+
+    answered = hub_result["requests"] - hub_result["non2xx"]
+    ratio = hub_result["rps"] / bare_result["rps"]
+    print(
+        f"bare: {bare_result['rps']:>8,.0f} req/s  p50 {bare_result['p50']:.1f} ms  "
+        f"p99 {bare_result['p99']:.1f} ms"
+    )
+    print(
+        f"hub : {hub_result['rps']:>8,.0f} req/s  p50 {hub_result['p50']:.1f} ms  "
+        f"p99 {hub_result['p99']:.1f} ms  ({hub_result['non2xx']} non-2xx)"
+    )
+    print(
+        f"ratio hub/bare: {ratio:.2f}; p99 hub/bare: {hub_result['p99'] / bare_result['p99']:.1f}x"
+    )
+    print(
+        f"durable: {stored:,} events stored for {answered:,} answered 2xx "
+        f"({'ok' if stored >= answered else 'LOST EVENTS'})"
+    )
+    print(
+        json.dumps(
+            {
+                "hub_per_s": round(hub_result["rps"]),
+                "bare_per_s": round(bare_result["rps"]),
+                "ratio": round(ratio, 3),
+                "p50_ms": hub_result["p50"],
+                "p99_ms": hub_result["p99"],
+                "bare_p99_ms": bare_result["p99"],
+                "answered_2xx": answered,
+                "stored": stored,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
