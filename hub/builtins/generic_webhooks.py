@@ -37,7 +37,7 @@ ID_HEADERS = ("webhook-id", "X-Event-Id", "Idempotency-Key")
 
 def expected_signature(sender: GenericSender, body: bytes) -> bytes:
     """The signature ``sender`` must send for ``body``, encoded as configured."""
-    digest = hmac.new(sender.secret.get_secret_value().encode(), body, hashlib.sha256).digest()
+    digest = hmac.digest(sender.secret.get_secret_value().encode(), body, "sha256")
     return digest.hex().encode() if sender.encoding == "hex" else base64.b64encode(digest)
 
 

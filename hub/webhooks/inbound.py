@@ -9,6 +9,7 @@ gets a 5xx.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -19,6 +20,9 @@ from hub.plugins import await_maybe
 from hub.store.inbox import NewEvent, WebhookDelivery
 from hub.web.api import json_response
 from hub.web.keys import HUB
+
+if TYPE_CHECKING:
+    from hub.core import Hub
 
 log = structlog.get_logger("hub.webhooks")
 routes = web.RouteTableDef()
@@ -73,17 +77,7 @@ async def receive(request: web.Request) -> web.Response:
         metrics.webhooks.labels(source, "malformed").inc()
         log.warning("webhook could not be parsed", source=source, error=repr(exc)[:300])
         return _reject(400, "malformed webhook")
-    new_events = [
-        NewEvent(
-            source=source,
-            event_id=event.id,
-            type=f"{source}.{event.type}",
-            data=dict(event.data),
-            connection_key=event.connection_key,
-            handlers=hub.dispatcher.handlers_for(source, f"{source}.{event.type}"),
-        )
-        for event in events
-    ]
+    new_events = [_stored_event(hub, source, event) for event in events]
     stored = await hub.ingest.store(
         WebhookDelivery.build(source, kept_headers(request), body, new_events)
     )
@@ -91,6 +85,18 @@ async def receive(request: web.Request) -> web.Response:
         hub.dispatcher.wake()
     metrics.webhooks.labels(source, "accepted").inc()
     return json_response({"received": stored.created, "duplicates": stored.duplicates})
+
+
+def _stored_event(hub: Hub, source: str, event: WebhookEvent) -> NewEvent:
+    event_type = f"{source}.{event.type}"
+    return NewEvent(
+        source=source,
+        event_id=event.id,
+        type=event_type,
+        data=event.data if isinstance(event.data, dict) else dict(event.data),
+        connection_key=event.connection_key,
+        handlers=hub.dispatcher.handlers_for(source, event_type),
+    )
 
 
 def _validated(parsed: object) -> Sequence[WebhookEvent]:
