@@ -64,6 +64,7 @@ def start_sandbox(transactions: int) -> tuple[subprocess.Popen[str], str]:
 async def hub_sync(base_url: str, folder: Path) -> tuple[int, float]:
     """Full sync through the engine; return (records, seconds)."""
     settings = load_settings(
+        read_default=False,
         overrides={
             "store": {"path": str(folder / "hub.db")},
             "logging": {"level": "warning"},

@@ -29,9 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         "environment variables such as HUB_SERVER__PORT=8800.",
     )
     parser.add_argument("--version", action="version", version=f"advisoros-hub {__version__}")
+    config_help = "configuration file (default: $HUB_CONFIG, else ./hub.toml)"
+    parser.add_argument("--config", type=Path, metavar="PATH", help=config_help)
     common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: given after the sub-command it wins, else the top-level value stays
     common.add_argument(
-        "--config", type=Path, metavar="PATH", help="configuration file (default: ./hub.toml)"
+        "--config", type=Path, metavar="PATH", help=config_help, default=argparse.SUPPRESS
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", parents=[common], help="run the daemon (the default)")
@@ -71,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `advisoros-hub plugins | head`
+        sys.stderr.close()
+        return 0
 
 
 def _serve(args: argparse.Namespace, settings: HubSettings) -> int:

@@ -141,13 +141,21 @@ class HubSettings(BaseSettings):
         return (env_settings, init_settings)
 
 
-def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> HubSettings:
+def load_settings(
+    path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    read_default: bool = True,
+) -> HubSettings:
     """Read ``path`` (else ``./hub.toml`` if present, else defaults) plus ``HUB_`` variables.
 
-    :param overrides: values merged over the file (tests use this).
+    :param overrides: values merged over the file (tests and benchmarks use this).
+    :param read_default: look for ``./hub.toml`` when ``path`` is None (tests turn this off).
     :raise ConfigError: naming the file and key of every problem, one line each.
     """
-    source = path if path is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    if path is None and read_default and DEFAULT_CONFIG.exists():
+        path = DEFAULT_CONFIG
+    source = path
     data = _read_toml(source) if source is not None else {}
     if overrides:
         data = _deep_merge(data, overrides)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import sqlite_utils
 import structlog
 
 from hub.config import HubSettings, validate_integration
@@ -22,7 +23,11 @@ from hub.logs import add_secret_keys
 from hub.metrics import Metrics
 from hub.model import Connection, ConnectionSpec, HubEvent, IntegrationSettings
 from hub.plugins import DEFAULT_PLUGINS, HubPlugins
+from hub.schedule import trigger_for
 from hub.store import ConnectionRow, Store
+from hub.store.clock import utcnow
+from hub.store.records import BatchCounts, RecordTable
+from hub.store.runs import full_generation
 from hub.sync import SyncEngine, SyncResult
 from hub.webhooks.dispatcher import Dispatcher
 from hub.webhooks.ingest import GroupCommitter
@@ -75,11 +80,16 @@ class Hub:
         for name, integration in self.plugins.integrations.items():
             add_secret_keys(integration.secret_fields)
             try:
-                self.integration_settings[name] = validate_integration(
-                    self.settings, name, integration.settings
-                )
+                settings = validate_integration(self.settings, name, integration.settings)
+                self.integration_settings[name] = settings
+                interval = getattr(settings, "sync_interval", None)
+                if interval is not None:
+                    trigger_for(interval)
             except ConfigError as exc:
-                problems.append(str(exc))
+                message = str(exc)
+                if not message.startswith("configuration:"):
+                    message = f"configuration: integrations.{name}.sync_interval: {message}"
+                problems.append(message)
         if problems:
             raise ConfigError("\n".join(problems))
 
@@ -89,6 +99,13 @@ class Hub:
         secret = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
         self._store = Store(self.settings.store.path, secret)
         self._engine = SyncEngine(self, self.settings.sync.max_concurrent)
+        try:
+            await self._open()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _open(self) -> None:
         interrupted = await self.store.runs.mark_interrupted()
         if interrupted:
             log.warning("syncs interrupted by a crash will resume", runs=interrupted)
@@ -204,6 +221,32 @@ class Hub:
         fresh = await self.connection(connection.id)
         connection.credentials = fresh.credentials
         return connection
+
+    async def write_records(
+        self,
+        connection: Connection,
+        stream: str,
+        records: Sequence[dict[str, Any]],
+        deleted: Sequence[str] = (),
+    ) -> BatchCounts:
+        """Upsert ``records`` and tombstone ``deleted`` ids of one stream outside a sync.
+
+        For changes a plugin learns between syncs (a webhook's re-fetch or deletion). The rows
+        go through the same upsert as synced batches, in one transaction on the store's writer
+        thread; cursors are not touched. A full sync of the stream in progress counts them as
+        seen, so its final sweep does not tombstone them.
+
+        :raise KeyError: the integration declares no such stream.
+        """
+        integration = self.plugins.integrations[connection.integration]
+        table = RecordTable(integration.name, integration.stream(stream))
+
+        def write(db: sqlite_utils.Database) -> BatchCounts:
+            table.create(db, stream, integration.name)
+            gen = full_generation(db, connection.id, stream)
+            return table.write(db, connection.id, records, deleted, utcnow(), gen)
+
+        return await self.store.db.write(write)
 
     def single_flight(self, key: str) -> asyncio.Lock:
         """The lock for ``key``: hold it around a token refresh so only one runs at a time."""

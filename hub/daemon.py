@@ -49,7 +49,12 @@ async def serve(settings: HubSettings) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("hub stopping")
-    await runner.cleanup()
+    limit = settings.server.shutdown_timeout * 2 + 10
+    try:
+        await asyncio.wait_for(runner.cleanup(), limit)
+    except TimeoutError:
+        log.error("shutdown did not finish in time; exiting anyway", limit_s=limit)
+        return 1
     log.info("hub stopped")
     return 0
 

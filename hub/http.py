@@ -63,7 +63,7 @@ class Response:
     url: str
 
     def json(self) -> Any:
-        """The body parsed as JSON; ValidationError if it is not JSON."""
+        """The body parsed as JSON; ServerError if it is not JSON (an error page, a proxy)."""
         try:
             return orjson.loads(self.body)
         except orjson.JSONDecodeError:

@@ -29,6 +29,7 @@ SECRET_VALUE_RES = (
     re.compile(r"(?i)(AccountKey|SharedAccessSignature|sig)=[^;&\s]+"),
     re.compile(r"(?i)\b(access_token|refresh_token|client_secret|code)=[^&\s]+"),
 )
+MAX_DEPTH = 32
 _extra_secret_keys: set[str] = set()
 
 
@@ -51,16 +52,19 @@ def redact_text(text: str) -> str:
 
 def _mask(match: re.Match[str]) -> str:
     whole = match.group(0)
-    for sep in ("=", " "):
-        if sep in whole:
-            return whole.split(sep, 1)[0] + sep + REDACTED
+    cuts = [whole.index(sep) for sep in ("=", " ") if sep in whole]
+    if cuts:  # keep the label ("Bearer ", "AccountKey="), never any of the value
+        return whole[: min(cuts) + 1] + REDACTED
     return whole[:3] + REDACTED
 
 
 def redact(value: Any, depth: int = 0) -> Any:
-    """Return ``value`` with secrets masked (dicts by key, strings by pattern), recursively."""
-    if depth > 8:
-        return value
+    """Return ``value`` with secrets masked (dicts by key, strings by pattern), recursively.
+
+    Anything nested deeper than :data:`MAX_DEPTH` is masked whole rather than left unchecked.
+    """
+    if depth > MAX_DEPTH:
+        return REDACTED
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):

@@ -121,12 +121,19 @@ class Batch:
     :param records: provider records (dicts) to upsert.
     :param cursor: the stream's new cursor after this batch (JSON), or None to keep it.
     :param deleted: ids to tombstone.
+    :param full: this batch belongs to a full re-read of the stream that the plugin began in
+        this run although the run is incremental (e.g. the provider's change log no longer
+        reaches back to the cursor). From the first such batch the stream is treated as in a
+        full sync: its cursor row records the re-read (a crash resumes it), and when the run
+        succeeds the hub tombstones the stream's records the re-read did not write. The first
+        ``full`` batch of a stream always stores its cursor, None included.
     """
 
     stream: str
     records: Sequence[dict[str, Any]]
     cursor: JSON = None
     deleted: Sequence[str] = ()
+    full: bool = False
 
 
 class HealthStatus(enum.StrEnum):

@@ -94,6 +94,11 @@ class Scheduler:
             replace_existing=True,
         )
 
+    def remove_sync_job(self, connection_id: str) -> None:
+        """Stop scheduling syncs of a connection (it was removed); no-op if none is scheduled."""
+        if self.scheduler.get_job(f"sync:{connection_id}") is not None:
+            self.scheduler.remove_job(f"sync:{connection_id}")
+
     async def _sync(self, connection_id: str) -> None:
         try:
             await self._hub.engine.run(connection_id, trigger="schedule")

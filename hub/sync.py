@@ -5,6 +5,8 @@ writer thread while the plugin already fetches the next batch (one batch in flig
 stays flat). A full sync stamps every record it writes with a generation; when it completes,
 records of that connection and stream the generation did not see are tombstoned. A full sync
 that is interrupted keeps its generation in the cursor row and is resumed by the next run.
+An incremental run may turn one stream into a full re-read (``Batch.full``) when the plugin
+finds its change log can no longer serve the cursor; that stream is then swept the same way.
 """
 
 from __future__ import annotations
@@ -85,14 +87,10 @@ def _write_batch(
     connection_id: str,
     batch: Batch,
     generation: int | None,
+    restart: bool,
 ) -> BatchCounts:
-    now = utcnow()
-    counts = table.upsert(
-        db, connection_id, table.rows(connection_id, batch.records, now, generation)
-    )
-    if batch.deleted:
-        counts.deleted += table.tombstone(db, connection_id, batch.deleted, now)
-    if batch.cursor is not None:
+    counts = table.write(db, connection_id, batch.records, batch.deleted, utcnow(), generation)
+    if batch.cursor is not None or restart:
         write_cursor(db, connection_id, batch.stream, batch.cursor, generation)
     return counts
 
@@ -306,8 +304,11 @@ class SyncEngine:
                     raise ValueError(
                         f"sync yielded a batch for unrequested stream {batch.stream!r}"
                     )
+                restart = batch.full and generations[batch.stream] is None
+                if restart:  # the plugin began a full re-read of this stream in this run
+                    generations[batch.stream] = state.run_id
                 future = db.submit(
-                    _write_batch, table, connection_id, batch, generations[batch.stream]
+                    _write_batch, table, connection_id, batch, generations[batch.stream], restart
                 )
                 if pending is not None:
                     await settle(pending)

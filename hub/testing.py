@@ -45,7 +45,7 @@ def hub_config(tmp_path: Path) -> SettingsFactory:
             "admin": {"token": ADMIN_TOKEN},
             "plugins": {"dir": None},
         }
-        return load_settings(Path("/dev/null"), _merge(base, config or {}))
+        return load_settings(None, _merge(base, config or {}), read_default=False)
 
     return make
 

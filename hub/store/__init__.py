@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from hub.store.clients import Clients
 from hub.store.connections import ConnectionRow, Connections, connection_id
 from hub.store.crypto import Vault, load_or_create_key
 from hub.store.database import Database
@@ -32,6 +33,7 @@ class Store:
         self.health = HealthLog(self.db)
         self.inbox = Inbox(self.db)
         self.subscriptions = Subscriptions(self.db, self.vault)
+        self.clients = Clients(self.db)
 
     async def get_meta(self, key: str) -> str | None:
         """A value from the ``meta`` table, or None."""

@@ -167,6 +167,21 @@ class RecordTable:
         conn.executemany(self.upsert_sql, rows.values())
         return BatchCounts(created=created, updated=updated)
 
+    def write(
+        self,
+        db: sqlite_utils.Database,
+        connection_id: str,
+        records: Iterable[dict[str, Any]],
+        deleted: Sequence[str],
+        now: str,
+        gen: int | None,
+    ) -> BatchCounts:
+        """Upsert ``records`` then tombstone ``deleted`` ids; call inside one transaction."""
+        counts = self.upsert(db, connection_id, self.rows(connection_id, records, now, gen))
+        if deleted:
+            counts.deleted += self.tombstone(db, connection_id, deleted, now)
+        return counts
+
     def tombstone(
         self, db: sqlite_utils.Database, connection_id: str, ids: Sequence[str], now: str
     ) -> int:

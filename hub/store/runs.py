@@ -190,6 +190,15 @@ def write_cursor(
     )
 
 
+def full_generation(db: sqlite_utils.Database, connection_id: str, stream: str) -> int | None:
+    """The generation of the full sync in progress for a stream, or None (none running)."""
+    row = db.conn.execute(
+        "SELECT full_generation FROM cursors WHERE connection_id = ? AND stream = ?",
+        [connection_id, stream],
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
 def write_stream_stats(
     db: sqlite_utils.Database, connection_id: str, stream: str, run_id: int, live: int
 ) -> None:

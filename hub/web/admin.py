@@ -46,7 +46,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     token = str(form.get("token", ""))
     if not token or not request.app[AUTH].check_token(token):
         return render("login.html", 401, error="That token is not right.")
-    response = web.HTTPSeeOther("/admin")
+    response = web.Response(status=303, headers={"Location": "/admin"})
     response.set_cookie(
         SESSION_COOKIE,
         request.app[AUTH].new_session(),
@@ -62,6 +62,6 @@ async def login(request: web.Request) -> web.StreamResponse:
 @routes.post("/admin/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
     """Forget the session cookie."""
-    response = web.HTTPSeeOther("/admin/login")
+    response = web.Response(status=303, headers={"Location": "/admin/login"})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response

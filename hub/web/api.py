@@ -90,7 +90,8 @@ async def trigger_sync(request: web.Request) -> web.Response:
 async def run(request: web.Request) -> web.Response:
     """One sync run: state, counts, duration, error."""
     run_id = request.match_info["id"]
-    if not run_id.isdigit():
+    # ASCII digits only ("²".isdigit() is true) and within SQLite's 64-bit integers
+    if not (run_id.isascii() and run_id.isdigit()) or len(run_id) > 18:
         raise web.HTTPNotFound(text="no such run")
     found = await request.app[HUB].store.runs.get(int(run_id))
     if found is None:

@@ -104,8 +104,9 @@ class Dispatcher:
         inbox = self._hub.store.inbox
         while True:
             self._wake.clear()
+            busy = set(self._running)  # a delivery finishing during the read may read as due
             try:
-                due = [d for d in await inbox.due() if (d.event, d.handler) not in self._running]
+                due = [d for d in await inbox.due() if (d.event, d.handler) not in busy]
             except Exception:
                 log.exception("cannot read due deliveries")
                 due = []

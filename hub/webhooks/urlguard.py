@@ -198,7 +198,7 @@ def check_url(url: str) -> None:
         raise UnsafeURLError(f"only http and https webhook URLs are allowed (scheme: {shown})")
     if not host:
         raise UnsafeURLError("the webhook URL has no host")
-    if has_credentials or "@" in (parsed.raw_authority or ""):
+    if has_credentials:
         raise UnsafeURLError("the webhook URL must not contain credentials (user:password@)")
     if port == 0:
         raise UnsafeURLError("the webhook URL has an invalid port (0)")

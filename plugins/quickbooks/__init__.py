@@ -1,0 +1,113 @@
+"""QuickBooks Online: one connection per connected company (realm), kept as an exact copy.
+
+Only hook implementations live here: OAuth and token refresh are in ``oauth.py``, the API
+calls in ``client.py``, streams, full reads and change data capture in ``sync.py``, webhook
+verification and processing in ``webhooks.py``, diagnostics in ``health.py``, and a local,
+wire-compatible fake of Intuit in ``sandbox.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+from aiohttp import web
+
+from hub import hookimpl
+from hub.core import Hub
+from hub.model import (
+    Batch,
+    Connection,
+    HealthReport,
+    HubEvent,
+    Integration,
+    WebhookEvent,
+)
+
+from . import health as diagnostics
+from . import oauth, webhooks
+from .settings import QuickBooksSettings
+from .sync import STREAMS, CustomerMatcher, sync_company
+
+NAME = oauth.NAME
+
+
+@hookimpl
+def register() -> Integration:
+    """Declare QuickBooks Online: settings, the 25 streams, an hourly CDC sync."""
+    return Integration(
+        name=NAME,
+        title="QuickBooks Online",
+        settings=QuickBooksSettings,
+        streams=STREAMS,
+        default_sync_interval=3600,
+        secret_fields=frozenset(
+            {"client_secret", "webhook_verifier_token", "access_token", "refresh_token"}
+        ),
+    )
+
+
+@hookimpl
+def routes(hub: Hub) -> list[web.RouteDef]:
+    """``/oauth/quickbooks/connect``, ``/callback`` and ``/disconnect``."""
+    return oauth.OAuthRoutes().routes()
+
+
+@hookimpl
+async def authenticate(connection: Connection, hub: Hub) -> Connection:
+    """Refresh the access token when it is about to expire (single-flight, rotation saved)."""
+    return await oauth.ensure_fresh(hub, connection)
+
+
+@hookimpl
+async def sync(
+    connection: Connection, streams: Sequence[str], cursors: dict[str, Any], hub: Hub
+) -> AsyncIterator[Batch]:
+    """CompanyInfo, then CDC changes for streams with a cursor and full reads for the rest."""
+    client = oauth.client_for(hub, connection)
+    matcher = CustomerMatcher(hub, connection)
+    return sync_company(client, streams, cursors, oauth.settings_of(hub), matcher)
+
+
+@hookimpl
+def webhook(request: web.Request, body: bytes, hub: Hub) -> list[WebhookEvent]:
+    """Verify ``intuit-signature`` and parse either payload format."""
+    settings = hub.settings_for(NAME)
+    token = getattr(settings, "webhook_verifier_token", None)
+    return webhooks.parse(
+        body,
+        request.headers.get(webhooks.SIGNATURE_HEADER),
+        token.get_secret_value() if token else None,
+    )
+
+
+@hookimpl
+async def process(event: HubEvent, hub: Hub) -> None:
+    """Re-fetch or tombstone the changed entity, then emit ``quickbooks.<entity>.<op>``."""
+    await webhooks.process(event, hub)
+
+
+@hookimpl
+async def health(connection: Connection, hub: Hub) -> HealthReport:
+    """Token present and valid, refresh expiry, API reachable, last sync age and error."""
+    return await diagnostics.diagnose(connection, hub)
+
+
+@hookimpl
+async def demo(stack: AsyncExitStack) -> dict[str, dict[str, Any]]:
+    """Start a small Intuit sandbox; connect a company at ``/oauth/quickbooks/connect``."""
+    from .sandbox import SandboxConfig, start_sandbox
+
+    sandbox = await start_sandbox(SandboxConfig())
+    stack.push_async_callback(sandbox.close)
+    config = sandbox.state.config
+    return {
+        NAME: {
+            "client_id": config.client_id,
+            "client_secret": config.client_secret,
+            "base_url": sandbox.base_url,
+            "oauth_base_url": sandbox.oauth_base_url,
+            "webhook_verifier_token": "demo-verifier-token",
+        }
+    }

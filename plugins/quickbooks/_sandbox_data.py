@@ -538,7 +538,11 @@ class Generator:
         size = 1
         for part in words:
             size *= len(part)
-        slot = (index * 7 + self.seed) % size
+        # A stride coprime with the number of combinations visits each of them once per round
+        # (a stride of 7 alone repeated names when 7 divides it, and QuickBooks display names
+        # are unique).
+        stride = next(p for p in (7, 11, 13, 17, 19, 23, 29, 31) if size % p)
+        slot = (index * stride + self.seed) % size
         out = []
         for part in words:
             out.append(part[slot % len(part)])

@@ -196,13 +196,15 @@ Operation = Literal["Create", "Update", "Delete", "Merge", "Void", "Emailed"]
 
 @dataclass(frozen=True)
 class WebhookEvent:
-    """One data-change event, as Intuit's webhooks report it."""
+    """One data-change event, as Intuit's webhooks report it (``deleted_id``: on a Merge, the
+    entity merged away into ``entity_id``)."""
 
     realm_id: str
     entity: str
     entity_id: str
     operation: Operation
     last_updated: datetime
+    deleted_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -446,6 +448,22 @@ class SandboxState:
         self.company(realm_id).tables[name].touch(index, self._ts(), {}, True)
         self._changed(realm_id, name, index, "Delete")
 
+    def merge(self, realm_id: str, entity: str, from_id: str, into_id: str) -> JSON:
+        """Merge list entity ``from_id`` into ``into_id``, as QuickBooks merges duplicates.
+
+        The survivor gets a new version, the merged-away row is deleted (CDC reports it
+        Deleted), and webhooks get one Merge event on the survivor with its ``deletedId``.
+        """
+        name = _entity_name(entity)
+        if name not in LIST_ENTITIES:
+            raise ValueError(f"QuickBooks merges list entities, not {name}")
+        company = self.company(realm_id)
+        survivor = self._existing(realm_id, name, into_id)
+        merged = self._existing(realm_id, name, from_id)
+        company.tables[name].touch(merged, self._ts(), {}, True)
+        company.tables[name].touch(survivor, self._ts(), {}, False)
+        return self._changed(realm_id, name, survivor, "Merge", deleted_id=from_id)
+
     def deactivate(self, realm_id: str, entity: str, entity_id: str) -> JSON:
         """Make a list entity inactive (``Active: false``), as QuickBooks "deletes" them.
 
@@ -465,12 +483,21 @@ class SandboxState:
     def _ts(self) -> int:
         return int(self.clock.now().timestamp())
 
-    def _changed(self, realm_id: str, name: str, index: int, operation: Operation) -> JSON:
-        self._pages = {k: v for k, v in self._pages.items() if k[0] != realm_id}
-        self._page_bytes = sum(len(v) for v in self._pages.values())
+    def _changed(
+        self,
+        realm_id: str,
+        name: str,
+        index: int,
+        operation: Operation,
+        deleted_id: str | None = None,
+    ) -> JSON:
+        if any(key[0] == realm_id for key in self._pages):
+            self._pages = {k: v for k, v in self._pages.items() if k[0] != realm_id}
+            self._page_bytes = sum(len(v) for v in self._pages.values())
         table = self.company(realm_id).tables[name]
         entity_id = "1" if name == "CompanyInfo" else str(index + 1)
-        self.events.append(WebhookEvent(realm_id, name, entity_id, operation, self.now()))
+        event = WebhookEvent(realm_id, name, entity_id, operation, self.now(), deleted_id)
+        self.events.append(event)
         return table.render(index) if table.is_live(index) else table.tombstone(index)
 
     def take_events(self) -> list[WebhookEvent]:
@@ -515,19 +542,32 @@ class SandboxState:
         """How many query pages the prerender cache holds."""
         return len(self._pages)
 
-    async def prerender(self, realm_id: str, entity: str, page_size: int = 1000) -> int:
+    async def prerender(
+        self,
+        realm_id: str,
+        entity: str,
+        page_size: int = 1000,
+        *,
+        step: int | None = None,
+        include_inactive: bool = False,
+    ) -> int:
         """Render and cache every page of ``select * from <entity>`` ordered by Id.
 
-        Needs ``prerender=True``; returns how many pages were rendered. Yields to the event
-        loop between pages, so the sandbox keeps serving while it warms up.
+        ``step`` (default ``page_size``) is the distance between page starts (a client whose
+        pages overlap by one row uses ``page_size - 1``); ``include_inactive`` caches the
+        ``where Active in (true, false)`` pages instead. Needs ``prerender=True``; returns how
+        many pages were rendered. Yields to the event loop between pages, so the sandbox keeps
+        serving while it warms up.
         """
         if not self.config.prerender:
             raise ValueError("prerender() needs SandboxConfig(prerender=True)")
         name = _entity_name(entity)
-        total, _ = self.company(realm_id).select(QueryPlan(name, count_only=True))
-        starts = range(1, total + 1, page_size)
+        active = frozenset({True, False}) if include_inactive else None
+        total, _ = self.company(realm_id).select(QueryPlan(name, True, active=active))
+        starts = range(1, total + 1, step or page_size)
         for start in starts:
-            self.query_body(realm_id, QueryPlan(name, start_position=start, max_results=page_size))
+            plan = QueryPlan(name, active=active, start_position=start, max_results=page_size)
+            self.query_body(realm_id, plan)
             await asyncio.sleep(0)
         return len(starts)
 
@@ -687,6 +727,7 @@ def _classic_payload(events: Iterable[WebhookEvent]) -> JSON:
                 "operation": event.operation,
                 "lastUpdated": _webhook_time(event.last_updated),
             }
+            | ({"deletedId": event.deleted_id} if event.deleted_id else {})
         )
     notifications = [
         {"realmId": realm, "dataChangeEvent": {"entities": entities}}
@@ -706,7 +747,7 @@ def _cloudevents_payload(events: Iterable[WebhookEvent], source: str) -> list[JS
             "time": _webhook_time(e.last_updated),
             "intuitentityid": e.entity_id,
             "intuitaccountid": e.realm_id,
-            "data": {},
+            "data": {"deletedid": e.deleted_id} if e.deleted_id else {},
         }
         for e in events
     ]

@@ -1,0 +1,294 @@
+"""QuickBooks sync throughput: the Intuit sandbox -> the hub's QuickBooks plugin and engine ->
+a fresh SQLite file, beside a raw ``sqlite3`` bulk upsert of the same rows in the same run;
+then a CDC run of 1,000 changes.
+
+    python bench/quickbooks.py                      # a company with 200,000 transaction rows
+    python bench/quickbooks.py --records 1000000    # the issue's figure
+
+The sandbox runs in its own process with throttling off and every query page pre-rendered
+(in the plugin's paging pattern), so the hub's figure measures the hub: HTTP client, JSON,
+row building, upserts, cursors and the clients registry, not the fake. The company also has
+its list entities (customers, vendors, items, ...), scaled like a real one; rates count every
+row. The raw baseline upserts the very rows the hub stored (read back from its database) into
+tables of the same shape with plain ``executemany``; only the upserts are timed. Peak RSS is
+this process's, taken after the hub's syncs and before the raw baseline runs. The last line
+is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from hub.config import load_settings
+from hub.core import Hub
+from hub.logs import configure_logging
+from hub.store.records import table_name
+from plugins.quickbooks.oauth import credentials_from
+from plugins.quickbooks.sandbox import (
+    STATE_KEY,
+    CompanySpec,
+    RunningSandbox,
+    SandboxConfig,
+    create_app,
+    scaled_counts,
+)
+from plugins.quickbooks.sync import SPECS
+
+REALM = "9130350000000777"
+PAGE = 1000
+CHANGES = 1000
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- child: sandbox
+
+
+async def make_changes(request: web.Request) -> web.Response:
+    """``POST /_bench/changes?n=N``: N changes (updates, creations, deletions) right now."""
+    state = request.app[STATE_KEY]
+    wanted = int(request.query.get("n", CHANGES))
+    for i in range(wanted):
+        kind = i % 10
+        if kind == 0:
+            state.create(REALM, "Invoice", {"PrivateNote": f"bench {i}"})
+        elif kind == 1:
+            state.delete(REALM, "Payment", str(i + 1))
+        else:
+            entity = ("Invoice", "Bill", "Customer", "Purchase")[kind % 4]
+            state.update(REALM, entity, str(i + 1), {"PrivateNote": f"bench {i}"})
+    return web.json_response({"changes": wanted})
+
+
+async def serve_sandbox(records: int) -> None:
+    """The child process: prerender every page the plugin will ask for, then serve."""
+    counts = scaled_counts(records)
+    config = SandboxConfig(
+        companies=(CompanySpec(REALM, name="Bench Books", counts=counts),),
+        throttle=False,
+        prerender=True,
+        prerender_max_bytes=16 * 1024**3,
+        request_log_size=10_000,
+        port=free_port(),
+        oauth_port=free_port(),
+    )
+    app = create_app(config)
+    state = app[STATE_KEY]
+    for spec in SPECS:
+        if spec.kind != "info":
+            await state.prerender(
+                REALM, spec.entity, PAGE, step=PAGE - 1, include_inactive=spec.kind == "list"
+            )
+    app.router.add_post("/_bench/changes", make_changes)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    for port in (config.port, config.oauth_port):
+        await web.TCPSite(runner, config.host, port).start()
+    sandbox = RunningSandbox(runner, state, config.host)
+    pair = state.issue_tokens(REALM)
+    ready = {
+        "base_url": sandbox.base_url,
+        "oauth_base_url": sandbox.oauth_base_url,
+        "client_id": config.client_id,
+        "client_secret": config.client_secret,
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "pages": state.prerendered_pages,
+    }
+    print("ready " + json.dumps(ready), flush=True)
+    await asyncio.Event().wait()
+
+
+def start_sandbox(records: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """Start the child and wait until it serves."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve-sandbox", "--records", str(records)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("ready "):
+        raise SystemExit(f"sandbox did not start: {line!r}")
+    return proc, json.loads(line[len("ready ") :])
+
+
+# --------------------------------------------------------------------------- the hub
+
+
+async def hub_runs(sandbox: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Full sync, then 1,000 changes and a CDC run; return counts and timings."""
+    settings = load_settings(
+        overrides={
+            "store": {"path": str(folder / "hub.db")},
+            "logging": {"level": "warning"},
+            "integrations": {
+                "quickbooks": {
+                    "client_id": sandbox["client_id"],
+                    "client_secret": sandbox["client_secret"],
+                    "base_url": sandbox["base_url"],
+                    "oauth_base_url": sandbox["oauth_base_url"],
+                    "requests_per_minute": 1_000_000,  # the sandbox does not throttle
+                    "sync_on_connect": False,
+                }
+            },
+        }
+    )
+    hub = Hub(settings)
+    await hub.start()
+    try:
+        tokens = {k: sandbox[k] for k in ("access_token", "refresh_token")}
+        connection = await hub.add_connection(
+            "quickbooks", REALM, "Bench Books", credentials_from(tokens, REALM), origin="bench"
+        )
+        started = time.perf_counter()
+        full = await hub.engine.run(connection.id, full=True, trigger="bench")
+        full_s = time.perf_counter() - started
+        if full.state != "succeeded":
+            raise SystemExit(f"hub sync failed: {full.error}")
+        url = f"{sandbox['oauth_base_url']}/_bench/changes?n={CHANGES}"
+        await hub.http.request("POST", url)
+        started = time.perf_counter()
+        cdc = await hub.engine.run(connection.id, trigger="bench")
+        cdc_s = time.perf_counter() - started
+        if cdc.state != "succeeded":
+            raise SystemExit(f"hub CDC sync failed: {cdc.error}")
+    finally:
+        await hub.stop()
+    return {
+        "connection": connection.id,
+        "records": full.created,
+        "full_s": full_s,
+        "cdc_s": cdc_s,
+        "cdc_changes": cdc.created + cdc.updated + cdc.deleted,
+    }
+
+
+# --------------------------------------------------------------------------- raw sqlite3
+
+
+def _getter(path: str) -> Any:
+    parts = path.split(".")
+
+    def get(record: dict[str, Any]) -> Any:
+        value: Any = record
+        for part in parts:
+            value = value.get(part) if isinstance(value, dict) else None
+        return repr(value) if isinstance(value, float) else value
+
+    return get
+
+
+def raw_upsert(folder: Path, connection: str) -> tuple[int, float]:
+    """Upsert the rows the hub stored into same-shaped tables of a new database (timed)."""
+    source = sqlite3.connect(folder / "hub.db")
+    conn = sqlite3.connect(folder / "raw.db")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    total, elapsed = 0, 0.0
+    for spec in SPECS:
+        stream = spec.as_stream()
+        columns = list(stream.columns)
+        getters = [_getter(str(stream.columns[c])) for c in columns]
+        table = f"raw_{spec.stream}"
+        conn.execute(
+            f"CREATE TABLE {table} (connection_id TEXT NOT NULL, id TEXT NOT NULL, "
+            + "".join(f"[{c}], " for c in columns)
+            + "data TEXT NOT NULL, synced_at TEXT NOT NULL, deleted_at TEXT, _gen INTEGER, "
+            "PRIMARY KEY (connection_id, id))"
+        )
+        for c in columns:
+            conn.execute(f"CREATE INDEX {table}_{c} ON {table} (connection_id, [{c}])")
+        names = ["connection_id", "id", *columns, "data", "synced_at", "_gen"]
+        sql = (
+            f"INSERT INTO {table} ({', '.join(f'[{n}]' for n in names)}) "
+            f"VALUES ({', '.join('?' * len(names))}) ON CONFLICT (connection_id, id) DO UPDATE SET "
+            + ", ".join(f"[{c}] = excluded.[{c}]" for c in [*columns, "data", "synced_at", "_gen"])
+        )
+        cursor = source.execute(
+            f"SELECT id, data FROM {table_name('quickbooks', spec.stream)} ORDER BY rowid"
+        )
+        while chunk := cursor.fetchmany(PAGE):
+            rows = []
+            for record_id, data in chunk:
+                record = orjson.loads(data)
+                rows.append((connection, record_id, *[g(record) for g in getters], data, "t", 1))
+            began = time.perf_counter()
+            with conn:
+                conn.executemany(sql, rows)
+            elapsed += time.perf_counter() - began
+            total += len(rows)
+    source.close()
+    conn.close()
+    return total, elapsed
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    """Run the hub's syncs and the raw baseline; print the figures and one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=200_000, help="transaction rows")
+    parser.add_argument("--serve-sandbox", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_sandbox:
+        asyncio.run(serve_sandbox(args.records))
+        return
+    configure_logging("warning", "console")
+    print(f"starting the sandbox: {args.records:,} transaction rows (pre-rendering)...", flush=True)
+    began = time.perf_counter()
+    proc, sandbox = start_sandbox(args.records)
+    print(f"sandbox ready in {time.perf_counter() - began:.0f}s ({sandbox['pages']:,} pages)")
+    try:
+        with tempfile.TemporaryDirectory(prefix="hub-bench-qbo-") as tmp:
+            folder = Path(tmp)
+            hub = asyncio.run(hub_runs(sandbox, folder))
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            raw_records, raw_s = raw_upsert(folder, hub["connection"])
+    finally:
+        proc.terminate()
+        proc.wait()
+    records = hub["records"]
+    hub_rate, raw_rate = records / hub["full_s"], raw_records / raw_s
+    print(f"hub : {records:>9,} rows in {hub['full_s']:6.2f}s = {hub_rate:>9,.0f} rows/s")
+    print(f"raw : {raw_records:>9,} rows in {raw_s:6.2f}s = {raw_rate:>9,.0f} rows/s")
+    print(f"ratio hub/raw: {hub_rate / raw_rate:.2f}   peak RSS (hub process): {peak_mb:.0f} MB")
+    print(f"CDC : {hub['cdc_changes']:,} changes in {hub['cdc_s']:.3f}s")
+    print(
+        json.dumps(
+            {
+                "transactions": args.records,
+                "records": records,
+                "hub_per_s": round(hub_rate),
+                "raw_per_s": round(raw_rate),
+                "ratio": round(hub_rate / raw_rate, 3),
+                "peak_rss_mb": round(peak_mb, 1),
+                "cdc_changes": hub["cdc_changes"],
+                "cdc_1000_s": round(hub["cdc_s"], 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

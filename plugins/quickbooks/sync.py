@@ -1,0 +1,415 @@
+"""Turning a QuickBooks company into hub batches: full reads, change data capture, deletions.
+
+Each stream's cursor is one of:
+
+* absent: read the stream in full (first sync, or a full sync);
+* ``{"full": {"position", "last_id", "since"}}``: a full read in progress, resumed after the
+  last stored row (``since`` is when that read began);
+* ``{"since": ISO time}``: read the changes made since then with the CDC endpoint.
+
+A full read pages ``SELECT * FROM <Entity> ORDERBY Id`` (list entities with inactive rows
+too) and ends on ``{"since": <server time when the run began>}``, so changes made during the
+read are caught by the next CDC. CDC answers at most 1,000 objects over all entities asked,
+oldest first, with no paging: a full answer is continued from its newest change time (the
+changes at that second come again and are recognised), and if one second alone holds more
+than 1,000 changes the entities are split and asked separately; a single entity still over
+the cap is read in full instead. Deleted objects become tombstones. A cursor beyond CDC's
+30-day look-back, and the streams CDC does not serve (CompanyInfo, TaxCode), are re-read in
+full within the incremental run (``Batch.full``), so vanished records are tombstoned too.
+
+Customers are matched to the hub's clients registry as they are synced (see
+:class:`CustomerMatcher`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+
+from hub.errors import ValidationError
+from hub.model import Batch, Stream
+from hub.store.clients import Candidate, MatchReport
+
+from .client import JSON, QuickBooksClient
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+    from hub.model import Connection
+
+    from .settings import QuickBooksSettings
+
+log = structlog.get_logger("plugins.quickbooks")
+
+CDC_LIMIT = 1000
+"""Most objects one CDC answer holds, over all the entities asked."""
+CDC_LOOKBACK = timedelta(days=30)
+CDC_SAFETY = timedelta(hours=1)
+"""A cursor this close to the look-back limit is treated as past it."""
+
+Kind = Literal["info", "list", "txn"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A stream and the QuickBooks entity it holds."""
+
+    stream: str
+    entity: str
+    kind: Kind
+    columns: Mapping[str, str]
+    cdc: bool = True
+
+    def as_stream(self) -> Stream:
+        """The hub's declaration of this stream."""
+        return Stream(
+            self.stream,
+            key="Id",
+            columns={"sync_token": "SyncToken", "updated_at": "MetaData.LastUpdatedTime"}
+            | dict(self.columns),
+            description=f"QuickBooks {self.entity} records (raw entity JSON)",
+        )
+
+
+def _list(stream: str, entity: str, name: str = "FullyQualifiedName", **more: str) -> Spec:
+    return Spec(stream, entity, "list", {"name": name, "active": "Active", **more})
+
+
+def _party(stream: str, entity: str) -> Spec:
+    columns = {"company_name": "CompanyName", "email": "PrimaryEmailAddr.Address"}
+    return _list(stream, entity, "DisplayName", balance="Balance", **columns)
+
+
+def _txn(stream: str, entity: str, **more: str) -> Spec:
+    columns = {"txn_date": "TxnDate", "doc_number": "DocNumber", "total_amt": "TotalAmt"}
+    return Spec(stream, entity, "txn", {**columns, **more})
+
+
+CUSTOMER = {"customer_id": "CustomerRef.value"}
+VENDOR = {"vendor_id": "VendorRef.value"}
+OPEN = {"balance": "Balance", "due_date": "DueDate"}
+
+SPECS: tuple[Spec, ...] = (
+    Spec(
+        "company_info", "CompanyInfo", "info", {"name": "CompanyName", "country": "Country"}, False
+    ),
+    _list("accounts", "Account", account_type="AccountType", balance="CurrentBalance"),
+    _party("customers", "Customer"),
+    _party("vendors", "Vendor"),
+    _list("items", "Item", type="Type", unit_price="UnitPrice"),
+    _list("employees", "Employee", "DisplayName", email="PrimaryEmailAddr.Address"),
+    _list("classes", "Class"),
+    _list("departments", "Department"),
+    Spec("tax_codes", "TaxCode", "list", {"name": "Name", "active": "Active"}, cdc=False),
+    _list("terms", "Term", "Name"),
+    _list("payment_methods", "PaymentMethod", "Name"),
+    _txn("invoices", "Invoice", **CUSTOMER, **OPEN),
+    _txn("payments", "Payment", **CUSTOMER),
+    _txn("sales_receipts", "SalesReceipt", **CUSTOMER),
+    _txn("credit_memos", "CreditMemo", **CUSTOMER, balance="Balance"),
+    _txn("refund_receipts", "RefundReceipt", **CUSTOMER),
+    _txn("estimates", "Estimate", **CUSTOMER, status="TxnStatus"),
+    _txn("bills", "Bill", **VENDOR, **OPEN),
+    _txn("bill_payments", "BillPayment", **VENDOR),
+    _txn("purchases", "Purchase", entity_id="EntityRef.value", account_id="AccountRef.value"),
+    _txn("purchase_orders", "PurchaseOrder", **VENDOR, status="POStatus"),
+    _txn("vendor_credits", "VendorCredit", **VENDOR, balance="Balance"),
+    _txn("deposits", "Deposit", account_id="DepositToAccountRef.value"),
+    Spec(
+        "transfers",
+        "Transfer",
+        "txn",
+        {
+            "txn_date": "TxnDate",
+            "total_amt": "Amount",
+            "from_account_id": "FromAccountRef.value",
+            "to_account_id": "ToAccountRef.value",
+        },
+    ),
+    _txn("journal_entries", "JournalEntry"),
+)
+STREAMS: tuple[Stream, ...] = tuple(spec.as_stream() for spec in SPECS)
+BY_STREAM: dict[str, Spec] = {spec.stream: spec for spec in SPECS}
+BY_ENTITY: dict[str, Spec] = {spec.entity: spec for spec in SPECS}
+BY_ENTITY_LOWER: dict[str, Spec] = {spec.entity.lower(): spec for spec in SPECS}
+
+
+def _stamp(row: Mapping[str, Any]) -> int:
+    """A record's ``MetaData.LastUpdatedTime`` as epoch seconds."""
+    updated = (row.get("MetaData") or {}).get("LastUpdatedTime", "")
+    return int(datetime.fromisoformat(str(updated).replace("Z", "+00:00")).timestamp())
+
+
+def _at(epoch: int, like: datetime) -> datetime:
+    return datetime.fromtimestamp(epoch, like.tzinfo)
+
+
+def split_changes(rows: Iterable[JSON]) -> tuple[list[JSON], list[str]]:
+    """CDC rows as (records to upsert, ids to tombstone)."""
+    live: list[JSON] = []
+    gone: list[str] = []
+    for row in rows:
+        if row.get("status") == "Deleted":
+            gone.append(str(row["Id"]))
+        else:
+            live.append(row)
+    return live, gone
+
+
+# --------------------------------------------------------------------------- clients registry
+
+
+def customer_candidates(records: Iterable[JSON]) -> list[Candidate]:
+    """Customers as client candidates: the business name is CompanyName, else DisplayName.
+
+    Sub-customers (jobs, with a ``ParentRef``) belong to their parent's client and are skipped.
+    """
+    return [
+        Candidate(
+            provider_id=str(record["Id"]),
+            name=record.get("CompanyName") or record.get("DisplayName"),
+            email=(record.get("PrimaryEmailAddr") or {}).get("Address"),
+        )
+        for record in records
+        if not record.get("ParentRef") and record.get("Id")
+    ]
+
+
+@dataclass
+class CustomerMatcher:
+    """Feeds synced customers to the clients registry and keeps the combined report."""
+
+    hub: Hub
+    connection: Connection
+    report: MatchReport = field(default_factory=MatchReport)
+
+    async def add(self, records: Iterable[JSON]) -> MatchReport:
+        """Match these customers (matching is idempotent: a linked one stays matched)."""
+        report = await self.hub.store.clients.match(
+            self.connection.integration, self.connection.id, customer_candidates(records)
+        )
+        self.report.results.extend(report.results)
+        for result in report.of("ambiguous"):
+            log.warning(
+                "customer not linked to a client: ambiguous",
+                connection=self.connection.id,
+                customer=result.provider_id,
+                reason=result.reason,
+                clients=list(result.candidates),
+            )
+        return report
+
+    async def publish(self) -> None:
+        """Log the totals and emit ``clients.matched`` (with the ambiguous customers)."""
+        if not self.report.results:
+            return
+        counts = self.report.counts()
+        log.info("customers matched to clients", connection=self.connection.id, **counts)
+        ambiguous = [
+            {"provider_id": r.provider_id, "reason": r.reason, "clients": list(r.candidates)}
+            for r in self.report.of("ambiguous")
+        ]
+        await self.hub.emit(
+            "clients.matched",
+            {
+                "integration": self.connection.integration,
+                "connection": self.connection.id,
+                **counts,
+                "ambiguous_customers": ambiguous,
+            },
+            source=self.connection.integration,
+        )
+
+
+# --------------------------------------------------------------------------- full reads
+
+
+async def read_stream(
+    client: QuickBooksClient, spec: Spec, since: str, resume: Mapping[str, Any] | None, full: bool
+) -> AsyncGenerator[Batch, None]:
+    """Yield a batch per page of one entity, then the batch switching the stream to CDC.
+
+    :param since: where CDC takes over afterwards (when this read began).
+    :param resume: a ``{"full": …}`` cursor's content, to continue an interrupted read.
+    :param full: mark the batches as a full re-read begun in an incremental run.
+    """
+    position, last_id = 1, None
+    if resume:
+        position, last_id, since = int(resume["position"]), int(resume["last_id"]), resume["since"]
+    pages = client.pages(spec.entity, spec.kind == "list", position, last_id)
+    async for page in pages:
+        cursor = {"full": {"position": page.position, "last_id": page.last_id, "since": since}}
+        yield Batch(spec.stream, page.rows, cursor=cursor, full=full)
+    yield Batch(spec.stream, [], cursor={"since": since}, full=full)
+
+
+# --------------------------------------------------------------------------- change data capture
+
+
+@dataclass
+class Window:
+    """One CDC answer's changes for a group of entities, and the cursor after them."""
+
+    entities: tuple[str, ...]
+    changes: dict[str, list[JSON]]
+    cursor: datetime
+
+
+async def change_windows(
+    client: QuickBooksClient,
+    entities: Sequence[str],
+    since: datetime,
+    overlap: timedelta,
+    stuck: list[str],
+) -> AsyncGenerator[Window, None]:
+    """Every change to ``entities`` since ``since``, as CDC windows oldest first.
+
+    Entities that CDC cannot serve completely (over 1,000 changes within one second, or a
+    start beyond the look-back) are appended to ``stuck`` for a full read instead.
+    """
+    groups: deque[tuple[tuple[str, ...], datetime]] = deque([(tuple(entities), since)])
+    while groups:
+        group, start = groups.popleft()
+        seen: set[tuple[str, str, int]] = set()
+        while True:
+            try:
+                found, answered = await client.cdc(group, start)
+            except ValidationError as exc:
+                if "older than" not in str(exc):
+                    raise
+                log.warning("CDC refused the cursor as too old", entities=group, since=start)
+                stuck.extend(group)
+                break
+            total = sum(len(rows) for rows in found.values())
+            changes = {
+                entity: [
+                    r for r in found.get(entity, []) if (entity, r["Id"], _stamp(r)) not in seen
+                ]
+                for entity in group
+            }
+            if total < CDC_LIMIT:
+                yield Window(group, changes, max(start, answered - overlap).replace(microsecond=0))
+                break
+            newest = max(_stamp(r) for rows in found.values() for r in rows)
+            if newest <= int(start.timestamp()):  # one second holds more than the cap
+                if len(group) > 1:
+                    half = len(group) // 2
+                    groups.extend([(group[:half], start), (group[half:], start)])
+                else:
+                    log.warning(
+                        "over 1,000 changes in one second; reading in full", entity=group[0]
+                    )
+                    stuck.append(group[0])
+                break
+            yield Window(group, changes, _at(newest, answered))
+            seen = {
+                (e, r["Id"], newest)
+                for e, rows in found.items()
+                for r in rows
+                if _stamp(r) == newest
+            }
+            start = _at(newest, answered)
+
+
+async def cdc_batches(
+    client: QuickBooksClient,
+    cursors: Mapping[str, datetime],
+    overlap: timedelta,
+    stuck: list[str],
+) -> AsyncGenerator[Batch, None]:
+    """Batches of CDC changes for streams with a ``since`` cursor, from the oldest cursor."""
+    entities = [BY_STREAM[stream].entity for stream in cursors]
+    async for window in change_windows(client, entities, min(cursors.values()), overlap, stuck):
+        cursor = {"since": window.cursor.isoformat()}
+        for entity in window.entities:
+            live, gone = split_changes(window.changes.get(entity, []))
+            yield Batch(BY_ENTITY[entity].stream, live, cursor=cursor, deleted=gone)
+
+
+# --------------------------------------------------------------------------- a whole run
+
+
+@dataclass
+class Plan:
+    """What one run does per stream."""
+
+    cdc: dict[str, datetime] = field(default_factory=dict)
+    full: list[tuple[str, Mapping[str, Any] | None, bool]] = field(default_factory=list)
+    """(stream, resume cursor content or None, mark as a full re-read)."""
+
+
+def plan_run(streams: Sequence[str], cursors: Mapping[str, Any], now: datetime) -> Plan:
+    """Decide, per stream, between CDC, a full read and resuming a full read."""
+    plan = Plan()
+    oldest = now - CDC_LOOKBACK + CDC_SAFETY
+    for stream in streams:
+        spec = BY_STREAM[stream]
+        cursor = cursors.get(stream)
+        if spec.kind == "info":
+            continue
+        if not isinstance(cursor, Mapping):
+            plan.full.append((stream, None, not spec.cdc))
+        elif isinstance(cursor.get("full"), Mapping):
+            plan.full.append((stream, cursor["full"], False))
+        elif not spec.cdc:
+            plan.full.append((stream, None, True))
+        else:
+            since = datetime.fromisoformat(str(cursor["since"]))
+            if since < oldest:
+                log.warning(
+                    "cursor is beyond CDC's 30-day look-back; reading the stream in full",
+                    stream=stream,
+                    since=cursor["since"],
+                )
+                plan.full.append((stream, None, True))
+            else:
+                plan.cdc[stream] = since
+    return plan
+
+
+async def sync_company(
+    client: QuickBooksClient,
+    streams: Sequence[str],
+    cursors: Mapping[str, Any],
+    settings: QuickBooksSettings,
+    matcher: CustomerMatcher | None = None,
+) -> AsyncIterator[Batch]:
+    """Yield every batch of one run (CompanyInfo, CDC changes, then full reads); customers
+    are matched to clients after each of their batches is handed over."""
+    async with contextlib.aclosing(_run(client, streams, cursors, settings)) as batches:
+        async for batch in batches:
+            yield batch
+            if matcher is not None and batch.stream == "customers" and batch.records:
+                await matcher.add(batch.records)
+    if matcher is not None:
+        await matcher.publish()
+
+
+async def _run(
+    client: QuickBooksClient,
+    streams: Sequence[str],
+    cursors: Mapping[str, Any],
+    settings: QuickBooksSettings,
+) -> AsyncGenerator[Batch, None]:
+    info, now = await client.company_info()
+    overlap = timedelta(seconds=settings.cdc_overlap_seconds)
+    began = (now - overlap).replace(microsecond=0).isoformat()
+    if "company_info" in streams:
+        yield Batch("company_info", [info], cursor={"read_at": now.isoformat()}, full=True)
+    plan = plan_run(streams, cursors, now)
+    stuck: list[str] = []
+    if plan.cdc:
+        async with contextlib.aclosing(cdc_batches(client, plan.cdc, overlap, stuck)) as changes:
+            async for batch in changes:
+                yield batch
+    plan.full += [(BY_ENTITY[entity].stream, None, True) for entity in stuck]
+    for stream, resume, full in plan.full:
+        spec = BY_STREAM[stream]
+        async with contextlib.aclosing(read_stream(client, spec, began, resume, full)) as pages:
+            async for batch in pages:
+                yield batch

@@ -1,0 +1,102 @@
+"""The clients registry: deterministic matching reported as matched / created / ambiguous."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.store import Store
+from hub.store.clients import Candidate, normalise_email, normalise_name
+
+QBO = ("quickbooks", "quickbooks:1")
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    opened = Store(tmp_path / "hub.db")
+    yield opened
+    opened.close()
+
+
+def outcomes(report) -> list[tuple[str, str, str | None]]:
+    return [(r.provider_id, r.outcome, r.matched_by) for r in report.results]
+
+
+def test_names_and_emails_are_normalised():
+    assert normalise_name("The Acme Co., Inc.") == normalise_name("ACME co")
+    assert normalise_name("Acme & Sons, L.L.C.") == "acme and sons"
+    assert normalise_name("Café Müller GmbH") == "cafe muller"
+    assert normalise_name("Inc") == "inc"  # a name is never reduced to nothing
+    assert normalise_email("  Bob@Example.COM ") == "bob@example.com"
+    assert normalise_email("not an address") == ""
+
+
+async def test_created_then_matched_by_link_idempotently(store):
+    candidates = [Candidate("2", "Beta LLC", "b@beta.test"), Candidate("1", "Acme Inc.")]
+    first = await store.clients.match(*QBO, candidates)
+    assert outcomes(first) == [("1", "created", "created"), ("2", "created", "created")]
+    again = await store.clients.match(*QBO, candidates)
+    assert outcomes(again) == [("1", "matched", "link"), ("2", "matched", "link")]
+    assert [r.client_id for r in again.results] == [r.client_id for r in first.results]
+    clients = await store.clients.list()
+    assert [(c["name"], c["email"]) for c in clients] == [
+        ("Acme Inc.", None),
+        ("Beta LLC", "b@beta.test"),
+    ]
+
+
+async def test_another_company_matches_by_name_then_by_email(store):
+    await store.clients.match(*QBO, [Candidate("1", "Acme Inc.", "ops@acme.test")])
+    await store.clients.match(*QBO, [Candidate("2", "Zeta Partners", "hello@zeta.test")])
+    report = await store.clients.match(
+        "quickbooks",
+        "quickbooks:2",
+        [Candidate("77", "ACME, Inc"), Candidate("78", "Zeta & Co", "Hello@Zeta.test")],
+    )
+    assert outcomes(report) == [("77", "matched", "name"), ("78", "matched", "email")]
+    assert report.counts() == {"matched": 2, "created": 0, "ambiguous": 0}
+    clients = await store.clients.list()
+    assert len(clients) == 2 and len(clients[0]["links"]) == 2
+
+
+async def test_unclear_evidence_is_ambiguous_never_merged(store):
+    await store.clients.match(*QBO, [Candidate("1", "Acme", "a@acme.test")])
+    await store.clients.match(*QBO, [Candidate("2", "Bolt", "b@bolt.test")])
+    report = await store.clients.match(
+        "quickbooks",
+        "quickbooks:2",
+        [
+            Candidate("10", "Acme", "b@bolt.test"),  # name -> Acme, e-mail -> Bolt
+            Candidate("11", "Bolt"),  # Bolt: one client, free in this company
+            Candidate("12", "Bolt Ltd"),  # Bolt again: already linked to 11 here
+        ],
+    )
+    assert outcomes(report) == [
+        ("10", "ambiguous", None),
+        ("11", "matched", "name"),
+        ("12", "ambiguous", None),
+    ]
+    assert "different clients" in report.results[0].reason
+    assert report.results[0].candidates == (1, 2)
+    assert "already linked to 11" in report.results[2].reason
+    assert len(await store.clients.list()) == 2  # nothing was created for them
+
+    await store.db.write(  # a second "Acme" entered by hand
+        lambda db: db.execute(
+            "INSERT INTO clients (name, name_key, created_at, updated_at) "
+            "VALUES ('ACME', 'acme', '', '')"
+        )
+    )
+    twins = await store.clients.match("stripe", "stripe:x", [Candidate("cus_1", "Acme Corp")])
+    assert outcomes(twins) == [("cus_1", "ambiguous", None)]
+    assert "several clients" in twins.results[0].reason and twins.results[0].candidates == (1, 3)
+    await store.clients.link(3, "stripe", "stripe:x", "cus_1")  # a person settles it
+    settled = await store.clients.match("stripe", "stripe:x", [Candidate("cus_1", "Acme Corp")])
+    assert outcomes(settled) == [("cus_1", "matched", "link")]
+    assert settled.results[0].client_id == 3
+
+
+async def test_manual_link_needs_an_existing_client(store):
+    with pytest.raises(LookupError):
+        await store.clients.link(42, "quickbooks", "quickbooks:1", "9")

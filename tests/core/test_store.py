@@ -1,0 +1,488 @@
+"""The store: opening, encryption at rest, migrations, record tables, and the sync engine's
+guarantees (atomic batches + cursor, resume after failure or cancellation, concurrency)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlite_utils
+import structlog
+from cryptography.fernet import Fernet
+
+from hub import hookimpl
+from hub.cli import main
+from hub.errors import ServerError, StoreError
+from hub.model import Batch, Connection, Integration, Stream, SyncMode
+from hub.store import Store
+from hub.store.crypto import key_file_for
+from hub.store.database import Database, connect
+from hub.store.records import RecordTable
+from hub.store.schema import MIGRATIONS, apply_migrations
+from hub.sync import SyncBusyError
+from hub.testing import stored_records
+
+SECRET = "sk-very-secret-credential-4242424242"
+
+
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    config = structlog.get_config()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**config)
+
+
+@pytest.fixture
+def no_hub_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("HUB_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    opened = Store(tmp_path / "hub.db")
+    yield opened
+    opened.close()
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def test_a_file_that_is_not_sqlite_is_a_store_error(tmp_path: Path):
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 10)
+    with pytest.raises(StoreError) as exc:
+        Store(path)
+    (line,) = str(exc.value).splitlines()
+    assert line.startswith(f"{path}: not an SQLite database")
+    assert path.read_text().startswith("these are my notes")  # left untouched
+
+
+def test_a_directory_as_store_path_is_a_store_error(tmp_path: Path):
+    with pytest.raises(StoreError) as exc:
+        Store(tmp_path)
+    (line,) = str(exc.value).splitlines()
+    assert line.startswith(f"{tmp_path}: ")
+
+
+def test_a_store_path_under_a_file_is_a_store_error(tmp_path: Path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    with pytest.raises(StoreError) as exc:
+        Store(blocker / "hub.db")
+    (line,) = str(exc.value).splitlines()
+    assert str(blocker) in line
+
+
+def test_check_prints_a_store_error_without_traceback(
+    tmp_path: Path, capsys, restore_logging, no_hub_env
+):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"\x00\x01not sqlite at all" * 50)
+    config = tmp_path / "hub.toml"
+    config.write_text(f'[store]\npath = "{path}"\n[admin]\ntoken = "t"\n')
+    assert main(["check", "--config", str(config)]) == 1
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith("advisoros-hub: error: ")]
+    assert errors == [f"advisoros-hub: error: {path}: " + _not_sqlite_reason(path)]
+    assert "Traceback" not in out + err
+
+
+def _not_sqlite_reason(path: Path) -> str:
+    with pytest.raises(StoreError) as exc:
+        connect(path)
+    return str(exc.value).split(": ", 1)[1]
+
+
+# --------------------------------------------------------------------------- secrets at rest
+
+
+async def test_credentials_are_encrypted_at_rest(store: Store, tmp_path: Path):
+    row = await store.connections.upsert(
+        "ledger", "acct", "Ledger acct", {"api_token": SECRET, "n": 1}, origin="config"
+    )
+    assert row.credentials == {"api_token": SECRET, "n": 1}
+    db, wal = tmp_path / "hub.db", tmp_path / "hub.db-wal"
+    raw = db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    assert b"Ledger acct" in raw  # the title is stored in clear: the bytes were searched
+    assert SECRET.encode() not in raw
+    assert (await store.connections.get("ledger:acct")).credentials["api_token"] == SECRET
+
+    await store.connections.save_credentials("ledger:acct", {"api_token": SECRET + "-rotated"})
+    store.close()  # checkpoints the WAL into the main file
+    assert SECRET.encode() not in db.read_bytes()
+
+
+async def test_key_file_is_0600_and_reused(tmp_path: Path):
+    path = tmp_path / "hub.db"
+    first = Store(path)
+    try:
+        await first.connections.upsert("ledger", "a", "A", {"api_token": SECRET}, "config")
+    finally:
+        first.close()
+    key_file = key_file_for(path)
+    assert key_file == tmp_path / "hub.db.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_bytes()
+
+    second = Store(path)
+    try:
+        assert key_file.read_bytes() == key
+        assert (await second.connections.get("ledger:a")).credentials == {"api_token": SECRET}
+    finally:
+        second.close()
+
+
+def test_a_damaged_key_file_is_a_store_error(tmp_path: Path):
+    path = tmp_path / "hub.db"
+    key_file_for(path).write_text("not a key\n")
+    with pytest.raises(StoreError, match=r"hub\.db\.key: not a Fernet key"):
+        Store(path)
+
+
+async def test_hub_secret_key_is_used_instead_of_a_key_file(
+    make_hub, hub_config, tmp_path: Path, monkeypatch
+):
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("HUB_SECRET_KEY", key)
+    assert hub_config().secret_key.get_secret_value() == key
+    hub = await make_hub(plugins=[ScriptedPlugin()])
+    await hub.add_connection("scripted", "a", "A", {"api_token": SECRET}, origin="test")
+    assert not key_file_for(tmp_path / "hub.db").exists()
+
+    same = Store(tmp_path / "hub.db", key)
+    try:
+        assert (await same.connections.get("scripted:a")).credentials == {"api_token": SECRET}
+    finally:
+        same.close()
+
+    wrong = Store(tmp_path / "hub.db", Fernet.generate_key().decode())
+    try:
+        with pytest.raises(StoreError) as exc:
+            await wrong.connections.get("scripted:a")
+        (line,) = str(exc.value).splitlines()
+        assert "cannot be decrypted" in line and "HUB_SECRET_KEY" in line
+    finally:
+        wrong.close()
+
+
+def test_an_invalid_hub_secret_key_is_a_store_error(tmp_path: Path):
+    with pytest.raises(StoreError, match="HUB_SECRET_KEY: not a Fernet key"):
+        Store(tmp_path / "hub.db", "too-short")
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def test_migrations_are_recorded_and_not_reapplied(tmp_path: Path):
+    names = [name for name, _ in MIGRATIONS]
+    db = Database(tmp_path / "hub.db")
+    try:
+        assert db.applied_migrations == names
+        recorded = [r[0] for r in db.read_sync(lambda d: d.execute("SELECT name FROM _migrations"))]
+        assert recorded == names
+    finally:
+        db.close()
+    again = Database(tmp_path / "hub.db")
+    try:
+        assert again.applied_migrations == []
+    finally:
+        again.close()
+
+
+# --------------------------------------------------------------------------- record tables
+
+
+ITEMS = Stream("items", key="id", columns={"name": "name", "amount": "money.amount"})
+
+
+@pytest.fixture
+def records_db(tmp_path: Path):
+    db = connect(tmp_path / "records.db")
+    apply_migrations(db)
+    table = RecordTable("ledger", ITEMS)
+    with db.atomic():
+        table.create(db, "items", "ledger")
+    yield db, table
+    db.close()
+
+
+def upsert(db: sqlite_utils.Database, table: RecordTable, records: list[dict[str, Any]], gen=None):
+    with db.atomic():
+        return table.upsert(db, "c1", table.rows("c1", records, "now", gen))
+
+
+def item(i: int, name: str = "n", amount: Any = "1.00") -> dict[str, Any]:
+    return {"id": i, "name": f"{name}{i}", "money": {"amount": amount}}
+
+
+def test_upsert_counts_created_and_really_updated(records_db):
+    db, table = records_db
+    counts = upsert(db, table, [item(1), item(2), item(3)])
+    assert (counts.created, counts.updated) == (3, 0)
+
+    counts = upsert(db, table, [item(1), item(2, name="changed"), item(4)])
+    assert (counts.created, counts.updated) == (1, 1)  # item 1 unchanged: not counted
+
+    counts = upsert(db, table, [item(1), item(2, name="changed")])
+    assert (counts.created, counts.updated) == (0, 0)
+    assert table.count(db, "c1") == 4
+    rows = dict(db.execute("SELECT id, name FROM records_ledger_items").fetchall())
+    assert rows == {"1": "n1", "2": "changed2", "3": "n3", "4": "n4"}
+
+
+def test_columns_keep_money_out_of_binary_floats(records_db):
+    db, table = records_db
+    upsert(db, table, [item(1, amount=12.5), item(2, amount=1250)])
+    rows = db.execute(
+        "SELECT id, amount, typeof(amount) FROM records_ledger_items ORDER BY id"
+    ).fetchall()
+    assert rows == [("1", "12.5", "text"), ("2", 1250, "integer")]
+
+
+def test_records_are_per_connection(records_db):
+    db, table = records_db
+    upsert(db, table, [item(1)])
+    with db.atomic():
+        counts = table.upsert(db, "c2", table.rows("c2", [item(1)], "now", None))
+    assert counts.created == 1
+    assert (table.count(db, "c1"), table.count(db, "c2")) == (1, 1)
+
+
+def test_record_without_id_is_rejected(records_db):
+    _, table = records_db
+    with pytest.raises(ValueError, match="has no id"):
+        table.rows("c1", [{"name": "x"}], "now", None)
+
+
+def test_tombstone_and_resurrect(records_db):
+    db, table = records_db
+    upsert(db, table, [item(1), item(2), item(3)])
+    with db.atomic():
+        assert table.tombstone(db, "c1", ["1", "2", "404"], "later") == 2
+    with db.atomic():
+        assert table.tombstone(db, "c1", ["1"], "later") == 0  # already tombstoned
+    assert table.count(db, "c1") == 1
+    deleted = db.execute(
+        "SELECT id FROM records_ledger_items WHERE deleted_at IS NOT NULL ORDER BY id"
+    ).fetchall()
+    assert deleted == [("1",), ("2",)]
+
+    counts = upsert(db, table, [item(1)])  # seen again: live again
+    assert (counts.created, counts.updated) == (0, 1)
+    assert table.count(db, "c1") == 2
+
+
+def test_sweep_tombstones_what_a_full_sync_did_not_see(records_db):
+    db, table = records_db
+    upsert(db, table, [item(1), item(2), item(3), item(4)], gen=1)
+    counts = upsert(db, table, [item(1), item(3)], gen=2)  # generation change is not an update
+    assert (counts.created, counts.updated) == (0, 0)
+    with db.atomic():
+        assert table.sweep(db, "c1", 2, "later") == 2
+    live = db.execute(
+        "SELECT id FROM records_ledger_items WHERE deleted_at IS NULL ORDER BY id"
+    ).fetchall()
+    assert live == [("1",), ("3",)]
+
+
+# --------------------------------------------------------------------------- the sync engine
+
+
+class ScriptedPlugin:
+    """An integration whose sync yields ``pages`` batches, resuming from its cursor, and can be
+    told to fail after a page, or to wait at a page until released."""
+
+    def __init__(
+        self,
+        pages: int = 3,
+        fail_after: int | None = None,
+        error: Exception | None = None,
+        wait_at: int | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        self.pages = pages
+        self.fail_after = fail_after
+        self.error = error or ServerError("provider fault", status=500)
+        self.wait_at = wait_at
+        self.delay = delay
+        self.received: list[dict[str, Any]] = []
+        self.modes: list[SyncMode] = []
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+        self.active = 0
+        self.max_active = 0
+
+    @hookimpl
+    def register(self) -> Integration:
+        return Integration(
+            name="scripted", title="Scripted", streams=(ITEMS,), default_sync_interval=None
+        )
+
+    @hookimpl
+    async def sync(
+        self, connection: Connection, streams: Sequence[str], cursors: dict[str, Any], mode
+    ) -> AsyncIterator[Batch]:
+        self.received.append(dict(cursors))
+        self.modes.append(mode)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            start = (cursors.get("items") or {}).get("page", 0)
+            for page in range(start + 1, self.pages + 1):
+                if self.fail_after is not None and page > self.fail_after:
+                    raise self.error
+                if self.wait_at == page:
+                    self.reached.set()
+                    await self.release.wait()
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                records = [item(page * 100 + i) for i in range(5)]
+                yield Batch("items", records, cursor={"page": page})
+        finally:
+            self.active -= 1
+
+
+async def scripted_hub(make_hub, plugin: ScriptedPlugin, keys=("a",), config=None):
+    hub = await make_hub(plugins=[plugin], config=config)
+    for key in keys:
+        await hub.add_connection("scripted", key, key.upper(), {"api_token": "t"}, origin="test")
+    return hub
+
+
+async def live_ids(hub, connection: str = "scripted:a") -> set[str]:
+    return set((await stored_records(hub, "scripted", connection))["items"])
+
+
+async def test_failed_sync_keeps_committed_batches_and_resumes(make_hub):
+    plugin = ScriptedPlugin(pages=4, fail_after=3)
+    hub = await scripted_hub(make_hub, plugin)
+
+    result = await hub.engine.run("scripted:a", trigger="test")
+    assert (result.state, result.error_class, result.created) == ("failed", "server", 15)
+    assert "provider fault" in result.error
+    run = await hub.store.runs.get(result.run_id)
+    assert (run["state"], run["error_class"], run["created"]) == ("failed", "server", 15)
+    assert len(await live_ids(hub)) == 15  # three committed batches stay
+    assert (await hub.store.runs.cursors("scripted:a"))["items"].cursor == {"page": 3}
+
+    plugin.fail_after = None
+    result = await hub.engine.run("scripted:a", trigger="test")
+    assert result.state == "succeeded", result.error
+    assert plugin.received == [{}, {"items": {"page": 3}}]
+    assert result.created == 5
+    assert len(await live_ids(hub)) == 20
+    # the interrupted first (full) sync was completed, nothing swept that it had seen
+    assert (await hub.store.runs.cursors("scripted:a"))["items"].full_generation is None
+    assert result.deleted == 0
+
+
+async def test_a_plain_exception_is_classified_by_type(make_hub):
+    plugin = ScriptedPlugin(pages=2, fail_after=1, error=KeyError("Id"))
+    hub = await scripted_hub(make_hub, plugin)
+    result = await hub.engine.run("scripted:a", trigger="test")
+    assert (result.state, result.error_class) == ("failed", "KeyError")
+
+
+async def test_cancelled_sync_is_recorded_and_its_cursor_stays_valid(make_hub):
+    plugin = ScriptedPlugin(pages=4, wait_at=3)
+    hub = await scripted_hub(make_hub, plugin)
+    task = asyncio.create_task(hub.engine.run("scripted:a", trigger="test"))
+    await asyncio.wait_for(plugin.reached.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    (run,) = await hub.store.runs.recent("scripted:a")
+    assert (run["state"], run["error_class"]) == ("cancelled", "cancelled")
+    assert (await hub.store.runs.cursors("scripted:a"))["items"].cursor == {"page": 2}
+    assert len(await live_ids(hub)) == 10
+    assert not hub.engine.is_running("scripted:a")
+
+    plugin.wait_at = None
+    result = await hub.engine.run("scripted:a", trigger="test")
+    assert result.state == "succeeded", result.error
+    assert plugin.received[-1] == {"items": {"page": 2}}
+    assert len(await live_ids(hub)) == 20
+
+
+async def test_one_sync_at_a_time_per_connection(make_hub):
+    plugin = ScriptedPlugin(pages=2, wait_at=1)
+    hub = await scripted_hub(make_hub, plugin)
+    first = asyncio.create_task(hub.engine.run("scripted:a", trigger="test"))
+    await asyncio.wait_for(plugin.reached.wait(), 5)
+    try:
+        with pytest.raises(SyncBusyError) as exc:
+            await hub.engine.run("scripted:a", trigger="test")
+        assert exc.value.connection_id == "scripted:a"
+        assert exc.value.run_id == (await hub.store.runs.recent("scripted:a"))[0]["id"]
+        with pytest.raises(SyncBusyError):
+            await hub.engine.start("scripted:a", trigger="api")
+        assert hub.engine.is_running("scripted:a")
+    finally:
+        plugin.release.set()
+    assert (await first).state == "succeeded"
+    assert len(await hub.store.runs.recent("scripted:a")) == 1  # the refused ones left no run
+
+
+async def test_a_sync_running_in_another_process_blocks(make_hub):
+    hub = await scripted_hub(make_hub, ScriptedPlugin())
+    other_pid = os.getppid()
+    run_id = await hub.store.db.write(
+        lambda db: (
+            db.execute(
+                "INSERT INTO sync_runs (connection_id, integration, mode, trigger, state, "
+                "streams, started_at, pid) VALUES ('scripted:a', 'scripted', 'incremental', "
+                "'cli', 'running', '[\"items\"]', '2026-01-01T00:00:00+00:00', ?)",
+                [other_pid],
+            ).lastrowid
+        )
+    )
+    with pytest.raises(SyncBusyError) as exc:
+        await hub.engine.run("scripted:a", trigger="test")
+    assert exc.value.run_id == run_id
+
+
+async def test_global_limit_serialises_runs(make_hub):
+    plugin = ScriptedPlugin(pages=3, delay=0.02)
+    hub = await scripted_hub(
+        make_hub, plugin, keys=("a", "b"), config={"sync": {"max_concurrent": 1}}
+    )
+    results = await asyncio.gather(
+        hub.engine.run("scripted:a", trigger="test"), hub.engine.run("scripted:b", trigger="test")
+    )
+    assert [r.state for r in results] == ["succeeded", "succeeded"]
+    assert plugin.max_active == 1
+    runs = sorted(await hub.store.runs.recent(), key=lambda r: r["started_at"])
+    assert runs[0]["finished_at"] <= runs[1]["started_at"]
+
+
+async def test_without_the_limit_runs_overlap(make_hub):
+    plugin = ScriptedPlugin(pages=3, delay=0.02)
+    hub = await scripted_hub(
+        make_hub, plugin, keys=("a", "b"), config={"sync": {"max_concurrent": 2}}
+    )
+    results = await asyncio.gather(
+        hub.engine.run("scripted:a", trigger="test"), hub.engine.run("scripted:b", trigger="test")
+    )
+    assert [r.state for r in results] == ["succeeded", "succeeded"]
+    assert plugin.max_active == 2
+
+
+async def test_unknown_connection_or_stream(make_hub):
+    hub = await scripted_hub(make_hub, ScriptedPlugin())
+    with pytest.raises(LookupError):
+        await hub.engine.run("scripted:nope", trigger="test")
+    with pytest.raises(LookupError, match="no stream"):
+        await hub.engine.run("scripted:a", trigger="test", streams=["bogus"])
+    assert await hub.store.runs.recent() == []

@@ -1,0 +1,100 @@
+"""The API client: minorversion, Faults inside a 200, read by id, CDC shape, limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hub.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+)
+from hub.http import Response
+from plugins.quickbooks.client import check_fault, fault_error, page_statement
+from plugins.quickbooks.oauth import client_for
+from tests.quickbooks.conftest import REALM, START, connect, qb_config
+
+
+async def api(make_hub, sandbox, **settings):
+    hub = await make_hub(config=qb_config(sandbox, **settings))
+    connection = await connect(hub, sandbox.state)
+    return hub, client_for(hub, connection)
+
+
+async def test_minorversion_is_sent_on_every_call(make_hub, sandbox):
+    hub, client = await api(make_hub, sandbox, minor_version=65)
+    assert (await hub.engine.run(f"quickbooks:{REALM}")).state == "succeeded"
+    await client.read("Invoice", "1")
+    await client.cdc(["Invoice"], START)
+    versions = sandbox.state.minor_versions
+    assert len(versions) > 25 and set(versions) == {"65"}
+
+
+async def test_read_by_id_and_not_found(make_hub, sandbox):
+    _, client = await api(make_hub, sandbox)
+    invoice = await client.read("Invoice", "2")
+    assert invoice == sandbox.state.get(REALM, "Invoice", "2")
+    sandbox.state.delete(REALM, "Invoice", "2")
+    assert await client.read("Invoice", "2") is None
+    assert await client.read("Invoice", "99999") is None
+    info, now = await client.company_info()
+    assert info["CompanyName"] == "Willow Books" and now == START
+
+
+async def test_cdc_groups_changes_by_entity(make_hub, sandbox):
+    _, client = await api(make_hub, sandbox)
+    sandbox.state.advance_clock(10)
+    sandbox.state.update(REALM, "Customer", "3")
+    sandbox.state.delete(REALM, "Invoice", "5")
+    found, _ = await client.cdc(["Invoice", "Customer", "Vendor"], START)
+    assert [row["Id"] for row in found["Customer"]] == ["3"]
+    assert found["Invoice"][0]["status"] == "Deleted"
+    assert found["Vendor"] == []
+
+
+async def test_a_fault_inside_a_200_is_an_error(make_hub, sandbox):
+    _, client = await api(make_hub, sandbox)
+    sandbox.state.fault_next(count=2, path="/query")  # SystemFault: retried, then data
+    rows = await client.query(page_statement("Invoice", 1, 5, False), "Invoice")
+    assert [row["Id"] for row in rows] == ["1", "2", "3", "4", "5"]
+    statuses = [r.status for r in sandbox.state.requests if r.path.endswith("/query")]
+    assert statuses == [200, 200, 200]  # two of them carried a Fault
+    body = b'{"Fault":{"Error":[{"Message":"Invalid","Detail":"bad","code":"2010"}],'
+    body += b'"type":"ValidationFault"},"time":"2025-06-30T09:00:00-07:00"}'
+    with pytest.raises(ValidationError, match="bad"):
+        check_fault(Response(200, {}, body, "https://x/query?q=1"))
+    check_fault(Response(200, {}, b'{"QueryResponse":{"Fault":1}}', "https://x"))
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ({"type": "AuthenticationFault", "Error": [{"code": "3200"}]}, AuthenticationError),
+        ({"type": "AuthorizationFault", "Error": [{"code": "3100"}]}, AuthorizationError),
+        ({"type": "ValidationFault", "Error": [{"code": "3001"}]}, RateLimitError),
+        ({"type": "SystemFault", "Error": [{"code": "10000"}]}, ServerError),
+        ({"type": "ValidationFault", "Error": [{"code": "6000"}]}, ValidationError),
+    ],
+)
+def test_faults_are_classified(fault, error):
+    assert type(fault_error(fault, "GET /x")) is error
+
+
+async def test_at_most_ten_calls_in_flight_per_company(make_hub, sandbox):
+    _, client = await api(make_hub, sandbox, requests_per_minute=5000)
+    sandbox.state.delay_next(0.05, count=40)
+    await asyncio.gather(*(client.read("Customer", str(i % 20 + 1)) for i in range(40)))
+    assert {r.status for r in sandbox.state.requests} == {200}  # Intuit's 429 never came
+
+
+async def test_the_budget_never_exceeds_500_requests_in_a_minute(make_hub, sandbox):
+    hub, _ = await api(make_hub, sandbox)
+    limit = hub.http._limits[f"quickbooks:{REALM}"]
+    assert limit.limiter is not None and limit.slots is not None
+    bucket, per_second = limit.limiter.max_rate, limit.limiter.max_rate / limit.limiter.time_period
+    assert bucket + 60 * per_second == pytest.approx(500)
+    assert limit.slots._value == 10
