@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import orjson
-
 from custom_accounting.sandbox import base_record, free_port
+
 from hub.config import load_settings
 from hub.core import Hub
 from hub.logs import configure_logging
@@ -75,7 +75,7 @@ async def hub_sync(base_url: str, folder: Path) -> tuple[int, float]:
                     "page_size": PAGE,
                 }
             },
-        }
+        },
     )
     hub = Hub(settings)
     await hub.start()

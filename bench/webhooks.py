@@ -66,7 +66,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is not None:
             raise SystemExit(f"server exited early with {proc.returncode}")
         try:
-            urllib.request.urlopen(url, timeout=1)  # noqa: S310 (local URL)
+            urllib.request.urlopen(url, timeout=1)
             return
         except urllib.error.HTTPError:
             return

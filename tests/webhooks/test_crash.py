@@ -32,7 +32,9 @@ def start(folder: Path, port: int) -> subprocess.Popen[bytes]:
     log = (folder / "daemon.log").open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -66,7 +68,7 @@ async def load(session: aiohttp.ClientSession, url: str, answers: dict[str, int]
                     url + "/webhooks/generic/load", data=body, headers=headers
                 ) as response:
                     answers[event_id] = response.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 return
 
     await asyncio.gather(*(worker(n) for n in range(16)))
@@ -110,8 +112,12 @@ async def test_kill_9_under_webhook_load_loses_nothing_answered(tmp_path):
     assert len(accepted) >= 300 and rejected
     assert all(i.startswith("ok-") for i in accepted)
     assert all(i.startswith("bad-") for i in rejected)
-    stored = {row[0] for row in query(tmp_path / "hub.db", "SELECT event_id FROM events "
-                                                         "WHERE source = 'generic'")}
+    stored = {
+        row[0]
+        for row in query(
+            tmp_path / "hub.db", "SELECT event_id FROM events WHERE source = 'generic'"
+        )
+    }
     assert accepted <= stored, f"{len(accepted - stored)} answered requests were lost"
     assert not any(i.startswith("bad-") for i in stored)
     states = query(

@@ -25,7 +25,6 @@ from hub.model import (
     HealthStatus,
     Integration,
     IntegrationSettings,
-    SyncMode,
     WebhookEvent,
 )
 
