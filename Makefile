@@ -62,18 +62,24 @@ bench: $(DEV_STAMP)
 # ---------------------------------------------------------------- tests
 
 # Everything `make test` needs installed. Later additions belong here too: Azurite (npm)
-# for the Azure Storage plugin's tests and Chromium (apt) for the admin page's browser tests.
+# for the Azure Storage plugin's tests.
 test-deps: python-deps system-deps
 
 python-deps: $(DEV_STAMP)
 
-# systemd-analyze verifies deploy/advisoros-hub.service in tests/test_deploy.py.
+# Debian packages the tests use: systemd-analyze verifies deploy/advisoros-hub.service
+# (tests/test_deploy.py), chromium runs the admin page's browser tests through Playwright
+# (which must never download its own browsers), wrk drives bench/webhooks.py.
+SYSTEM_TOOLS := $(SYSTEMD_ANALYZE):systemd chromium:chromium wrk:wrk
 system-deps:
-	@command -v $(SYSTEMD_ANALYZE) >/dev/null 2>&1 || { \
-		echo "installing systemd-analyze (Debian package systemd)"; \
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd; \
-	}
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 lint: python-deps
 	$(BIN)/ruff check .

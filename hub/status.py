@@ -29,7 +29,7 @@ async def hub_status(hub: Hub, scheduler: Scheduler | None = None) -> dict[str, 
                     "id": connection.id,
                     "key": connection.key,
                     "title": connection.title,
-                    "status": (state.status or HealthStatus.DISCONNECTED).value,
+                    "status": state.status.value if state.status else "unknown",
                     "message": state.message,
                     "checks": [asdict(check) for check in state.checks],
                     "last_success_at": state.last_success_at,
@@ -63,7 +63,7 @@ async def hub_status(hub: Hub, scheduler: Scheduler | None = None) -> dict[str, 
 
 
 def _worst(connections: list[dict[str, Any]]) -> str:
-    order = [status.value for status in HealthStatus]
+    order = ["unknown", *[status.value for status in HealthStatus]]
     if not connections:
         return HealthStatus.DISCONNECTED.value
     return str(max((c["status"] for c in connections), key=order.index))

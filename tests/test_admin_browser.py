@@ -1,0 +1,66 @@
+"""The admin page in a real browser (Debian's Chromium driven by Playwright)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.async_api import async_playwright
+
+from hub.testing import ADMIN_TOKEN, sync_records
+from hub.web.keys import HUB
+from tests.conftest import ledger_config
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+pytestmark = pytest.mark.slow
+
+
+async def test_login_status_page_and_sync_button(hub_client, ledger, tmp_path: Path):
+    client = await hub_client(config=ledger_config(ledger), authorized=False)
+    hub = client.app[HUB]
+    await sync_records(hub, "custom_accounting")
+    await hub.health.check("custom_accounting:default")
+    base = str(client.make_url("")).rstrip("/")
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await page.goto(base + "/admin")
+        assert page.url.endswith("/admin/login")
+
+        await page.fill("#token", "not-the-token")
+        await page.click("button[type=submit]")
+        assert await page.get_by_role("alert").inner_text() == "That token is not right."
+
+        await page.fill("#token", ADMIN_TOKEN)
+        await page.click("button[type=submit]")
+        await page.wait_for_url(base + "/admin")
+        card = page.locator("[data-integration=custom_accounting]")
+        assert "Ledger (example)" in await card.inner_text()
+        connection = card.locator("[data-connection='custom_accounting:default']")
+        assert await connection.locator(".pill").inner_text() == "healthy"
+        assert "transactions: 2,500" in await connection.inner_text()
+        await page.screenshot(path=str(tmp_path / "admin.png"), full_page=True)
+
+        button = connection.locator("button[data-sync]")
+        await button.click()
+        await page.wait_for_function(
+            "document.querySelector(\"[data-connection='custom_accounting:default'] "
+            "button\").textContent.startsWith('Started run')"
+        )
+        run_id = int((await button.inner_text()).rsplit(" ", 1)[1])
+        await browser.close()
+
+    run = await hub.store.runs.get(run_id)
+    assert run is not None and run["trigger"] == "api"
