@@ -12,11 +12,15 @@
 Fixtures: ``hub_config`` (settings factory on a temporary database), ``make_hub`` (a started
 hub with your plugins registered; stopped after the test), ``hub_client`` (an aiohttp test
 client of the full app, authorised with the admin token). Helpers: :func:`sync_records`
-(run a sync and return the stored live records per stream), :func:`stored_records`.
+(run a sync and return the stored live records per stream), :func:`stored_records`,
+:func:`generic_signature` (sign a body like a generic sender) and :func:`deliver_webhook`
+(post a webhook and wait until its handlers ran).
 """
 
 from __future__ import annotations
 
+import base64
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ import sqlite_utils
 from hub.config import HubSettings, load_settings
 from hub.core import Hub
 from hub.store.records import table_name
+from hub.web.keys import HUB
 
 ADMIN_TOKEN = "test-admin-token"  # noqa: S105 (a fixed token for tests)
 
@@ -153,3 +158,23 @@ async def stored_records(
         return out
 
     return await hub.store.db.read(read)
+
+
+def generic_signature(secret: str, body: bytes, encoding: str = "hex") -> str:
+    """The signature a ``[webhooks.generic.<sender>]`` sender must put in its header."""
+    digest = hmac.digest(secret.encode(), body, "sha256")
+    return digest.hex() if encoding == "hex" else base64.b64encode(digest).decode()
+
+
+async def deliver_webhook(
+    client: Any, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    """POST a webhook through ``client`` (from ``hub_client``), then wait until the dispatcher
+    has run every handler that is due, so a test can assert what processing did.
+
+    :return: the HTTP status and the JSON answer.
+    """
+    response = await client.post(path, data=body, headers=headers or {})
+    answer = await response.json()
+    await client.app[HUB].dispatcher.drain()
+    return response.status, answer

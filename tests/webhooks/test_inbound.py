@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import sqlite3
 
 import orjson
@@ -13,6 +10,7 @@ import pytest
 
 from hub.hookspecs import hookimpl
 from hub.model import HubEvent
+from hub.testing import deliver_webhook, generic_signature
 from hub.web.keys import HUB
 
 SECRET = "generic-test-secret"
@@ -29,11 +27,11 @@ CONFIG = {
 
 
 def sign_hex(body: bytes) -> str:
-    return hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return generic_signature(SECRET, body)
 
 
 def sign_b64(body: bytes) -> str:
-    return base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()
+    return generic_signature(SECRET, body, "base64")
 
 
 class Recorder:
@@ -138,12 +136,15 @@ async def test_duplicate_event_id_is_acknowledged_and_not_processed_twice(hub_cl
     client = await hub_client(plugins=[recorder], config=CONFIG, authorized=False)
     body = b'{"n": 1}'
     headers = {"X-Signature": sign_hex(body), "webhook-id": "evt-42"}
-    first = await client.post("/webhooks/generic/zapier", data=body, headers=headers)
-    second = await client.post("/webhooks/generic/zapier", data=body, headers=headers)
-    assert await first.json() == {"received": 1, "duplicates": 0}
-    assert second.status == 200
-    assert await second.json() == {"received": 0, "duplicates": 1}
-    await client.app[HUB].dispatcher.drain()
+    path = "/webhooks/generic/zapier"
+    assert await deliver_webhook(client, path, body, headers) == (
+        200,
+        {"received": 1, "duplicates": 0},
+    )
+    assert await deliver_webhook(client, path, body, headers) == (
+        200,
+        {"received": 0, "duplicates": 1},
+    )
     assert len(recorder.seen) == 1
 
 
