@@ -349,8 +349,15 @@ def _plugin_files(directory: Path) -> list[Path]:
     )
 
 
+PLUGINS_DIR_PACKAGE = "hub_plugins_dir"
+
+
 def _import_path(path: Path) -> types.ModuleType:
-    module_name = f"hub_plugins_dir.{path.stem if path.suffix == '.py' else path.name}"
+    if PLUGINS_DIR_PACKAGE not in sys.modules:  # the parent that relative imports resolve in
+        parent = types.ModuleType(PLUGINS_DIR_PACKAGE, "Plugins loaded from plugins.dir")
+        parent.__path__ = []
+        sys.modules[PLUGINS_DIR_PACKAGE] = parent
+    module_name = f"{PLUGINS_DIR_PACKAGE}.{path.stem if path.suffix == '.py' else path.name}"
     if path.is_dir():
         spec = importlib.util.spec_from_file_location(
             module_name, path / "__init__.py", submodule_search_locations=[str(path)]
