@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import hmac
 import json
-import os
 import re
 import shutil
 import sqlite3
@@ -113,32 +112,25 @@ def main() -> None:
         script.write_text(LUA % {"sig": signature, "body": json.dumps(BODY)})
         bare_port, hub_port = free_port(), free_port()
 
-        bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port)])
-        try:
-            wait_ready(f"http://127.0.0.1:{bare_port}/", bare)
-            bare_url = f"http://127.0.0.1:{bare_port}/webhooks/generic/bench"
-            bare_result = run_wrk(bare_url, script, args.duration, args.connections)
-        finally:
-            bare.terminate()
-            bare.wait()
+        def load(command: list[str], port: int, ready_path: str) -> dict[str, float]:
+            server = subprocess.Popen(command)
+            try:
+                wait_ready(f"http://127.0.0.1:{port}{ready_path}", server)
+                url = f"http://127.0.0.1:{port}/webhooks/generic/bench"
+                return run_wrk(url, script, args.duration, args.connections)
+            finally:
+                server.terminate()
+                server.wait()
 
+        bare_result = load([sys.executable, "-c", BARE, str(bare_port)], bare_port, "/")
         config = folder / "hub.toml"
         config.write_text(
             f'[server]\nport = {hub_port}\n[store]\npath = "{folder / "hub.db"}"\n'
             f'[logging]\nlevel = "warning"\n[admin]\ntoken = "bench"\n'
             f'[webhooks.generic.bench]\nsecret = "{SECRET}"\n'
         )
-        hub = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
-            env={**os.environ, "HUB_CONFIG": str(config)},
-        )
-        try:
-            wait_ready(f"http://127.0.0.1:{hub_port}/healthz", hub)
-            hub_url = f"http://127.0.0.1:{hub_port}/webhooks/generic/bench"
-            hub_result = run_wrk(hub_url, script, args.duration, args.connections)
-        finally:
-            hub.terminate()
-            hub.wait()
+        serve = [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)]
+        hub_result = load(serve, hub_port, "/healthz")
         conn = sqlite3.connect(folder / "hub.db")
         stored = conn.execute("SELECT count(*) FROM events WHERE source = 'generic'").fetchone()[0]
         conn.close()

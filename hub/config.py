@@ -158,7 +158,7 @@ def load_settings(
     source = path
     data = _read_toml(source) if source is not None else {}
     if overrides:
-        data = _deep_merge(data, overrides)
+        data = deep_merge(data, overrides)
     label = str(source) if source is not None else "configuration"
     try:
         return HubSettings(**data)
@@ -227,11 +227,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in, tables merged key by key (``extra`` wins)."""
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged

@@ -10,6 +10,7 @@ never sooner than the provider's ``Retry-After``; what remains is raised as a cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import random
 import time
@@ -215,29 +216,20 @@ class HttpClient:
         body: Any,
         timeout: float | None,
     ) -> Response:
-        if limit is not None and limit.slots is not None:
-            async with limit.slots:
-                return await self._limited(limit, method, url, headers, params, body, timeout)
-        return await self._limited(limit, method, url, headers, params, body, timeout)
-
-    async def _limited(
-        self,
-        limit: _Limit | None,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        params: Mapping[str, str] | None,
-        body: Any,
-        timeout: float | None,
-    ) -> Response:
-        if limit is not None and limit.limiter is not None:
-            await limit.limiter.acquire()
-        kwargs: dict[str, Any] = {"headers": headers, "params": params, "data": body}
-        if timeout is not None:
-            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
-        async with self.session.request(method, url, **kwargs) as raw:
-            payload = await raw.read()
-            return Response(raw.status, dict(raw.headers), payload, str(raw.url))
+        slot: contextlib.AbstractAsyncContextManager[Any] = (
+            limit.slots
+            if limit is not None and limit.slots is not None
+            else contextlib.nullcontext()
+        )
+        async with slot:
+            if limit is not None and limit.limiter is not None:
+                await limit.limiter.acquire()
+            kwargs: dict[str, Any] = {"headers": headers, "params": params, "data": body}
+            if timeout is not None:
+                kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
+            async with self.session.request(method, url, **kwargs) as raw:
+                payload = await raw.read()
+                return Response(raw.status, dict(raw.headers), payload, str(raw.url))
 
     async def close(self) -> None:
         """Close the session."""

@@ -19,6 +19,7 @@ client of the full app, authorised with the admin token). Helpers: :func:`sync_r
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -29,7 +30,7 @@ import orjson
 import pytest
 import sqlite_utils
 
-from hub.config import HubSettings, load_settings
+from hub.config import HubSettings, deep_merge, load_settings
 from hub.core import Hub
 from hub.store.records import table_name
 from hub.web.keys import HUB
@@ -50,19 +51,9 @@ def hub_config(tmp_path: Path) -> SettingsFactory:
             "admin": {"token": ADMIN_TOKEN},
             "plugins": {"dir": None},
         }
-        return load_settings(None, _merge(base, config or {}), read_default=False)
+        return load_settings(None, deep_merge(base, config or {}), read_default=False)
 
     return make
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def build_hub(
@@ -119,6 +110,18 @@ async def hub_client(
         return await aiohttp_client(app, headers=headers)
 
     return make
+
+
+async def wait_for_run(client: Any, run_id: int, timeout: float = 30.0) -> dict[str, Any]:
+    """Poll ``GET /api/runs/{run_id}`` through ``client`` until the run is no longer running."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        run: dict[str, Any] = await (await client.get(f"/api/runs/{run_id}")).json()
+        if run["state"] != "running":
+            return run
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"run {run_id} still running after {timeout}s")
+        await asyncio.sleep(0.02)
 
 
 async def sync_records(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from hub.testing import stored_records, sync_records
+from hub.testing import stored_records, sync_records, wait_for_run
 from tests.conftest import ledger_config
 
 CONNECTION = "custom_accounting:default"
@@ -47,11 +45,7 @@ async def test_sync_through_the_api(hub_client, ledger):
     response = await client.post("/api/sync/custom_accounting", json={"full": True})
     assert response.status == 202
     run_id = (await response.json())["run_id"]
-    for _ in range(100):
-        run = await (await client.get(f"/api/runs/{run_id}")).json()
-        if run["state"] != "running":
-            break
-        await asyncio.sleep(0.05)
+    run = await wait_for_run(client, run_id)
     assert run["state"] == "succeeded"
     assert run["created"] == 2530
     status = await (await client.get("/api/status")).json()

@@ -3,13 +3,12 @@ synced end to end through the daemon's HTTP API."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 
 import custom_accounting
 
-from hub.testing import stored_records
+from hub.testing import stored_records, wait_for_run
 from hub.web.keys import HUB
 from tests.conftest import ledger_config
 
@@ -34,11 +33,7 @@ async def test_example_plugin_from_plugins_dir_syncs_through_the_api(hub_client,
     response = await client.post("/api/sync/custom_accounting", json={"full": True})
     assert response.status == 202
     run_id = (await response.json())["run_id"]
-    for _ in range(200):
-        run = await (await client.get(f"/api/runs/{run_id}")).json()
-        if run["state"] != "running":
-            break
-        await asyncio.sleep(0.02)
+    run = await wait_for_run(client, run_id)
     assert run["state"] == "succeeded"
     hub = client.app[HUB]
     records = await stored_records(hub, "custom_accounting", "custom_accounting:default")
