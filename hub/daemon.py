@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 import tempfile
@@ -42,6 +43,8 @@ async def serve(settings: HubSettings) -> int:
             f"advisoros-hub: error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr
         )
         return 1
+    gc.collect()
+    gc.freeze()  # start-up objects never need collecting: keeps full collections short
     log.info("hub listening", url=f"http://{host}:{port}", admin=f"http://{host}:{port}/admin")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
