@@ -138,7 +138,7 @@ class HealthMonitor:
             return  # a new connection that works is not news
         await self.deliver(
             Alert(
-                id=alert_id or 0,
+                id=alert_id,
                 integration=connection.integration,
                 connection_id=connection.id,
                 connection_title=connection.title,
@@ -175,7 +175,7 @@ def _reminder(row: dict[str, Any]) -> Alert:
         id=row["id"],
         integration=row["integration"],
         connection_id=row["connection_id"],
-        connection_title=row["connection_id"],
+        connection_title=row["connection_title"],
         status=HealthStatus(row["status"]),
         previous=HealthStatus(row["previous"]) if row["previous"] else None,
         message=row["message"],

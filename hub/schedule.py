@@ -8,6 +8,7 @@ misfire grace time.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +33,14 @@ def trigger_for(interval: int | str) -> BaseTrigger:
     :raise ConfigError: neither a positive number nor a valid cron expression.
     """
     text = str(interval).strip()
-    if text.isdigit():
+    if re.fullmatch(r"[+-]?[0-9]+", text):  # ASCII only: int() rejects "²", isdigit() does not
         seconds = int(text)
         if seconds <= 0:
             raise ConfigError(f"sync_interval must be positive seconds, got {interval!r}")
-        return IntervalTrigger(seconds=seconds)
+        try:
+            return IntervalTrigger(seconds=seconds)
+        except OverflowError:
+            raise ConfigError(f"sync_interval {interval!r} is too large") from None
     try:
         return CronTrigger.from_crontab(text)
     except ValueError as exc:

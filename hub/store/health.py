@@ -26,13 +26,15 @@ class HealthLog:
         previous: str | None,
         message: str,
         checks: list[dict[str, Any]],
-    ) -> int | None:
-        """Record a status change; open an alert for a bad status, resolve open ones on healthy.
+    ) -> int:
+        """Record a status change and its alert; resolve the connection's older alerts.
 
-        :return: the new alert's id, or None when the change opened none.
+        The alert of a change to healthy (a recovery) is stored already resolved.
+
+        :return: the new alert's id.
         """
 
-        def write(db: sqlite_utils.Database) -> int | None:
+        def write(db: sqlite_utils.Database) -> int:
             now = utcnow()
             db.execute(
                 "INSERT INTO health_history (connection_id, integration, status, previous, "
@@ -102,14 +104,27 @@ class HealthLog:
         )
 
     async def due_reminders(self, interval_s: int) -> list[dict[str, Any]]:
-        """Open alerts whose last delivery is older than ``interval_s``; marks them sent now."""
+        """Open alerts whose last delivery is older than ``interval_s``; marks them sent now.
+
+        Each row carries its connection's ``connection_title``. Open alerts of connections
+        that no longer exist are resolved instead of reminded.
+        """
 
         def write(db: sqlite_utils.Database) -> list[dict[str, Any]]:
             now = utcnow()
+            db.execute(
+                "UPDATE alerts SET resolved_at = ? WHERE resolved_at IS NULL "
+                "AND connection_id NOT IN (SELECT id FROM connections)",
+                [now],
+            )
             cutoff = parse(now) - timedelta(seconds=interval_s)
             due = [
                 row
-                for row in db.query("SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY id")
+                for row in db.query(
+                    "SELECT a.*, c.title AS connection_title FROM alerts a "
+                    "JOIN connections c ON c.id = a.connection_id "
+                    "WHERE a.resolved_at IS NULL ORDER BY a.id"
+                )
                 if parse(row["last_sent_at"]) <= cutoff
             ]
             for row in due:
