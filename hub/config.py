@@ -95,6 +95,8 @@ class WebhookSettings(Section):
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     max_attempts: int = Field(default=8, ge=1)
+    retention_days: int = Field(default=30, ge=1)
+    """Finished events and their raw requests are deleted after this many days."""
     generic: dict[str, GenericSender] = Field(default_factory=dict)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
 

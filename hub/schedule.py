@@ -78,6 +78,9 @@ class Scheduler:
             id="alert-reminders",
             name="alert reminders",
         )
+        self.scheduler.add_job(
+            self._prune_inbox, IntervalTrigger(hours=6), id="inbox-prune", name="inbox pruning"
+        )
         self.scheduler.start()
         self.running = True
 
@@ -110,6 +113,12 @@ class Scheduler:
             log.info("scheduled sync skipped", connection=connection_id, reason=str(exc))
         except LookupError as exc:
             log.warning("scheduled sync skipped", connection=connection_id, reason=str(exc))
+
+    async def _prune_inbox(self) -> None:
+        days = self._hub.settings.webhooks.retention_days
+        events, requests = await self._hub.store.inbox.prune(days)
+        if events or requests:
+            log.info("inbox pruned", events=events, requests=requests, older_than_days=days)
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job with its next run time (ISO 8601), for ``/api/status``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -60,11 +61,15 @@ class PreparedEvents:
             )
             for e in events
         ]
-        delivery_rows = [
-            (handler, at, now, e.source, e.event_id, batch)
-            for e in events
-            for handler in e.handlers
-        ]
+        # An id repeated within the batch is a duplicate (INSERT OR IGNORE keeps the first row),
+        # so only its first occurrence gets deliveries: a second set would break the primary key.
+        seen: set[tuple[str, str]] = set()
+        delivery_rows: list[tuple[Any, ...]] = []
+        for e in events:
+            if (e.source, e.event_id) in seen:
+                continue
+            seen.add((e.source, e.event_id))
+            delivery_rows += [(h, at, now, e.source, e.event_id, batch) for h in e.handlers]
         return cls(batch, event_rows, delivery_rows)
 
 
@@ -252,3 +257,28 @@ class Inbox:
             lambda db: db.execute("SELECT 1 FROM events WHERE id = ?", [event]).fetchone()
         )
         return row is not None
+
+    async def prune(self, older_than_days: int) -> tuple[int, int]:
+        """Delete finished events (every delivery done, or none) and the raw requests no kept
+        event refers to, when older than ``older_than_days``; dead and pending ones stay.
+
+        :return: (events deleted, requests deleted).
+        """
+        cutoff = (datetime.now(UTC) - timedelta(days=older_than_days)).isoformat()
+
+        def write(db: sqlite_utils.Database) -> tuple[int, int]:
+            conn = db.conn
+            events = conn.execute(
+                "DELETE FROM events WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM "
+                "deliveries d WHERE d.event = events.id AND d.state != 'done')",
+                [cutoff],
+            ).rowcount
+            conn.execute("DELETE FROM deliveries WHERE event NOT IN (SELECT id FROM events)")
+            requests = conn.execute(
+                "DELETE FROM webhook_requests WHERE received_at < ? AND NOT EXISTS "
+                "(SELECT 1 FROM events e WHERE e.request_id = webhook_requests.id)",
+                [cutoff],
+            ).rowcount
+            return int(events), int(requests)
+
+        return await self._db.write(write)

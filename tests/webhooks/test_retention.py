@@ -1,0 +1,50 @@
+"""Inbox retention: finished events and their raw requests go after retention_days; dead and
+pending ones stay whatever their age."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from hub.hookspecs import hookimpl
+from hub.model import HubEvent
+from hub.testing import deliver_webhook, generic_signature
+from hub.web.keys import HUB
+
+CONFIG = {"webhooks": {"generic": {"tool": {"secret": "s"}}, "max_attempts": 1}}
+
+
+class Picky:
+    """Fails events whose body says so (so they are dead-lettered after one attempt)."""
+
+    __name__ = "picky"
+
+    @hookimpl
+    def event(self, event: HubEvent) -> None:
+        if event.data.get("fail"):
+            raise RuntimeError("refused")
+
+
+async def test_prune_keeps_dead_letters_and_recent_events(hub_client):
+    client = await hub_client(plugins=[Picky()], config=CONFIG, authorized=False)
+    hub = client.app[HUB]
+    for number, body in enumerate([b'{"n": 1}', b'{"n": 2}', b'{"fail": true}']):
+        headers = {"X-Signature": generic_signature("s", body), "webhook-id": f"e{number}"}
+        assert (await deliver_webhook(client, "/webhooks/generic/tool", body, headers))[0] == 200
+
+    conn = sqlite3.connect(hub.settings.store.path)
+    with conn:  # age the first and the dead-lettered event past the retention
+        conn.execute("UPDATE events SET created_at = '2000-01-01' WHERE event_id IN ('e0', 'e2')")
+        conn.execute("UPDATE webhook_requests SET received_at = '2000-01-01'")
+    conn.close()
+
+    events, requests = await hub.store.inbox.prune(older_than_days=30)
+    assert (events, requests) == (1, 1)
+    conn = sqlite3.connect(hub.settings.store.path)
+    left = {row[0] for row in conn.execute("SELECT event_id FROM events WHERE source = 'generic'")}
+    orphans = conn.execute(
+        "SELECT count(*) FROM deliveries WHERE event NOT IN (SELECT id FROM events)"
+    ).fetchone()[0]
+    conn.close()
+    assert left == {"e1", "e2"}  # recent, and dead (kept for replay)
+    assert orphans == 0
+    assert await hub.store.inbox.prune(older_than_days=30) == (0, 0)
