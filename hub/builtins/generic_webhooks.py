@@ -4,8 +4,9 @@ HMAC-SHA256-signed JSON to ``/webhooks/generic/<sender>``.
 Each sender is configured under ``[webhooks.generic.<sender>]`` with its shared secret, the
 header carrying the signature (a ``sha256=`` prefix is accepted) and its encoding (``hex`` or
 ``base64``). An accepted delivery becomes the hub event ``generic.<sender>.received`` with the
-JSON body as its data. The event id is the request's ``webhook-id``, ``X-Event-Id`` or
-``Idempotency-Key`` header, else the SHA-256 of the body (a resent body is a duplicate).
+JSON body as its data. The event id is ``<sender>:`` plus the request's ``webhook-id``,
+``X-Event-Id`` or ``Idempotency-Key`` header, else the SHA-256 of the body (a resent body is
+a duplicate).
 """
 
 from __future__ import annotations
@@ -100,13 +101,10 @@ def webhook(request: web.Request, body: bytes, hub: Hub) -> list[WebhookEvent]:
         data: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise MalformedWebhookError("the body is not JSON") from None
-    headers = request.headers
-    event_id = (
-        headers.get(ID_HEADERS[0]) or headers.get(ID_HEADERS[1]) or headers.get(ID_HEADERS[2])
-    )
+    event_id = _event_id(request) or hashlib.sha256(body).hexdigest()
     return [
         WebhookEvent(
-            id=(event_id or hashlib.sha256(body).hexdigest())[:200],
+            id=f"{name}:{event_id}"[:300],  # senders' ids are their own: never each other's dups
             type=f"{name}.received",
             data=data if isinstance(data, dict) else {"body": data},
             connection_key=name,

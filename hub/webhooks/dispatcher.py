@@ -169,7 +169,9 @@ class Dispatcher:
             await self._hub.store.inbox.record(
                 [(due.event, due.handler, "dead", attempts, time.time(), error)]
             )
-            log.error("delivery dead-lettered", event=due.event, handler=due.handler, error=error)
+            log.error(
+                "delivery dead-lettered", inbox_id=due.event, handler=due.handler, error=error
+            )
             await self._hub.health.deliver(
                 Alert(
                     id=0,
@@ -190,7 +192,7 @@ class Dispatcher:
         )
         log.warning(
             "delivery failed; will retry",
-            event=due.event,
+            inbox_id=due.event,  # not `event`: that is the log message argument
             handler=due.handler,
             attempt=attempts,
             retry_in_s=round(delay, 1),

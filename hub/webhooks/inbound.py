@@ -35,9 +35,19 @@ def _reject(status: int, reason: str) -> web.Response:
     return json_response({"error": reason}, status=status)
 
 
+def storable(text: str) -> str:
+    """``text`` as valid UTF-8 for the store: a header's undecodable bytes (which aiohttp keeps
+    as surrogate escapes, rejected by orjson and SQLite) become ``\\udcNN`` escapes."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def kept_headers(request: web.Request) -> dict[str, str]:
     """The request headers stored with the body: all but credentials."""
-    return {str(k): v for k, v in request.headers.items() if k.lower() not in DROPPED_HEADERS}
+    return {
+        storable(str(k)): storable(v)
+        for k, v in request.headers.items()
+        if k.lower() not in DROPPED_HEADERS
+    }
 
 
 @routes.post("/webhooks/{source}", name="webhook")
@@ -91,10 +101,10 @@ def _stored_event(hub: Hub, source: str, event: WebhookEvent) -> NewEvent:
     event_type = f"{source}.{event.type}"
     return NewEvent(
         source=source,
-        event_id=event.id,
-        type=event_type,
+        event_id=storable(str(event.id)),  # ids may come from headers (generic: webhook-id)
+        type=storable(event_type),
         data=event.data if isinstance(event.data, dict) else dict(event.data),
-        connection_key=event.connection_key,
+        connection_key=None if event.connection_key is None else storable(event.connection_key),
         handlers=hub.dispatcher.handlers_for(source, event_type),
     )
 

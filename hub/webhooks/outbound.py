@@ -85,8 +85,9 @@ class Outbound:
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             latency = round((time.perf_counter() - started) * 1000, 1)
-            log.warning("outbound delivery failed", url=target, error=str(exc), latency_ms=latency)
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+            reason = f"{type(exc).__name__}: {exc}".removesuffix(": ")  # a timeout has no text
+            log.warning("outbound delivery failed", url=target, error=reason, latency_ms=latency)
+            raise DeliveryError(reason) from None
         latency = round((time.perf_counter() - started) * 1000, 1)
         log.info("outbound delivery", url=target, status=status, latency_ms=latency, id=message_id)
         if not 200 <= status < 300:

@@ -178,8 +178,8 @@ def check_url(url: str) -> None:
     """Raise :class:`UnsafeURLError` unless ``url`` is an absolute http(s) URL fit for a webhook.
 
     Refused: another scheme, no host, credentials (``user:pass@``), port 0, whitespace or
-    control characters, anything yarl cannot parse. Addresses are checked by
-    :func:`check_destination`, not here.
+    control characters, anything yarl cannot parse, a host name that is not valid IDNA (an
+    empty or over-long label). Addresses are checked by :func:`check_destination`, not here.
     """
     if not isinstance(url, str) or not url:
         raise UnsafeURLError("the webhook URL is empty")
@@ -202,6 +202,11 @@ def check_url(url: str) -> None:
         raise UnsafeURLError("the webhook URL must not contain credentials (user:password@)")
     if port == 0:
         raise UnsafeURLError("the webhook URL has an invalid port (0)")
+    if not _looks_numeric(host):
+        try:  # what getaddrinfo does with a name; an empty or over-long label raises here
+            host.encode("idna")
+        except UnicodeError:
+            raise UnsafeURLError(f"the webhook URL host {host!r} is not a valid name") from None
 
 
 def _format_refusal(host: str, refused: Iterable[tuple[str, str]], *, only: bool) -> str:

@@ -33,7 +33,9 @@ async def test_prune_keeps_dead_letters_and_recent_events(hub_client):
 
     conn = sqlite3.connect(hub.settings.store.path)
     with conn:  # age the first and the dead-lettered event past the retention
-        conn.execute("UPDATE events SET created_at = '2000-01-01' WHERE event_id IN ('e0', 'e2')")
+        conn.execute(
+            "UPDATE events SET created_at = '2000-01-01' WHERE event_id IN ('tool:e0', 'tool:e2')"
+        )
         conn.execute("UPDATE webhook_requests SET received_at = '2000-01-01'")
     conn.close()
 
@@ -45,6 +47,6 @@ async def test_prune_keeps_dead_letters_and_recent_events(hub_client):
         "SELECT count(*) FROM deliveries WHERE event NOT IN (SELECT id FROM events)"
     ).fetchone()[0]
     conn.close()
-    assert left == {"e1", "e2"}  # recent, and dead (kept for replay)
+    assert left == {"tool:e1", "tool:e2"}  # recent, and dead (kept for replay)
     assert orphans == 0
     assert await hub.store.inbox.prune(older_than_days=30) == (0, 0)

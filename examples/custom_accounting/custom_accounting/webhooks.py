@@ -23,7 +23,8 @@ def parse(body: bytes, signature: str | None, secret: str | None) -> list[Webhoo
     """Verify ``signature`` in constant time, then parse ``{"events": [...]}``."""
     if not secret:
         raise SignatureError("no webhook_secret is configured for custom_accounting")
-    if not signature or not hmac.compare_digest(sign(body, secret), signature.strip().lower()):
+    presented = (signature or "").strip().lower().encode("utf-8", "surrogateescape")
+    if not presented or not hmac.compare_digest(sign(body, secret).encode(), presented):
         raise SignatureError("bad or missing X-Ledger-Signature")
     try:
         payload: Any = orjson.loads(body)
