@@ -168,10 +168,14 @@ class SyncEngine:
                 self._active[connection_id] = run_id
                 if started is not None and not started.done():
                     started.set_result(run_id)
-                with structlog.contextvars.bound_contextvars(
-                    integration=connection.integration, connection=connection_id, run=run_id
-                ):
-                    return await self._run(run_id, connection, names, mode, progress)
+                hub.metrics.syncs_running.inc()
+                try:
+                    with structlog.contextvars.bound_contextvars(
+                        integration=connection.integration, connection=connection_id, run=run_id
+                    ):
+                        return await self._run(run_id, connection, names, mode, progress)
+                finally:
+                    hub.metrics.syncs_running.dec()
         finally:
             del self._active[connection_id]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 from hub.store.clients import Clients
@@ -49,14 +48,6 @@ class Store:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value]
             )
         )
-
-    async def instance_id(self) -> str:
-        """A random id for this hub installation, created on first use."""
-        value = await self.get_meta("instance_id")
-        if value is None:
-            value = secrets.token_hex(8)
-            await self.set_meta("instance_id", value)
-        return value
 
     def close(self) -> None:
         """Finish pending writes and close the database."""
