@@ -79,7 +79,7 @@ async def make_changes(request: web.Request) -> web.Response:
     return web.json_response({"changes": wanted})
 
 
-async def serve_sandbox(records: int) -> None:
+async def serve_sandbox(records: int, page: int) -> None:
     """The child process: prerender every page the plugin will ask for, then serve."""
     counts = scaled_counts(records)
     config = SandboxConfig(
@@ -96,7 +96,7 @@ async def serve_sandbox(records: int) -> None:
     for spec in SPECS:
         if spec.kind != "info":
             await state.prerender(
-                REALM, spec.entity, PAGE, step=PAGE - 1, include_inactive=spec.kind == "list"
+                REALM, spec.entity, page, step=page - 1, include_inactive=spec.kind == "list"
             )
     app.router.add_post("/_bench/changes", make_changes)
     runner = web.AppRunner(app, access_log=None)
@@ -118,10 +118,11 @@ async def serve_sandbox(records: int) -> None:
     await asyncio.Event().wait()
 
 
-def start_sandbox(records: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_sandbox(records: int, page: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """Start the child and wait until it serves."""
+    command = ["--serve-sandbox", "--records", str(records), "--page-size", str(page)]
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve-sandbox", "--records", str(records)],
+        [sys.executable, __file__, *command],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -135,7 +136,7 @@ def start_sandbox(records: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
 # --------------------------------------------------------------------------- the hub
 
 
-async def hub_runs(sandbox: dict[str, Any], folder: Path) -> dict[str, Any]:
+async def hub_runs(sandbox: dict[str, Any], folder: Path, page: int) -> dict[str, Any]:
     """Full sync, then 1,000 changes and a CDC run; return counts and timings."""
     settings = load_settings(
         overrides={
@@ -148,6 +149,7 @@ async def hub_runs(sandbox: dict[str, Any], folder: Path) -> dict[str, Any]:
                     "base_url": sandbox["base_url"],
                     "oauth_base_url": sandbox["oauth_base_url"],
                     "requests_per_minute": 1_000_000,  # the sandbox does not throttle
+                    "page_size": page,
                     "sync_on_connect": False,
                 }
             },
@@ -249,20 +251,21 @@ def main() -> None:
     """Run the hub's syncs and the raw baseline; print the figures and one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=200_000, help="transaction rows")
+    parser.add_argument("--page-size", type=int, default=PAGE, help="MAXRESULTS per page")
     parser.add_argument("--serve-sandbox", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_sandbox:
-        asyncio.run(serve_sandbox(args.records))
+        asyncio.run(serve_sandbox(args.records, args.page_size))
         return
     configure_logging("warning", "console")
     print(f"starting the sandbox: {args.records:,} transaction rows (pre-rendering)...", flush=True)
     began = time.perf_counter()
-    proc, sandbox = start_sandbox(args.records)
+    proc, sandbox = start_sandbox(args.records, args.page_size)
     print(f"sandbox ready in {time.perf_counter() - began:.0f}s ({sandbox['pages']:,} pages)")
     try:
         with tempfile.TemporaryDirectory(prefix="hub-bench-qbo-") as tmp:
             folder = Path(tmp)
-            hub = asyncio.run(hub_runs(sandbox, folder))
+            hub = asyncio.run(hub_runs(sandbox, folder, args.page_size))
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             raw_records, raw_s = raw_upsert(folder, hub["connection"])
     finally:

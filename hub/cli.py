@@ -122,7 +122,7 @@ def _check(args: argparse.Namespace, settings: HubSettings) -> int:
 
 async def _check_connections(hub: Any) -> int:
     problems = len(hub.plugins.failed)
-    await hub.start()
+    await hub.start(deliver=False)
     try:
         rows = []
         for name in sorted(hub.plugins.integrations):

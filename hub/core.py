@@ -93,19 +93,23 @@ class Hub:
         if problems:
             raise ConfigError("\n".join(problems))
 
-    async def start(self) -> None:
-        """Open the store, create configured connections and run ``startup`` hooks."""
+    async def start(self, deliver: bool = True) -> None:
+        """Open the store, create configured connections and run ``startup`` hooks.
+
+        :param deliver: run the dispatcher here. One-off commands (``sync``, ``check``) pass
+            False: what they emit is stored and the daemon delivers it.
+        """
         self.load_plugins()
         secret = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
         self._store = Store(self.settings.store.path, secret)
         self._engine = SyncEngine(self, self.settings.sync.max_concurrent)
         try:
-            await self._open()
+            await self._open(deliver)
         except BaseException:
             await self.stop()
             raise
 
-    async def _open(self) -> None:
+    async def _open(self, deliver: bool) -> None:
         interrupted = await self.store.runs.mark_interrupted()
         if interrupted:
             log.warning("syncs interrupted by a crash will resume", runs=interrupted)
@@ -114,7 +118,7 @@ class Hub:
                 await self._configure(name, settings)
         await self.health.load()
         self._ingest = GroupCommitter(self.store.db)
-        await self.dispatcher.start()
+        await self.dispatcher.start(deliver)
         await self.plugins.broadcast("startup", hub=self)
 
     async def _configure(self, name: str, settings: IntegrationSettings) -> None:

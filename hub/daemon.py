@@ -96,7 +96,7 @@ async def run_sync_command(
         known = ", ".join(sorted(hub.plugins.integrations)) or "none"
         print(f"advisoros-hub: error: no integration {name!r} (loaded: {known})", file=sys.stderr)
         return 1
-    await hub.start()
+    await hub.start(deliver=False)  # the daemon delivers the events this run emits
     try:
         targets = [c for c in await hub.connections(name) if connection in (None, c.id, c.key)]
         if not targets:
@@ -126,7 +126,6 @@ async def run_sync_command(
                 continue
             display.finish(result, last[0] if last else None)
             failed += result.state != "succeeded"
-        await hub.dispatcher.drain()
         return 1 if failed else 0
     finally:
         await hub.stop()

@@ -132,6 +132,7 @@ class _Matcher:
         self.taken: dict[int, str] = {}
 
     def load(self, candidates: Sequence[Candidate]) -> None:
+        """Read the links, same-name and same-e-mail clients these candidates may meet."""
         db, scope = self.db, self.scope
         link_sql = (
             "SELECT provider_id, client_id FROM client_links "
@@ -155,6 +156,7 @@ class _Matcher:
         self.taken = {cid: pid for cid, pid in _chunked(db, taken_sql, scope, found)}
 
     def settle(self, candidate: Candidate) -> MatchResult:
+        """Match, create or report one candidate (see the module docstring for the rules)."""
         pid = candidate.provider_id
         if pid in self.linked:
             return MatchResult(pid, "matched", self.linked[pid], "link")

@@ -23,20 +23,18 @@ from hub.store.schema import apply_migrations
 
 T = TypeVar("T")
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 CHECKPOINT_INTERVAL_S = 1.0
 
 
 def connect(path: Path) -> sqlite_utils.Database:
-    """Open ``path`` with the hub's pragmas; StoreError if it is not an SQLite database."""
-    try:
-        if path.exists() and path.stat().st_size > 0:
-            with path.open("rb") as handle:
-                magic = handle.read(16)
-            if magic != SQLITE_MAGIC:
-                raise StoreError(f"{path}: not an SQLite database (store.path points elsewhere?)")
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot open database: {exc.strerror}") from None
+    """Open ``path`` with the hub's pragmas; StoreError if it is not an SQLite database.
+
+    The file is never opened outside SQLite: closing any other descriptor of it would drop
+    the POSIX locks this process's connections hold, letting another process (a CLI sync,
+    a reader) see or write the database mid-transaction.
+    """
+    if path.is_dir():
+        raise StoreError(f"{path}: cannot open database: it is a directory")
     try:
         conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
         db = sqlite_utils.Database(conn)
@@ -46,6 +44,10 @@ def connect(path: Path) -> sqlite_utils.Database:
         db.execute("PRAGMA busy_timeout=30000")
         db.execute("PRAGMA cache_size=-32000")
     except sqlite3.DatabaseError as exc:
+        if "file is not a database" in str(exc):
+            raise StoreError(
+                f"{path}: not an SQLite database (store.path points elsewhere?)"
+            ) from None
         raise StoreError(f"{path}: cannot open database: {exc}") from None
     return db
 

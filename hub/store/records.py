@@ -115,6 +115,12 @@ class RecordTable:
                 f"CREATE INDEX IF NOT EXISTS [{self.name}_{column}] "
                 f"ON [{self.name}] (connection_id, [{column}])"
             )
+        # Counting live records and a full sync's sweep read only this index, never the rows
+        # (whose large ``data`` would be read through to reach ``deleted_at`` and ``_gen``).
+        db.execute(
+            f"CREATE INDEX IF NOT EXISTS [{self.name}__live] "
+            f"ON [{self.name}] (connection_id, deleted_at, _gen)"
+        )
         db.execute(
             "INSERT OR REPLACE INTO record_tables (name, integration, stream, columns) "
             "VALUES (?, ?, ?, ?)",

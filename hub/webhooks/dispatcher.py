@@ -55,10 +55,11 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self.subscriptions: list[Subscription] = []
 
-    async def start(self) -> None:
-        """Load subscriptions and start delivering."""
+    async def start(self, deliver: bool = True) -> None:
+        """Load subscriptions (new events need them) and, if ``deliver``, start delivering."""
         await self.reload_subscriptions()
-        self._task = asyncio.create_task(self._loop(), name="hub-dispatcher")
+        if deliver:
+            self._task = asyncio.create_task(self._loop(), name="hub-dispatcher")
 
     async def stop(self) -> None:
         """Stop: in-flight deliveries get a moment, then stay pending for the next start."""

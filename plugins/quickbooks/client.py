@@ -144,6 +144,10 @@ class QuickBooksClient:
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> JSON:
         """GET ``path`` under the company and return the JSON body (refreshing once on 401)."""
+        return _object(await self.fetch(path, params))
+
+    async def fetch(self, path: str, params: Mapping[str, str] | None = None) -> Response:
+        """GET ``path`` under the company, unparsed (refreshing the token once on a 401)."""
         query = {**(params or {}), "minorversion": self._minor}
         url = f"{self._base}/{path}"
         for attempt in (1, 2):
@@ -164,10 +168,7 @@ class QuickBooksClient:
                     raise
                 await self._refresh(token)
                 continue
-            body = response.json()
-            if not isinstance(body, dict):
-                raise ServerError(f"GET {url}: expected a JSON object")
-            return body
+            return response
         raise AssertionError("unreachable")
 
     async def company_info(self) -> tuple[JSON, datetime]:
@@ -188,9 +189,7 @@ class QuickBooksClient:
 
     async def query(self, statement: str, entity: str) -> list[JSON]:
         """The rows of one query (one page)."""
-        body = await self.get("query", {"query": statement})
-        rows = (body.get("QueryResponse") or {}).get(entity) or []
-        return list(rows)
+        return _rows(await self.fetch("query", {"query": statement}), entity)
 
     async def cdc(
         self, entities: Sequence[str], since: datetime
@@ -219,23 +218,29 @@ class QuickBooksClient:
         ``prefetch`` of the following pages are requested ahead, in parallel.
         """
         size, step = self.page_size, self.page_size - 1
-        ahead: deque[tuple[int, asyncio.Future[list[JSON]]]] = deque()
+        ahead: deque[tuple[int, asyncio.Future[Response]]] = deque()
         window, next_position = 1, position
         try:
             while True:
                 while len(ahead) < window:
                     statement = page_statement(entity, next_position, size, include_inactive)
                     ahead.append(
-                        (next_position, asyncio.ensure_future(self.query(statement, entity)))
+                        (
+                            next_position,
+                            asyncio.ensure_future(self.fetch("query", {"query": statement})),
+                        )
                     )
                     next_position += step
                 at, future = ahead.popleft()
-                rows = await future
+                rows = _rows(await future, entity)  # parsed only now: prefetched pages stay small
                 if last_id is not None and at > 1 and (not rows or record_id(rows[0]) > last_id):
                     _cancel(ahead)  # rows moved down: look further back
                     window, next_position = 1, max(1, at - step)
                     continue
-                fresh = [row for row in rows if last_id is None or record_id(row) > last_id]
+                seen = 0  # rows come in Id order: skip those already read (normally one)
+                while last_id is not None and seen < len(rows) and record_id(rows[seen]) <= last_id:
+                    seen += 1
+                fresh = rows[seen:]
                 if rows:
                     last_id = max(last_id or 0, record_id(rows[-1]))
                     position = at + len(rows) - 1
@@ -264,13 +269,24 @@ def server_time(body: Mapping[str, Any]) -> datetime:
         raise ServerError(f"QuickBooks answered with a bad time stamp {value!r}") from None
 
 
-def _cancel(ahead: deque[tuple[int, asyncio.Future[list[JSON]]]]) -> None:
+def _object(response: Response) -> JSON:
+    body = response.json()
+    if not isinstance(body, dict):
+        raise ServerError(f"{response.url.split('?', 1)[0]}: expected a JSON object")
+    return body
+
+
+def _rows(response: Response, entity: str) -> list[JSON]:
+    return list((_object(response).get("QueryResponse") or {}).get(entity) or [])
+
+
+def _cancel(ahead: deque[tuple[int, asyncio.Future[Response]]]) -> None:
     for _, future in ahead:
         future.cancel()
         future.add_done_callback(_retrieve)
     ahead.clear()
 
 
-def _retrieve(future: asyncio.Future[list[JSON]]) -> None:
+def _retrieve(future: asyncio.Future[Response]) -> None:
     with contextlib.suppress(asyncio.CancelledError, Exception):
         future.exception()

@@ -46,9 +46,9 @@ async def diagnose(connection: Connection, hub: Hub) -> HealthReport:
     deadline, why = refresh_deadline(credentials)
     days = (deadline - now) / 86400
     refresh_ok = days > settings.refresh_warning_days
-    detail = f"refresh token expires in {days:.0f} days ({why})"
+    detail = f"expires in {days:.0f} days ({why})"
     checks.append(HealthCheck("refresh token", refresh_ok, detail))
-    warnings = [] if refresh_ok else [f"{detail}: reconnect the company before then"]
+    warnings = [] if refresh_ok else [f"the refresh token {detail}: reconnect the company"]
     try:
         info, _ = await client_for(hub, connection).company_info()
     except AuthenticationError:

@@ -204,6 +204,7 @@ def client_for(hub: Hub, connection: Connection) -> QuickBooksClient:
     """An API client for ``connection`` that refreshes its token on a 401."""
 
     async def on_unauthorized(rejected: str) -> None:
+        """The API refused ``rejected``: refresh unless someone already did."""
         await refresh(hub, connection, rejected)
 
     return QuickBooksClient(hub.http, connection, settings_of(hub), on_unauthorized)

@@ -140,9 +140,12 @@ BY_ENTITY_LOWER: dict[str, Spec] = {spec.entity.lower(): spec for spec in SPECS}
 
 
 def _stamp(row: Mapping[str, Any]) -> int:
-    """A record's ``MetaData.LastUpdatedTime`` as epoch seconds."""
-    updated = (row.get("MetaData") or {}).get("LastUpdatedTime", "")
-    return int(datetime.fromisoformat(str(updated).replace("Z", "+00:00")).timestamp())
+    """A record's ``MetaData.LastUpdatedTime`` as epoch seconds (0 if it has none)."""
+    updated = str((row.get("MetaData") or {}).get("LastUpdatedTime", ""))
+    try:
+        return int(datetime.fromisoformat(updated.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
 
 
 def _at(epoch: int, like: datetime) -> datetime:
@@ -180,47 +183,53 @@ def customer_candidates(records: Iterable[JSON]) -> list[Candidate]:
     ]
 
 
+AMBIGUOUS_SHOWN = 100
+"""Ambiguous customers listed in a ``clients.matched`` event (all are counted)."""
+
+
 @dataclass
 class CustomerMatcher:
-    """Feeds synced customers to the clients registry and keeps the combined report."""
+    """Feeds synced customers to the clients registry and totals the outcomes of a run."""
 
     hub: Hub
     connection: Connection
-    report: MatchReport = field(default_factory=MatchReport)
+    counts: dict[str, int] = field(default_factory=dict)
+    ambiguous: list[dict[str, Any]] = field(default_factory=list)
 
     async def add(self, records: Iterable[JSON]) -> MatchReport:
         """Match these customers (matching is idempotent: a linked one stays matched)."""
         report = await self.hub.store.clients.match(
             self.connection.integration, self.connection.id, customer_candidates(records)
         )
-        self.report.results.extend(report.results)
-        for result in report.of("ambiguous"):
+        for outcome, count in report.counts().items():
+            self.counts[outcome] = self.counts.get(outcome, 0) + count
+        ambiguous = report.of("ambiguous")
+        if ambiguous:
             log.warning(
-                "customer not linked to a client: ambiguous",
+                "customers not linked to a client: ambiguous",
                 connection=self.connection.id,
-                customer=result.provider_id,
-                reason=result.reason,
-                clients=list(result.candidates),
+                count=len(ambiguous),
+                first={r.provider_id: r.reason for r in ambiguous[:5]},
             )
+        room = AMBIGUOUS_SHOWN - len(self.ambiguous)
+        self.ambiguous += [
+            {"provider_id": r.provider_id, "reason": r.reason, "clients": list(r.candidates)}
+            for r in ambiguous[: max(room, 0)]
+        ]
         return report
 
     async def publish(self) -> None:
         """Log the totals and emit ``clients.matched`` (with the ambiguous customers)."""
-        if not self.report.results:
+        if not self.counts:
             return
-        counts = self.report.counts()
-        log.info("customers matched to clients", connection=self.connection.id, **counts)
-        ambiguous = [
-            {"provider_id": r.provider_id, "reason": r.reason, "clients": list(r.candidates)}
-            for r in self.report.of("ambiguous")
-        ]
+        log.info("customers matched to clients", connection=self.connection.id, **self.counts)
         await self.hub.emit(
             "clients.matched",
             {
                 "integration": self.connection.integration,
                 "connection": self.connection.id,
-                **counts,
-                "ambiguous_customers": ambiguous,
+                **self.counts,
+                "ambiguous_customers": self.ambiguous,
             },
             source=self.connection.integration,
         )

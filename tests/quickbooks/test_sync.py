@@ -292,6 +292,7 @@ requests_per_minute = 6000
             stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self.port}"
+        STARTED.append(self.proc)
 
     async def api(self, session: aiohttp.ClientSession, method: str, path: str) -> tuple[int, dict]:
         headers = {"Authorization": f"Bearer {DAEMON_TOKEN}"}
@@ -312,6 +313,20 @@ requests_per_minute = 6000
 
 
 DAEMON_TOKEN = "qbo-daemon-token"
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture
+def reap_daemons():
+    """Kill any daemon a failing test left running."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 TABLE = "records_quickbooks_invoices"
 
 
@@ -326,7 +341,7 @@ def stored_rows(db: Path) -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow
-async def test_kill_9_mid_sync_resumes_from_the_last_cursor(tmp_path):
+async def test_kill_9_mid_sync_resumes_from_the_last_cursor(tmp_path, reap_daemons):
     counts = {**SMALL, "Invoice": 4000}
     config = sandbox_config(companies=(CompanySpec(REALM, counts=counts),))
     async with await start_sandbox(config) as sandbox, aiohttp.ClientSession() as session:
