@@ -206,6 +206,7 @@ def raw_upsert(folder: Path, connection: str) -> tuple[int, float]:
     conn = sqlite3.connect(folder / "raw.db")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")  # like the hub's writer: no inline checkpoints
     total, elapsed = 0, 0.0
     for spec in SPECS:
         stream = spec.as_stream()

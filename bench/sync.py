@@ -95,6 +95,7 @@ def raw_upsert(transactions: int, folder: Path) -> tuple[int, float]:
     conn = sqlite3.connect(folder / "raw.db")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")  # like the hub's writer: no inline checkpoints
     columns = ["account_id", "date", "amount", "currency", "updated_at"]
     conn.execute(
         "CREATE TABLE t (connection_id TEXT NOT NULL, id TEXT NOT NULL, "

@@ -24,10 +24,14 @@ from hub.store.schema import apply_migrations
 T = TypeVar("T")
 
 CHECKPOINT_INTERVAL_S = 1.0
+WRITER_CACHE_MB = 16
 
 
-def connect(path: Path) -> sqlite_utils.Database:
+def connect(path: Path, cache_mb: int = 4) -> sqlite_utils.Database:
     """Open ``path`` with the hub's pragmas; StoreError if it is not an SQLite database.
+
+    ``cache_mb`` is the connection's page cache: generous for the writer, small for readers,
+    so memory stays flat however many reader threads have run.
 
     The file is never opened outside SQLite: closing any other descriptor of it would drop
     the POSIX locks this process's connections hold, letting another process (a CLI sync,
@@ -42,7 +46,7 @@ def connect(path: Path) -> sqlite_utils.Database:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=30000")
-        db.execute("PRAGMA cache_size=-32000")
+        db.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")
     except sqlite3.DatabaseError as exc:
         if "file is not a database" in str(exc):
             raise StoreError(
@@ -61,7 +65,7 @@ class Database:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"{path.parent}: cannot create folder: {exc.strerror}") from None
-        self._writer_db = connect(path)
+        self._writer_db = connect(path, cache_mb=WRITER_CACHE_MB)
         self._writer_db.execute("PRAGMA wal_autocheckpoint=0")
         try:
             self.applied_migrations = apply_migrations(self._writer_db)
@@ -92,7 +96,7 @@ class Database:
         The writer never checkpoints itself (``wal_autocheckpoint=0``): a checkpoint's fsyncs
         would otherwise stall the commit that many waiting webhook requests depend on.
         """
-        db = connect(self.path)
+        db = connect(self.path, cache_mb=1)
         try:
             while not self._stop.wait(CHECKPOINT_INTERVAL_S):
                 try:
