@@ -58,6 +58,8 @@ class Integration:
     :param streams: the streams ``sync`` can produce.
     :param default_sync_interval: seconds or cron expression used when config sets none.
     :param secret_fields: extra setting/credential keys redacted from logs and diagnostics.
+    :param connect_path: where an admin starts connecting a new account (an OAuth flow's
+        connect route); the admin page links to it.
     """
 
     name: str
@@ -66,6 +68,7 @@ class Integration:
     streams: Sequence[Stream] = ()
     default_sync_interval: int | str | None = 3600
     secret_fields: frozenset[str] = frozenset()
+    connect_path: str | None = None
 
     def stream(self, name: str) -> Stream:
         """Return the stream called ``name``; KeyError if the integration has none."""

@@ -48,6 +48,7 @@ async def hub_status(hub: Hub, scheduler: Scheduler | None = None) -> dict[str, 
                 "configured": configured,
                 "status": _worst(items) if configured else HealthStatus.DISCONNECTED.value,
                 "streams": [stream.name for stream in integration.streams],
+                "connect_path": integration.connect_path,
                 "connections": items,
             }
         )

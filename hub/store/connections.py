@@ -116,10 +116,15 @@ class Connections:
         return [self._row(row) for row in rows]
 
     async def delete(self, cid: str) -> bool:
-        """Delete a connection and its cursors (its records stay); True if it existed."""
+        """Delete a connection and its cursors and resolve its open alerts (its records stay);
+        True if it existed."""
 
         def write(db: sqlite_utils.Database) -> bool:
             db.execute("DELETE FROM cursors WHERE connection_id = ?", [cid])
+            db.execute(
+                "UPDATE alerts SET resolved_at = ? WHERE connection_id = ? AND resolved_at IS NULL",
+                [utcnow(), cid],
+            )
             return bool(db.execute("DELETE FROM connections WHERE id = ?", [cid]).rowcount)
 
         return await self._db.write(write)

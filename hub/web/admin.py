@@ -30,7 +30,7 @@ def render(name: str, code: int = 200, **context: object) -> web.Response:
 async def admin(request: web.Request) -> web.Response:
     """The status page."""
     status = await hub_status(request.app[HUB], request.app[SCHEDULER])
-    return render("admin.html", status=status)
+    return render("admin.html", status=status, connected=request.query.get("connected", "")[:200])
 
 
 @routes.get("/admin/login", name="login")

@@ -42,6 +42,7 @@ def register() -> Integration:
         settings=QuickBooksSettings,
         streams=STREAMS,
         default_sync_interval=3600,
+        connect_path=f"/oauth/{NAME}/connect",
         secret_fields=frozenset(
             {"client_secret", "webhook_verifier_token", "access_token", "refresh_token"}
         ),

@@ -328,6 +328,7 @@ async def test_no_reminders_for_a_removed_connection(make_hub: Any) -> None:
     switch.report = BROKEN
     await hub.health.check(CONNECTION)
     await hub.store.connections.delete(CONNECTION)
+    assert await hub.store.health.open_alerts() == []  # deleting resolves them
     await rewind_alerts(hub, 10 * hub.settings.health.reminder_interval)
     assert await hub.health.send_reminders() == 0
     assert len(recorder.alerts) == 1
