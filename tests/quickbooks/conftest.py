@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,9 @@ from plugins.quickbooks.sandbox import (
     SandboxState,
     start_sandbox,
 )
+
+INTUIT_SPECS = Path(__file__).resolve().parents[1] / "specs" / "intuit"
+"""Intuit's published XSD, OAuth documents and webhook vectors (see tests/specs/README.md)."""
 
 REALM = "9130350000000001"
 OTHER_REALM = "9130350000000002"

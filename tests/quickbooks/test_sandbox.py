@@ -33,6 +33,7 @@ from plugins.quickbooks.sandbox import (
     sign_intuit_webhook,
     start_sandbox,
 )
+from tests.quickbooks.conftest import INTUIT_SPECS
 
 TZ = timezone(timedelta(hours=-7))
 START = datetime(2025, 6, 30, 9, 0, tzinfo=TZ)
@@ -54,12 +55,8 @@ def make_config(**overrides: Any) -> SandboxConfig:
 
 
 def specs_dir() -> Path:
-    """``shared/specs/intuit`` beside the repository (CI lays a copy there too)."""
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "specs" / "intuit"
-        if candidate.is_dir():
-            return candidate
-    pytest.skip("shared/specs/intuit is not available")
+    """Intuit's published schemas and SDK test documents, vendored in ``tests/specs/intuit``."""
+    return INTUIT_SPECS
 
 
 class Api:

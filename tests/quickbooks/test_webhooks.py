@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,18 +13,23 @@ from hub.testing import stored_records
 from hub.web.keys import HUB
 from plugins.quickbooks import webhooks
 from plugins.quickbooks.sandbox import WebhookEvent as SandboxEvent
-from tests.quickbooks.conftest import OTHER_REALM, REALM, START, VERIFIER, connect, qb_config
+from tests.quickbooks.conftest import (
+    INTUIT_SPECS,
+    OTHER_REALM,
+    REALM,
+    START,
+    VERIFIER,
+    connect,
+    qb_config,
+)
 
 CONNECTION = f"quickbooks:{REALM}"
 
 
 def vectors() -> dict[str, Any]:
-    """Intuit's SDK test vectors (shared/specs/intuit), or skip where they are not laid out."""
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "specs" / "intuit" / "webhook-vectors.json"
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
-    pytest.skip("shared/specs/intuit is not available")
+    """Intuit's SDK test vectors, vendored in ``tests/specs/intuit``."""
+    result: dict[str, Any] = json.loads((INTUIT_SPECS / "webhook-vectors.json").read_text())
+    return result
 
 
 def test_signatures_match_intuit_sdk_vectors():
