@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import resource
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from custom_accounting.sandbox import free_port
 
 from hub.config import load_settings
 from hub.core import Hub
@@ -51,13 +51,6 @@ from plugins.quickbooks.sync import SPECS
 REALM = "9130350000000777"
 PAGE = 1000
 CHANGES = 1000
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # --------------------------------------------------------------------------- child: sandbox

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from custom_accounting.sandbox import RunningSandbox, SandboxConfig, start_sandbox
 
+pytest_plugins = ["tests.daemon"]  # the reap_daemons fixture
+
 
 @pytest.fixture
 async def ledger() -> AsyncIterator[RunningSandbox]:

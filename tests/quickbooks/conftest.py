@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -91,10 +90,3 @@ def live_rows(state: SandboxState, entity: str, realm: str = REALM) -> dict[str,
             row = table.render(index)
             rows[row["Id"]] = row
     return rows
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

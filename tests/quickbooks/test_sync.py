@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -21,12 +16,12 @@ from hub.testing import stored_records, sync_records
 from plugins.quickbooks.oauth import credentials_from
 from plugins.quickbooks.sandbox import CompanySpec, InjectedFault, start_sandbox
 from plugins.quickbooks.sync import BY_STREAM, SPECS
+from tests.daemon import Daemon, query
 from tests.quickbooks.conftest import (
     REALM,
     SMALL,
     START,
     connect,
-    free_port,
     live_rows,
     qb_config,
     sandbox_config,
@@ -256,20 +251,10 @@ def test_every_stream_is_declared_once():
 # --------------------------------------------------------------------------- kill -9
 
 
-class Daemon:
+def qb_daemon(folder: Path, sandbox) -> Daemon:
     """``advisoros-hub serve`` as a child process, syncing QuickBooks from the sandbox."""
-
-    def __init__(self, folder: Path, sandbox) -> None:
-        self.port = free_port()
-        self.db = folder / "hub.db"
-        config = sandbox.state.config
-        (folder / "hub.toml").write_text(
-            f"""
-[server]
-port = {self.port}
-[store]
-path = "{self.db}"
-[integrations.quickbooks]
+    config = sandbox.state.config
+    toml = f"""[integrations.quickbooks]
 client_id = "{config.client_id}"
 base_url = "{sandbox.base_url}"
 oauth_base_url = "{sandbox.oauth_base_url}"
@@ -278,66 +263,16 @@ page_size = 50
 retry_base_delay = 0.01
 requests_per_minute = 6000
 """
-        )
-        env = {
-            **os.environ,
-            "HUB_ADMIN__TOKEN": DAEMON_TOKEN,
-            "HUB_INTEGRATIONS__QUICKBOOKS__CLIENT_SECRET": config.client_secret,
-        }
-        self.log = (folder / "daemon.log").open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve", "--config", str(folder / "hub.toml")],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        STARTED.append(self.proc)
-
-    async def api(self, session: aiohttp.ClientSession, method: str, path: str) -> tuple[int, dict]:
-        headers = {"Authorization": f"Bearer {DAEMON_TOKEN}"}
-        async with session.request(method, self.url + path, headers=headers) as response:
-            return response.status, await response.json()
-
-    async def ready(self, session: aiohttp.ClientSession) -> None:
-        for _ in range(300):
-            try:
-                async with session.get(f"{self.url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert self.proc.poll() is None, "the daemon exited at start"
-            await asyncio.sleep(0.05)
-        raise AssertionError("the daemon did not become ready")
-
-
-DAEMON_TOKEN = "qbo-daemon-token"
-STARTED: list[subprocess.Popen[bytes]] = []
-
-
-@pytest.fixture
-def reap_daemons():
-    """Kill any daemon a failing test left running."""
-    yield
-    while STARTED:
-        proc = STARTED.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return Daemon(
+        folder, toml, {"HUB_INTEGRATIONS__QUICKBOOKS__CLIENT_SECRET": config.client_secret}
+    )
 
 
 TABLE = "records_quickbooks_invoices"
 
 
 def stored_rows(db: Path) -> list[tuple[str, str]]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(f"SELECT id, data FROM {TABLE} WHERE deleted_at IS NULL").fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
+    return query(db, f"SELECT id, data FROM {TABLE} WHERE deleted_at IS NULL")
 
 
 @pytest.mark.slow
@@ -353,7 +288,7 @@ async def test_kill_9_mid_sync_resumes_from_the_last_cursor(tmp_path, reap_daemo
         )
         store.close()
         sandbox.state.delay_next(0.05, count=100_000, path="/query")
-        daemon = Daemon(tmp_path, sandbox)
+        daemon = qb_daemon(tmp_path, sandbox)
         await daemon.ready(session)
         status, body = await daemon.api(session, "POST", "/api/sync/quickbooks")
         assert status == 202, body
@@ -361,23 +296,17 @@ async def test_kill_9_mid_sync_resumes_from_the_last_cursor(tmp_path, reap_daemo
         while len(stored_rows(daemon.db)) < 500:
             assert time.monotonic() < deadline, "no batches were committed"
             await asyncio.sleep(0.01)
-        daemon.proc.kill()  # SIGKILL: no cleanup at all
-        daemon.proc.wait()
+        daemon.kill()
         partial = len(stored_rows(daemon.db))
         assert 500 <= partial < 4000
 
         before = len(sandbox.state.requests)
-        daemon = Daemon(tmp_path, sandbox)
+        daemon = qb_daemon(tmp_path, sandbox)
         await daemon.ready(session)
         status, body = await daemon.api(session, "POST", "/api/sync/quickbooks")
-        for _ in range(600):
-            _, run = await daemon.api(session, "GET", f"/api/runs/{body['run_id']}")
-            if run["state"] != "running":
-                break
-            await asyncio.sleep(0.05)
+        run = await daemon.wait_run(session, body["run_id"])
         assert run["state"] == "succeeded", run
-        daemon.proc.send_signal(signal.SIGTERM)
-        assert daemon.proc.wait(timeout=10) == 0
+        assert daemon.stop() == 0
         queries = [r.query for r in list(sandbox.state.requests)[before:] if r.query]
         first = int(queries[0].split("STARTPOSITION ")[1].split()[0])
         assert first >= partial - 50, "the sync started over instead of resuming"

@@ -6,48 +6,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
-from custom_accounting.sandbox import free_port
+
+from tests.daemon import Daemon, query
 
 SECRET = "crash-secret"
-TOKEN = "crash-admin"
 PLUGINS = Path(__file__).parent / "crash_plugins"
 pytestmark = pytest.mark.slow
 
 
-def start(folder: Path, port: int) -> subprocess.Popen[bytes]:
-    config = folder / "hub.toml"
-    config.write_text(
-        f'[server]\nport = {port}\n[store]\npath = "{folder / "hub.db"}"\n'
-        f'[plugins]\ndir = "{PLUGINS}"\n[webhooks.generic.load]\nsecret = "{SECRET}"\n'
-    )
-    env = {**os.environ, "HUB_ADMIN__TOKEN": TOKEN, "RECORDER_DB": str(folder / "seen.db")}
-    log = (folder / "daemon.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
-    for _ in range(200):
-        try:
-            async with session.get(url + "/healthz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("daemon did not start")
+def start(folder: Path) -> Daemon:
+    config = f'[plugins]\ndir = "{PLUGINS}"\n[webhooks.generic.load]\nsecret = "{SECRET}"\n'
+    return Daemon(folder, config, {"RECORDER_DB": str(folder / "seen.db")})
 
 
 async def load(session: aiohttp.ClientSession, url: str, answers: dict[str, int]) -> None:
@@ -74,38 +47,25 @@ async def load(session: aiohttp.ClientSession, url: str, answers: dict[str, int]
     await asyncio.gather(*(worker(n) for n in range(16)))
 
 
-def query(db: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
-async def test_kill_9_under_webhook_load_loses_nothing_answered(tmp_path):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+async def test_kill_9_under_webhook_load_loses_nothing_answered(tmp_path, reap_daemons):
     answers: dict[str, int] = {}
     async with aiohttp.ClientSession() as session:
-        daemon = start(tmp_path, port)
-        await wait_ready(session, url)
-        loader = asyncio.create_task(load(session, url, answers))
+        daemon = start(tmp_path)
+        await daemon.ready(session)
+        loader = asyncio.create_task(load(session, daemon.url, answers))
         while sum(1 for s in answers.values() if s == 200) < 300:
             await asyncio.sleep(0.01)
         daemon.kill()
-        daemon.wait()
         await asyncio.wait_for(loader, 10)
 
-        daemon = start(tmp_path, port)
-        await wait_ready(session, url)
-        headers = {"Authorization": f"Bearer {TOKEN}"}
+        daemon = start(tmp_path)
+        await daemon.ready(session)
         for _ in range(400):
-            async with session.get(url + "/api/inbox?state=pending", headers=headers) as r:
-                if not (await r.json())["events"]:
-                    break
+            _, pending = await daemon.api(session, "GET", "/api/inbox?state=pending")
+            if not pending["events"]:
+                break
             await asyncio.sleep(0.05)
-        daemon.terminate()
-        assert daemon.wait(timeout=15) == 0
+        assert daemon.stop() == 0
 
     accepted = {i for i, status in answers.items() if status == 200}
     rejected = {i for i, status in answers.items() if status == 401}
