@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from hub import hookimpl
 from hub.cli import main
@@ -43,17 +41,6 @@ def plugins_dir(tmp_path: Path):
         return folder
 
     return make
-
-
-@pytest.fixture
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    config = structlog.get_config()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**config)
 
 
 def loaded(settings: PluginsSettings) -> HubPlugins:

@@ -4,7 +4,6 @@ guarantees (atomic batches + cursor, resume after failure or cancellation, concu
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import stat
 from collections.abc import AsyncIterator, Sequence
@@ -13,7 +12,6 @@ from typing import Any
 
 import pytest
 import sqlite_utils
-import structlog
 from cryptography.fernet import Fernet
 
 from hub import hookimpl
@@ -29,17 +27,6 @@ from hub.sync import SyncBusyError
 from hub.testing import stored_records
 
 SECRET = "sk-very-secret-credential-4242424242"
-
-
-@pytest.fixture
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    config = structlog.get_config()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**config)
 
 
 @pytest.fixture
