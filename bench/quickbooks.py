@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from custom_accounting.sandbox import free_port
+from rawsql import create_records_table, open_raw, timed_upsert
 
 from hub.config import load_settings
 from hub.core import Hub
@@ -196,30 +197,14 @@ def _getter(path: str) -> Any:
 def raw_upsert(folder: Path, connection: str) -> tuple[int, float]:
     """Upsert the rows the hub stored into same-shaped tables of a new database (timed)."""
     source = sqlite3.connect(folder / "hub.db")
-    conn = sqlite3.connect(folder / "raw.db")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA wal_autocheckpoint=0")  # like the hub's writer: no inline checkpoints
+    conn = open_raw(folder / "raw.db")
     total, elapsed = 0, 0.0
     for spec in SPECS:
         stream = spec.as_stream()
         columns = list(stream.columns)
         getters = [_getter(str(stream.columns[c])) for c in columns]
         table = f"raw_{spec.stream}"
-        conn.execute(
-            f"CREATE TABLE {table} (connection_id TEXT NOT NULL, id TEXT NOT NULL, "
-            + "".join(f"[{c}], " for c in columns)
-            + "data TEXT NOT NULL, synced_at TEXT NOT NULL, deleted_at TEXT, _gen INTEGER, "
-            "PRIMARY KEY (connection_id, id))"
-        )
-        for c in columns:
-            conn.execute(f"CREATE INDEX {table}_{c} ON {table} (connection_id, [{c}])")
-        names = ["connection_id", "id", *columns, "data", "synced_at", "_gen"]
-        sql = (
-            f"INSERT INTO {table} ({', '.join(f'[{n}]' for n in names)}) "
-            f"VALUES ({', '.join('?' * len(names))}) ON CONFLICT (connection_id, id) DO UPDATE SET "
-            + ", ".join(f"[{c}] = excluded.[{c}]" for c in [*columns, "data", "synced_at", "_gen"])
-        )
+        sql = create_records_table(conn, table, columns)
         cursor = source.execute(
             f"SELECT id, data FROM {table_name('quickbooks', spec.stream)} ORDER BY rowid"
         )
@@ -228,10 +213,7 @@ def raw_upsert(folder: Path, connection: str) -> tuple[int, float]:
             for record_id, data in chunk:
                 record = orjson.loads(data)
                 rows.append((connection, record_id, *[g(record) for g in getters], data, "t", 1))
-            began = time.perf_counter()
-            with conn:
-                conn.executemany(sql, rows)
-            elapsed += time.perf_counter() - began
+            elapsed += timed_upsert(conn, sql, rows)
             total += len(rows)
     source.close()
     conn.close()

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import resource
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import orjson
 from custom_accounting.sandbox import base_record, free_port
+from rawsql import create_records_table, open_raw, timed_upsert
 
 from hub.config import load_settings
 from hub.core import Hub
@@ -92,25 +92,9 @@ async def hub_sync(base_url: str, folder: Path) -> tuple[int, float]:
 
 def raw_upsert(transactions: int, folder: Path) -> tuple[int, float]:
     """The same records upserted with plain sqlite3 executemany into the same table shape."""
-    conn = sqlite3.connect(folder / "raw.db")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA wal_autocheckpoint=0")  # like the hub's writer: no inline checkpoints
+    conn = open_raw(folder / "raw.db")
     columns = ["account_id", "date", "amount", "currency", "updated_at"]
-    conn.execute(
-        "CREATE TABLE t (connection_id TEXT NOT NULL, id TEXT NOT NULL, "
-        + "".join(f"{c}, " for c in columns)
-        + "data TEXT NOT NULL, synced_at TEXT NOT NULL, deleted_at TEXT, _gen INTEGER, "
-        "PRIMARY KEY (connection_id, id))"
-    )
-    for c in columns:
-        conn.execute(f"CREATE INDEX t_{c} ON t (connection_id, {c})")
-    names = ["connection_id", "id", *columns, "data", "synced_at", "_gen"]
-    sql = (
-        f"INSERT INTO t ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
-        "ON CONFLICT (connection_id, id) DO UPDATE SET "
-        + ", ".join(f"{c} = excluded.{c}" for c in [*columns, "data", "synced_at", "_gen"])
-    )
+    sql = create_records_table(conn, "t", columns)
     elapsed = 0.0
     total = 0
     for start in range(0, transactions, PAGE):
@@ -122,10 +106,7 @@ def raw_upsert(transactions: int, folder: Path) -> tuple[int, float]:
             ("c", r["id"], *[r[c] for c in columns], orjson.dumps(r).decode(), "now", 1)
             for r in records
         ]
-        began = time.perf_counter()
-        with conn:
-            conn.executemany(sql, rows)
-        elapsed += time.perf_counter() - began
+        elapsed += timed_upsert(conn, sql, rows)
         total += len(rows)
     conn.close()
     return total, elapsed

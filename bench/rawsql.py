@@ -1,0 +1,47 @@
+"""The benchmarks' baseline: plain ``sqlite3`` upserts into a table shaped like the hub's."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def open_raw(path: Path) -> sqlite3.Connection:
+    """A fresh database with the hub writer's pragmas (WAL, synchronous=NORMAL, no inline
+    checkpoints), so the ratio measures the hub's own work."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    return conn
+
+
+def create_records_table(conn: sqlite3.Connection, table: str, columns: Sequence[str]) -> str:
+    """Create ``table`` like a hub records table (same columns and indexes); return the
+    ``INSERT … ON CONFLICT DO UPDATE`` statement for rows
+    ``(connection_id, id, *columns, data, synced_at, _gen)``."""
+    conn.execute(
+        f"CREATE TABLE {table} (connection_id TEXT NOT NULL, id TEXT NOT NULL, "
+        + "".join(f"[{c}], " for c in columns)
+        + "data TEXT NOT NULL, synced_at TEXT NOT NULL, deleted_at TEXT, _gen INTEGER, "
+        "PRIMARY KEY (connection_id, id))"
+    )
+    for c in columns:
+        conn.execute(f"CREATE INDEX {table}_{c} ON {table} (connection_id, [{c}])")
+    names = ["connection_id", "id", *columns, "data", "synced_at", "_gen"]
+    return (
+        f"INSERT INTO {table} ({', '.join(f'[{n}]' for n in names)}) "
+        f"VALUES ({', '.join('?' * len(names))}) ON CONFLICT (connection_id, id) DO UPDATE SET "
+        + ", ".join(f"[{c}] = excluded.[{c}]" for c in [*columns, "data", "synced_at", "_gen"])
+    )
+
+
+def timed_upsert(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> float:
+    """Upsert ``rows`` in one transaction; return the seconds it took."""
+    began = time.perf_counter()
+    with conn:
+        conn.executemany(sql, rows)
+    return time.perf_counter() - began
