@@ -57,19 +57,24 @@ CHANGES = 1000
 # --------------------------------------------------------------------------- child: sandbox
 
 
+COUNTS = web.AppKey("counts", dict)
+
+
 async def make_changes(request: web.Request) -> web.Response:
     """``POST /_bench/changes?n=N``: N changes (updates, creations, deletions) right now."""
-    state = request.app[STATE_KEY]
+    state, counts = request.app[STATE_KEY], request.app[COUNTS]
     wanted = int(request.query.get("n", CHANGES))
     for i in range(wanted):
         kind = i % 10
         if kind == 0:
             state.create(REALM, "Invoice", {"PrivateNote": f"bench {i}"})
-        elif kind == 1:
-            state.delete(REALM, "Payment", str(i + 1))
+            continue
+        entity = "Payment" if kind == 1 else ("Invoice", "Bill", "Customer", "Purchase")[kind % 4]
+        entity_id = str(i % counts[entity] + 1)  # distinct ids while the company has enough
+        if kind == 1:
+            state.delete(REALM, entity, entity_id)
         else:
-            entity = ("Invoice", "Bill", "Customer", "Purchase")[kind % 4]
-            state.update(REALM, entity, str(i + 1), {"PrivateNote": f"bench {i}"})
+            state.update(REALM, entity, entity_id, {"PrivateNote": f"bench {i}"})
     return web.json_response({"changes": wanted})
 
 
@@ -92,6 +97,7 @@ async def serve_sandbox(records: int, page: int) -> None:
             await state.prerender(
                 REALM, spec.entity, page, step=page - 1, include_inactive=spec.kind == "list"
             )
+    app[COUNTS] = counts
     app.router.add_post("/_bench/changes", make_changes)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
