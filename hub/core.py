@@ -23,7 +23,7 @@ from hub.logs import add_secret_keys
 from hub.metrics import Metrics
 from hub.model import Connection, ConnectionSpec, HubEvent, IntegrationSettings
 from hub.plugins import DEFAULT_PLUGINS, HubPlugins
-from hub.schedule import trigger_for
+from hub.schedule import Scheduler, trigger_for
 from hub.store import ConnectionRow, Store
 from hub.store.clock import utcnow
 from hub.store.records import BatchCounts, RecordTable
@@ -53,6 +53,8 @@ class Hub:
         self.dispatcher = Dispatcher(self)
         self.outbound = Outbound(self)
         self._ingest: GroupCommitter | None = None
+        self.scheduler: Scheduler | None = None
+        """The daemon's scheduler while it runs (None in one-off commands and tests)."""
         self._flights: dict[str, asyncio.Lock] = {}
         self.started_at = time.time()
         self.loaded = False
@@ -213,7 +215,22 @@ class Hub:
         """Create or update the connection (integration, key), e.g. after an OAuth flow."""
         row = await self.store.connections.upsert(integration, key, title, credentials, origin)
         log.info("connection saved", integration=integration, connection=row.id, origin=origin)
+        if self.scheduler is not None:
+            self.scheduler.add_sync_job(row.id, integration)
         return self._connection(row)
+
+    async def remove_connection(self, connection_id: str) -> bool:
+        """Delete a connection (its records stay), resolve its alerts, stop its schedule.
+
+        :return: True if it existed.
+        """
+        removed = await self.store.connections.delete(connection_id)
+        if self.scheduler is not None:
+            self.scheduler.remove_sync_job(connection_id)
+        self.health.states.pop(connection_id, None)
+        if removed:
+            log.info("connection removed", connection=connection_id)
+        return removed
 
     async def save_credentials(self, connection: Connection, credentials: dict[str, Any]) -> None:
         """Persist new credentials (a rotated token) and update ``connection`` in place."""

@@ -92,8 +92,10 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     scheduler = app[SCHEDULER]
     if scheduler is not None:
         await scheduler.start()
+        app[HUB].scheduler = scheduler  # connections added from now on are scheduled
     yield
     if scheduler is not None:
+        app[HUB].scheduler = None
         scheduler.shutdown()
 
 

@@ -33,7 +33,7 @@ from aiohttp import web
 from hub.errors import AuthenticationError, ProviderError, ValidationError
 from hub.sync import SyncBusyError
 from hub.web.auth import SESSION_COOKIE
-from hub.web.keys import AUTH, HUB, SCHEDULER
+from hub.web.keys import AUTH, HUB
 
 from .client import QuickBooksClient
 from .settings import QuickBooksSettings
@@ -370,9 +370,6 @@ class OAuthRoutes:
         except ProviderError as exc:
             log.warning("CompanyInfo unavailable after connect", error=str(exc)[:200])
         log.info("quickbooks company connected", connection=connection.id)
-        scheduler = request.app[SCHEDULER]
-        if scheduler is not None:
-            scheduler.add_sync_job(connection.id, NAME)
         await hub.health.check(connection.id)
         if settings.sync_on_connect:
             with contextlib.suppress(SyncBusyError):  # a sync already running does the job
@@ -404,10 +401,7 @@ class OAuthRoutes:
                 revoked = True
             except (ProviderError, AuthenticationError) as exc:
                 log.warning("token revocation failed", connection=connection.id, error=str(exc))
-        await hub.store.connections.delete(connection.id)
-        scheduler = request.app[SCHEDULER]
-        if scheduler is not None:
-            scheduler.remove_sync_job(connection.id)
+        await hub.remove_connection(connection.id)
         log.info("quickbooks company disconnected", connection=connection.id, revoked=revoked)
         if _wants_json(request):
             return web.json_response({"disconnected": connection.id, "revoked": revoked})

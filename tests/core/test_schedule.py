@@ -271,3 +271,24 @@ async def test_add_and_remove_a_sync_job(make_hub: Any, ledger: RunningSandbox) 
     finally:
         scheduler.shutdown()
     assert not scheduler.running
+
+
+async def test_connections_added_or_removed_while_running_are_scheduled_or_not(
+    scheduled_client: Any, ledger: RunningSandbox
+) -> None:
+    client = await scheduled_client(ledger_config(ledger))
+    hub = client.app[HUB]
+    scheduler: Scheduler = client.app[SCHEDULER]
+    assert hub.scheduler is scheduler
+    added = await hub.add_connection(
+        "custom_accounting", "second", "Ledger second", {"api_token": "t"}, origin="oauth"
+    )
+    assert scheduler.scheduler.get_job(f"sync:{added.id}") is not None
+    assert await hub.remove_connection(added.id)
+    assert scheduler.scheduler.get_job(f"sync:{added.id}") is None
+    assert [c.id for c in await hub.connections("custom_accounting")] == [
+        "custom_accounting:default"
+    ]
+    assert not await hub.remove_connection(added.id)
+    await client.close()
+    assert hub.scheduler is None
