@@ -20,6 +20,7 @@ from hub.events import EventBus
 from hub.health import HealthMonitor
 from hub.http import HttpClient
 from hub.logs import add_secret_keys
+from hub.memory import tune_malloc
 from hub.metrics import Metrics
 from hub.model import Connection, ConnectionSpec, HubEvent, IntegrationSettings
 from hub.plugins import DEFAULT_PLUGINS, HubPlugins
@@ -102,6 +103,7 @@ class Hub:
             False: what they emit is stored and the daemon delivers it.
         """
         self.load_plugins()
+        tune_malloc()
         secret = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
         self._store = Store(self.settings.store.path, secret)
         self._engine = SyncEngine(self, self.settings.sync.max_concurrent)

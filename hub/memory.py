@@ -1,0 +1,32 @@
+"""Keep the daemon's memory flat on glibc: large buffers (provider pages of megabytes) are
+served by ``mmap`` and returned to the system when freed, instead of fragmenting the heap."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 256 * 1024
+
+_done = False
+
+
+def tune_malloc() -> bool:
+    """Fix glibc's mmap threshold (which otherwise grows after the first large free, moving
+    multi-megabyte buffers onto the heap where they fragment it); True if applied."""
+    global _done
+    if _done or not sys.platform.startswith("linux"):
+        return _done
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    _done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+        mallopt(M_TRIM_THRESHOLD, MMAP_THRESHOLD_BYTES * 2)
+    )
+    return _done
