@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from hub.errors import ConfigError
 from hub.logs import is_secret_key, redact
@@ -21,6 +27,7 @@ from hub.model import IntegrationSettings
 
 DEFAULT_CONFIG = Path("hub.toml")
 ENV_PREFIX = "HUB_"
+FILE_SUFFIX = "_FILE"
 
 
 class Section(BaseModel):
@@ -108,6 +115,17 @@ class LoggingSettings(Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class _EnvWithoutFileVariables(EnvSettingsSource):
+    """``HUB_`` variables, less the ``HUB_<KEY>_FILE`` ones (:func:`secret_files` reads those)."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            name: value
+            for name, value in super()._load_env_vars().items()
+            if not name.upper().endswith(FILE_SUFFIX)
+        }
+
+
 class HubSettings(BaseSettings):
     """The whole configuration. ``integrations`` is validated later by each plugin's model."""
 
@@ -140,7 +158,7 @@ class HubSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Environment first (it overrides), then the TOML file passed as init values."""
-        return (env_settings, init_settings)
+        return (_EnvWithoutFileVariables(settings_cls), init_settings)
 
 
 def load_settings(
@@ -159,6 +177,7 @@ def load_settings(
         path = DEFAULT_CONFIG
     source = path
     data = _read_toml(source) if source is not None else {}
+    data = deep_merge(data, secret_files(os.environ))
     if overrides:
         data = deep_merge(data, overrides)
     label = str(source) if source is not None else "configuration"
@@ -166,6 +185,31 @@ def load_settings(
         return HubSettings(**data)
     except PydanticValidationError as exc:
         raise ConfigError(format_validation_error(label, exc)) from None
+
+
+def secret_files(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Values from files named by ``HUB_<KEY>_FILE`` variables (systemd credentials, Docker
+    secrets): ``HUB_INTEGRATIONS__STRIPE__SECRET_KEY_FILE=/run/secrets/stripe`` sets
+    ``integrations.stripe.secret_key`` to the file's content (trailing newline dropped).
+    A plain ``HUB_<KEY>`` variable still wins.
+
+    :raise ConfigError: a named file cannot be read.
+    """
+    values: dict[str, Any] = {}
+    for name, file_name in environ.items():
+        upper = name.upper()
+        if not (upper.startswith(ENV_PREFIX) and upper.endswith(FILE_SUFFIX)):
+            continue
+        try:
+            content = Path(file_name).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read {file_name}: {exc.strerror}") from None
+        parts = upper[len(ENV_PREFIX) : -len(FILE_SUFFIX)].lower().split("__")
+        nested: dict[str, Any] = {parts[-1]: content}
+        for part in reversed(parts[:-1]):
+            nested = {part: nested}
+        values = deep_merge(values, nested)
+    return values
 
 
 def validate_integration(
@@ -196,6 +240,7 @@ def format_validation_error(label: str, exc: PydanticValidationError, prefix: st
     for error in exc.errors():
         key = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
         env = ENV_PREFIX + key.upper().replace(".", "__")
+        where = f"environment ({env})" if env in os.environ else label
         kind = error["type"]
         if kind == "extra_forbidden":
             reason = "unknown key"
@@ -205,7 +250,7 @@ def format_validation_error(label: str, exc: PydanticValidationError, prefix: st
             given = error.get("input")
             shown = "***" if _looks_secret(key) else repr(redact(given))[:60]
             reason = f"{error['msg']} (got {shown})"
-        lines.append(f"{label}: {key}: {reason}")
+        lines.append(f"{where}: {key}: {reason}")
     return "\n".join(lines)
 
 

@@ -286,3 +286,35 @@ def test_unknown_command_is_a_usage_error(capsys):
         main(["bogus"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_secrets_from_files_named_by_file_variables(tmp_path, monkeypatch):
+    secret = tmp_path / "ledger-token"
+    secret.write_text("from-a-file\n")
+    monkeypatch.setenv("HUB_INTEGRATIONS__CUSTOM_ACCOUNTING__API_TOKEN_FILE", str(secret))
+    monkeypatch.setenv("HUB_ADMIN__TOKEN_FILE", str(secret))
+    settings = load_settings(None, read_default=False)
+    assert settings.integrations["custom_accounting"]["api_token"] == "from-a-file"
+    assert settings.admin.token is not None
+    assert settings.admin.token.get_secret_value() == "from-a-file"
+    monkeypatch.setenv("HUB_ADMIN__TOKEN", "plain-variable-wins")
+    assert load_settings(None, read_default=False).admin.token.get_secret_value() == (
+        "plain-variable-wins"
+    )
+
+
+def test_an_unreadable_secret_file_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HUB_ADMIN__TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, read_default=False)
+    assert str(caught.value).startswith("HUB_ADMIN__TOKEN_FILE: cannot read ")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_bad_environment_value_is_blamed_on_the_variable(tmp_path, monkeypatch):
+    config = tmp_path / "hub.toml"
+    config.write_text("[server]\nport = 8700\n")
+    monkeypatch.setenv("HUB_SERVER__PORT", "not-a-port")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value).startswith("environment (HUB_SERVER__PORT): server.port: ")
