@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from playwright.async_api import async_playwright
 
 from hub.testing import ADMIN_TOKEN, sync_records
 from hub.web.keys import HUB
+from tests.browser import browser_page
 from tests.conftest import ledger_config
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 pytestmark = pytest.mark.slow
 
 
@@ -33,9 +21,7 @@ async def test_login_status_page_and_sync_button(hub_client, ledger, tmp_path: P
     await hub.health.check("custom_accounting:default")
     base = str(client.make_url("")).rstrip("/")
 
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    async with browser_page() as page:
         await page.goto(base + "/admin")
         assert page.url.endswith("/admin/login")
 
@@ -60,7 +46,6 @@ async def test_login_status_page_and_sync_button(hub_client, ledger, tmp_path: P
             "button\").textContent.startsWith('Started run')"
         )
         run_id = int((await button.inner_text()).rsplit(" ", 1)[1])
-        await browser.close()
 
     run = await hub.store.runs.get(run_id)
     assert run is not None and run["trigger"] == "api"

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from hub.testing import ADMIN_TOKEN
+from hub.web.keys import HUB
 from plugins.quickbooks.sandbox import RunningSandbox
-from tests.quickbooks.conftest import qb_config
+from tests.browser import browser_page, sign_in
+from tests.quickbooks.conftest import REALM, qb_config
 
 
 async def test_connect_link_only_when_configured(hub_client: Any, sandbox: RunningSandbox) -> None:
@@ -19,3 +24,24 @@ async def test_connect_link_only_when_configured(hub_client: Any, sandbox: Runni
     assert "Connected <strong>quickbooks:123</strong>" in page
     hostile = await (await client.get("/admin?connected=%3Cscript%3E")).text()
     assert "Connected <strong>&lt;script&gt;</strong>" in hostile  # escaped, never markup
+
+
+@pytest.mark.slow
+async def test_connecting_a_company_in_a_real_browser(
+    hub_client: Any, sandbox: RunningSandbox
+) -> None:
+    """Login, "Connect an account", Intuit's (sandbox) consent, callback: the company is
+    connected and announced, with the state bound to this browser through the redirects."""
+    client = await hub_client(config=qb_config(sandbox), authorized=False)
+    base = str(client.make_url("")).rstrip("/")
+    async with browser_page() as page:
+        await sign_in(page, base, ADMIN_TOKEN)
+        await page.click("text=Connect an account")
+        await page.wait_for_url(f"{base}/admin?connected=*")
+        notice = await page.get_by_role("status").inner_text()
+        assert f"quickbooks:{REALM}" in notice
+        connection = page.locator(f"[data-connection='quickbooks:{REALM}']")
+        assert await connection.count() == 1
+    assert [c.id for c in await client.app[HUB].connections("quickbooks")] == [
+        f"quickbooks:{REALM}"
+    ]
