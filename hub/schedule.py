@@ -8,6 +8,7 @@ misfire grace time.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -111,6 +112,8 @@ class Scheduler:
             await self._hub.engine.run(connection_id, trigger="schedule")
         except SyncBusyError as exc:
             log.info("scheduled sync skipped", connection=connection_id, reason=str(exc))
+        except asyncio.CancelledError:  # the daemon is stopping; the run is recorded cancelled
+            log.info("scheduled sync stopped by shutdown", connection=connection_id)
         except LookupError as exc:
             log.warning("scheduled sync skipped", connection=connection_id, reason=str(exc))
 

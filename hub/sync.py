@@ -102,7 +102,8 @@ class SyncEngine:
         self._hub = hub
         self._slots = asyncio.Semaphore(max_concurrent)
         self._active: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[SyncResult]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        """Every task running a sync here (API, schedule), so ``stop`` finishes or cancels it."""
 
     def is_running(self, connection_id: str) -> bool:
         """True while a sync of ``connection_id`` runs in this process."""
@@ -160,6 +161,9 @@ class SyncEngine:
             raise LookupError(f"{connection.integration} has no stream(s) {', '.join(unknown)}")
         mode = SyncMode.FULL if full else SyncMode.INCREMENTAL
         self._active[connection_id] = 0
+        current = asyncio.current_task()
+        if current is not None:
+            self._tasks.add(current)
         try:
             async with self._slots:
                 run_id = await hub.store.runs.start(
@@ -178,6 +182,8 @@ class SyncEngine:
                     hub.metrics.syncs_running.dec()
         finally:
             del self._active[connection_id]
+            if current is not None:
+                self._tasks.discard(current)
 
     async def _run(
         self,

@@ -94,3 +94,24 @@ async def test_sigterm_during_a_sync_exits_0_quickly_with_a_valid_cursor(
     after = orjson.loads(cursor[0])["after"]
     index = int(after.split(":")[1])
     assert len(stored(daemon.db)) == index + 1
+
+
+async def test_sigterm_during_a_scheduled_sync_records_how_it_ended(
+    tmp_path, slow_ledger, reap_daemons
+):
+    toml = (
+        f'[integrations.custom_accounting]\nbase_url = "{slow_ledger.base_url}"\n'
+        "page_size = 50\nsync_interval = 1\n"
+    )
+    env = {
+        "HUB_INTEGRATIONS__CUSTOM_ACCOUNTING__API_TOKEN": slow_ledger.config.token,
+        "HUB_SERVER__SHUTDOWN_TIMEOUT": "0.5",  # the sync cannot finish: it gets cancelled
+    }
+    async with aiohttp.ClientSession() as session:
+        daemon = Daemon(tmp_path, toml, env)
+        await daemon.ready(session)
+        await wait_for_rows(daemon.db, 100)  # a scheduled sync is under way
+        assert daemon.stop() == 0
+    runs = query(daemon.db, "SELECT trigger, state FROM sync_runs")
+    assert ("schedule", "cancelled") in runs
+    assert all(state != "running" for _, state in runs)
