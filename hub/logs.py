@@ -17,10 +17,14 @@ import structlog
 
 REDACTED = "***"
 SECRET_KEY_RE = re.compile(
-    r"(pass(word)?|secret|token|api_?key|authorization|credential|private_?key|signature|"
-    r"connection_string|^key$|cookie|session)",
+    # "token" only as a name's last word: access_token, X-Auth-Token — not prompt_tokens or
+    # token_type; "pass" only as password/passphrase/pass — not passed
+    r"((^|[_-])token$|(^|[_-])pass(word|phrase)?$|secret|api_?key|authorization|credential|"
+    r"private_?key|signature|connection_string|^key$|cookie|session)",
     re.IGNORECASE,
 )
+CAMEL_SECRET_RE = re.compile(r"[a-z0-9](Token|Key|Secret|Password|Signature)$")
+"""camelCase names: refreshToken, AccountKey, clientSecret."""
 SECRET_VALUE_RES = (
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"\b(sk|rk|pk)_(live|test)_[A-Za-z0-9]{8,}"),
@@ -40,7 +44,10 @@ def add_secret_keys(names: Iterable[str]) -> None:
 
 def is_secret_key(key: str) -> bool:
     """True if values under ``key`` must never be shown."""
-    return bool(SECRET_KEY_RE.search(key)) or key.lower() in _extra_secret_keys
+    return (
+        bool(SECRET_KEY_RE.search(key) or CAMEL_SECRET_RE.search(key))
+        or key.lower() in _extra_secret_keys
+    )
 
 
 def redact_text(text: str) -> str:

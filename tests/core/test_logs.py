@@ -12,7 +12,14 @@ import pytest
 import structlog
 
 from hub import hookimpl
-from hub.logs import REDACTED, add_secret_keys, configure_logging, redact, redact_text
+from hub.logs import (
+    REDACTED,
+    add_secret_keys,
+    configure_logging,
+    is_secret_key,
+    redact,
+    redact_text,
+)
 from hub.model import Batch, Integration, Stream
 
 log = structlog.get_logger("tests.logs")
@@ -234,3 +241,14 @@ async def test_capture_logs_sees_the_context(make_hub):
         await hub.engine.run("chatty:acct", trigger="test")
     (fetched,) = [c for c in captured if c["event"] == "fetched page"]
     assert (fetched["integration"], fetched["connection"]) == ("chatty", "chatty:acct")
+
+
+@pytest.mark.parametrize("key", ["prompt_tokens", "max_tokens", "token_type", "passed", "tokens"])
+def test_counts_and_flags_that_merely_mention_tokens_are_not_masked(key):
+    assert not is_secret_key(key)
+    assert redact({key: 1234}) == {key: 1234}
+
+
+@pytest.mark.parametrize("key", ["refreshToken", "AccountKey", "clientSecret", "X-Auth-Token"])
+def test_camel_case_and_header_style_secret_names_are_masked(key):
+    assert is_secret_key(key)
