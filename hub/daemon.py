@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import signal
 import sys
 import tempfile
@@ -96,6 +97,8 @@ async def run_sync_command(
         known = ", ".join(sorted(hub.plugins.integrations)) or "none"
         print(f"advisoros-hub: error: no integration {name!r} (loaded: {known})", file=sys.stderr)
         return 1
+    if sys.stderr.isatty():  # the progress line says what the engine's info lines would
+        logging.getLogger("hub.sync").setLevel(logging.WARNING)
     await hub.start(deliver=False)  # the daemon delivers the events this run emits
     try:
         targets = [c for c in await hub.connections(name) if connection in (None, c.id, c.key)]
