@@ -16,9 +16,10 @@ from aiohttp import web
 
 from hub.config import HubSettings
 from hub.core import Hub
+from hub.errors import SyncBusyError
 from hub.plugins import HubPlugins
 from hub.progress import ProgressDisplay
-from hub.sync import SyncBusyError, SyncProgress
+from hub.sync import SyncProgress
 from hub.web.app import create_app
 
 log = structlog.get_logger("hub")

@@ -89,6 +89,17 @@ class MalformedWebhookError(HubError):
     error_class = "malformed"
 
 
+class SyncBusyError(HubError):
+    """A sync of this connection is already running (here or in another process)."""
+
+    error_class = "busy"
+
+    def __init__(self, connection_id: str, run_id: int | None) -> None:
+        super().__init__(f"a sync of {connection_id} is already running (run {run_id})")
+        self.connection_id = connection_id
+        self.run_id = run_id
+
+
 def error_class_of(exc: BaseException) -> str:
     """Return the error class recorded for ``exc``: a HubError's class, else its type name."""
     if isinstance(exc, HubError):

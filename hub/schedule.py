@@ -19,8 +19,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from hub.errors import ConfigError
-from hub.sync import SyncBusyError
+from hub.errors import ConfigError, SyncBusyError
 
 if TYPE_CHECKING:
     from hub.core import Hub

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 import structlog
 
-from hub.errors import error_class_of
+from hub.errors import SyncBusyError, error_class_of
 from hub.model import Batch, Connection, SyncMode
 from hub.plugins import await_maybe
 from hub.store.clock import utcnow
@@ -36,15 +36,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("hub.sync")
 
 ProgressCallback = Callable[["SyncProgress"], None]
-
-
-class SyncBusyError(Exception):
-    """A sync of this connection is already running (here or in another process)."""
-
-    def __init__(self, connection_id: str, run_id: int | None) -> None:
-        super().__init__(f"a sync of {connection_id} is already running (run {run_id})")
-        self.connection_id = connection_id
-        self.run_id = run_id
 
 
 @dataclass
@@ -88,7 +79,12 @@ def _write_batch(
     batch: Batch,
     generation: int | None,
     restart: bool,
+    previous: Future[BatchCounts] | None,
 ) -> BatchCounts:
+    if previous is not None and previous.exception() is not None:
+        # the writer is FIFO, so the previous batch is settled: never commit a cursor past
+        # records that were not stored
+        raise RuntimeError("an earlier batch of this sync failed to commit")
     counts = table.write(db, connection_id, batch.records, batch.deleted, utcnow(), generation)
     if batch.cursor is not None or restart:
         write_cursor(db, connection_id, batch.stream, batch.cursor, generation)
@@ -150,36 +146,45 @@ class SyncEngine:
         hub = self._hub
         if connection_id in self._active:
             raise SyncBusyError(connection_id, self._active[connection_id])
-        other = await hub.store.runs.running(connection_id)
-        if other is not None:
-            raise SyncBusyError(connection_id, other["id"])
-        connection = await hub.connection(connection_id)
-        integration = hub.plugins.integrations[connection.integration]
-        names = list(streams or hub.streams_for(connection.integration))
-        unknown = [n for n in names if n not in {s.name for s in integration.streams}]
-        if unknown:
-            raise LookupError(f"{connection.integration} has no stream(s) {', '.join(unknown)}")
-        mode = SyncMode.FULL if full else SyncMode.INCREMENTAL
-        self._active[connection_id] = 0
+        self._active[connection_id] = 0  # claimed before any await: no second run slips in
         current = asyncio.current_task()
         if current is not None:
             self._tasks.add(current)
         try:
-            async with self._slots:
-                run_id = await hub.store.runs.start(
-                    connection_id, connection.integration, mode.value, trigger, names
+            connection = await hub.connection(connection_id)
+            integration = hub.plugins.integrations[connection.integration]
+            names = list(streams or hub.streams_for(connection.integration))
+            unknown = [n for n in names if n not in {s.name for s in integration.streams}]
+            if unknown:
+                raise LookupError(f"{connection.integration} has no stream(s) {', '.join(unknown)}")
+            mode = SyncMode.FULL if full else SyncMode.INCREMENTAL
+            # recorded (and checked against other processes) before waiting for a slot, so
+            # ``start`` answers at once even when every slot is taken
+            run_id = await hub.store.runs.start(
+                connection_id, connection.integration, mode.value, trigger, names
+            )
+            self._active[connection_id] = run_id
+            if started is not None and not started.done():
+                started.set_result(run_id)
+            try:
+                await self._slots.acquire()
+            except asyncio.CancelledError:
+                await asyncio.shield(
+                    hub.store.runs.finish(
+                        run_id, "cancelled", {}, 0.0, "cancelled", "stopped before it started"
+                    )
                 )
-                self._active[connection_id] = run_id
-                if started is not None and not started.done():
-                    started.set_result(run_id)
-                hub.metrics.syncs_running.inc()
-                try:
-                    with structlog.contextvars.bound_contextvars(
-                        integration=connection.integration, connection=connection_id, run=run_id
-                    ):
-                        return await self._run(run_id, connection, names, mode, progress)
-                finally:
-                    hub.metrics.syncs_running.dec()
+                raise
+            hub.metrics.syncs_running.inc()
+            try:
+                await hub.store.runs.begin(run_id)
+                with structlog.contextvars.bound_contextvars(
+                    integration=connection.integration, connection=connection_id, run=run_id
+                ):
+                    return await self._run(run_id, connection, names, mode, progress)
+            finally:
+                hub.metrics.syncs_running.dec()
+                self._slots.release()
         finally:
             del self._active[connection_id]
             if current is not None:
@@ -318,7 +323,13 @@ class SyncEngine:
                 if restart:  # the plugin began a full re-read of this stream in this run
                     generations[batch.stream] = state.run_id
                 future = db.submit(
-                    _write_batch, table, connection_id, batch, generations[batch.stream], restart
+                    _write_batch,
+                    table,
+                    connection_id,
+                    batch,
+                    generations[batch.stream],
+                    restart,
+                    pending[1] if pending is not None else None,
                 )
                 if pending is not None:
                     await settle(pending)

@@ -33,6 +33,7 @@ import sqlite_utils
 from hub.config import HubSettings, deep_merge, load_settings
 from hub.core import Hub
 from hub.store.records import table_name
+from hub.store.runs import ACTIVE_RUN_STATES
 from hub.web.keys import HUB
 
 ADMIN_TOKEN = "test-admin-token"  # noqa: S105 (a fixed token for tests)
@@ -117,7 +118,7 @@ async def wait_for_run(client: Any, run_id: int, timeout: float = 30.0) -> dict[
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         run: dict[str, Any] = await (await client.get(f"/api/runs/{run_id}")).json()
-        if run["state"] != "running":
+        if run["state"] not in ACTIVE_RUN_STATES:
             return run
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"run {run_id} still running after {timeout}s")

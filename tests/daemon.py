@@ -15,6 +15,8 @@ import aiohttp
 import pytest
 from custom_accounting.sandbox import free_port
 
+from hub.store.runs import ACTIVE_RUN_STATES
+
 TOKEN = "daemon-test-token"
 _started: list[subprocess.Popen[bytes]] = []
 
@@ -66,7 +68,7 @@ class Daemon:
         """Poll a sync run until it is no longer running."""
         for _ in range(600):
             _, run = await self.api(session, "GET", f"/api/runs/{run_id}")
-            if run["state"] != "running":
+            if run["state"] not in ACTIVE_RUN_STATES:
                 return dict(run)
             await asyncio.sleep(0.05)
         raise AssertionError("the sync did not finish")

@@ -9,10 +9,12 @@ from typing import Any
 import orjson
 import sqlite_utils
 
+from hub.errors import SyncBusyError
 from hub.store.clock import utcnow
 from hub.store.database import Database
 
-RUN_STATES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+ACTIVE_RUN_STATES = ("queued", "running")
+"""States of a run that has not ended (the others: succeeded, failed, cancelled, interrupted)."""
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,23 @@ class Runs:
     async def start(
         self, connection_id: str, integration: str, mode: str, trigger: str, streams: list[str]
     ) -> int:
-        """Record a new running sync and return its id."""
+        """Record a new sync, queued until it gets a slot, and return its id.
+
+        :raise SyncBusyError: a live process (another one, or this one) runs a sync of this
+            connection; checked in the same transaction as the insert.
+        """
 
         def write(db: sqlite_utils.Database) -> int:
+            for run_id, pid in db.execute(
+                "SELECT id, pid FROM sync_runs WHERE connection_id = ? "
+                "AND state IN ('queued', 'running')",
+                [connection_id],
+            ).fetchall():
+                if _alive(pid):
+                    raise SyncBusyError(connection_id, run_id)
             cursor = db.execute(
                 "INSERT INTO sync_runs (connection_id, integration, mode, trigger, state, streams, "
-                "started_at, pid) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+                "started_at, pid) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
                 [
                     connection_id,
                     integration,
@@ -51,6 +64,15 @@ class Runs:
             return int(cursor.lastrowid or 0)
 
         return await self._db.write(write)
+
+    async def begin(self, run_id: int) -> None:
+        """A queued run got its slot: it is running from now on."""
+        await self._db.write(
+            lambda db: db.execute(
+                "UPDATE sync_runs SET state = 'running', started_at = ? WHERE id = ?",
+                [utcnow(), run_id],
+            )
+        )
 
     async def finish(
         self,
@@ -99,26 +121,13 @@ class Runs:
         rows = await self._db.read(lambda db: list(db.query(sql, params)))
         return [_run_dict(row) for row in rows]
 
-    async def running(self, connection_id: str) -> dict[str, Any] | None:
-        """The run in progress for a connection whose process is still alive, if any."""
+    async def mark_interrupted(self) -> int:
+        """Mark runs left queued or running by a dead process (a crash) as interrupted;
+        return how many."""
         rows = await self._db.read(
             lambda db: list(
-                db.query(
-                    "SELECT * FROM sync_runs WHERE connection_id = ? AND state = 'running' "
-                    "ORDER BY id DESC",
-                    [connection_id],
-                )
+                db.query("SELECT id, pid FROM sync_runs WHERE state IN ('queued', 'running')")
             )
-        )
-        for row in rows:
-            if row["pid"] != os.getpid() and _alive(row["pid"]):
-                return _run_dict(row)
-        return None
-
-    async def mark_interrupted(self) -> int:
-        """Mark runs left 'running' by a dead process (a crash) as interrupted; return how many."""
-        rows = await self._db.read(
-            lambda db: list(db.query("SELECT id, pid FROM sync_runs WHERE state = 'running'"))
         )
         dead = [row["id"] for row in rows if row["pid"] == os.getpid() or not _alive(row["pid"])]
         if not dead:
@@ -129,7 +138,7 @@ class Runs:
                 db.execute(
                     "UPDATE sync_runs SET state = 'interrupted', finished_at = ?, "
                     "error_class = 'interrupted', error = 'the process stopped during the sync' "
-                    "WHERE id = ? AND state = 'running'",
+                    "WHERE id = ? AND state IN ('queued', 'running')",
                     [utcnow(), run_id],
                 )
 

@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hub.errors import SyncBusyError
 from hub.status import hub_status
-from hub.sync import SyncBusyError
 from hub.web.keys import HUB, SCHEDULER
 
 routes = web.RouteTableDef()

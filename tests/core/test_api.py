@@ -14,21 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from hub import hookimpl
 from hub.model import Batch, Integration, Stream
 from hub.store import Store
-from hub.testing import ADMIN_TOKEN, build_hub
+from hub.testing import ADMIN_TOKEN, build_hub, wait_for_run
 from hub.web.app import create_app
 from hub.web.auth import SESSION_COOKIE, TOKEN_META_KEY
 from tests.conftest import ledger_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "plugins"
-
-
-async def wait_for_run(client: Any, run_id: int) -> dict[str, Any]:
-    for _ in range(200):
-        run = await (await client.get(f"/api/runs/{run_id}")).json()
-        if run["state"] != "running":
-            return run
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"run {run_id} still running")
 
 
 class Gated:

@@ -16,14 +16,13 @@ from cryptography.fernet import Fernet
 
 from hub import hookimpl
 from hub.cli import main
-from hub.errors import ServerError, StoreError
+from hub.errors import ServerError, StoreError, SyncBusyError
 from hub.model import Batch, Connection, Integration, Stream, SyncMode
 from hub.store import Store
 from hub.store.crypto import key_file_for
 from hub.store.database import Database, connect
 from hub.store.records import RecordTable
 from hub.store.schema import MIGRATIONS, apply_migrations
-from hub.sync import SyncBusyError
 from hub.testing import stored_records
 
 SECRET = "sk-very-secret-credential-4242424242"
@@ -451,7 +450,7 @@ async def test_global_limit_serialises_runs(make_hub):
     assert [r.state for r in results] == ["succeeded", "succeeded"]
     assert plugin.max_active == 1
     runs = sorted(await hub.store.runs.recent(), key=lambda r: r["started_at"])
-    assert runs[0]["finished_at"] <= runs[1]["started_at"]
+    assert runs[0]["finished_at"] <= runs[1]["started_at"]  # started = got its slot
 
 
 async def test_without_the_limit_runs_overlap(make_hub):
@@ -473,3 +472,56 @@ async def test_unknown_connection_or_stream(make_hub):
     with pytest.raises(LookupError, match="no stream"):
         await hub.engine.run("scripted:a", trigger="test", streams=["bogus"])
     assert await hub.store.runs.recent() == []
+
+
+async def test_two_simultaneous_runs_of_one_connection_cannot_both_start(make_hub):
+    plugin = ScriptedPlugin(pages=3, delay=0.02)
+    hub = await scripted_hub(make_hub, plugin)
+    outcomes = await asyncio.gather(
+        hub.engine.run("scripted:a", full=True, trigger="test"),
+        hub.engine.run("scripted:a", full=True, trigger="test"),
+        return_exceptions=True,
+    )
+    assert sorted(type(o).__name__ for o in outcomes) == ["SyncBusyError", "SyncResult"]
+    assert plugin.max_active == 1
+    assert len(await live_ids(hub)) == 15  # three pages of five, nothing tombstoned
+
+
+class BadRecordPlugin(ScriptedPlugin):
+    """Page 2 holds a record without an id: its batch cannot commit."""
+
+    @hookimpl
+    async def sync(self, connection, streams, cursors, mode) -> AsyncIterator[Batch]:
+        async def batches() -> AsyncIterator[Batch]:
+            for page in range(1, 5):
+                records = [{"id": f"item-{page}"}] if page != 2 else [{"name": "no id"}]
+                yield Batch("items", records, cursor={"page": page})
+
+        return batches()
+
+
+async def test_no_cursor_is_committed_past_a_batch_that_failed(make_hub):
+    hub = await scripted_hub(make_hub, BadRecordPlugin())
+    result = await hub.engine.run("scripted:a", trigger="test")
+    assert result.state == "failed"
+    cursors = await hub.store.runs.cursors("scripted:a")
+    assert cursors["items"].cursor == {"page": 1}  # not 3: page 2 was never stored
+    assert await live_ids(hub) == {"item-1"}
+
+
+async def test_start_answers_at_once_while_every_slot_is_busy(make_hub):
+    plugin = ScriptedPlugin(pages=2, wait_at=1)
+    hub = await scripted_hub(
+        make_hub, plugin, keys=("a", "b"), config={"sync": {"max_concurrent": 1}}
+    )
+    first = await hub.engine.start("scripted:a", trigger="test")
+    await asyncio.wait_for(plugin.reached.wait(), 5)
+    second = await asyncio.wait_for(hub.engine.start("scripted:b", trigger="test"), 1)
+    assert (await hub.store.runs.get(second))["state"] == "queued"
+    plugin.release.set()
+    for _ in range(200):
+        states = [(await hub.store.runs.get(r))["state"] for r in (first, second)]
+        if states == ["succeeded", "succeeded"]:
+            break
+        await asyncio.sleep(0.02)
+    assert states == ["succeeded", "succeeded"]
