@@ -10,6 +10,7 @@ from aiohttp import web
 from hub.errors import SyncBusyError
 from hub.status import hub_status
 from hub.web.keys import HUB, SCHEDULER
+from hub.web.params import parse_int
 
 routes = web.RouteTableDef()
 
@@ -89,11 +90,10 @@ async def trigger_sync(request: web.Request) -> web.Response:
 @routes.get("/api/runs/{id}", name="run")
 async def run(request: web.Request) -> web.Response:
     """One sync run: state, counts, duration, error."""
-    run_id = request.match_info["id"]
-    # ASCII digits only ("²".isdigit() is true) and within SQLite's 64-bit integers
-    if not (run_id.isascii() and run_id.isdigit()) or len(run_id) > 18:
+    run_id = parse_int(request.match_info["id"])
+    if run_id is None:
         raise web.HTTPNotFound(text="no such run")
-    found = await request.app[HUB].store.runs.get(int(run_id))
+    found = await request.app[HUB].store.runs.get(run_id)
     if found is None:
         raise web.HTTPNotFound(text="no such run")
     return json_response(found)

@@ -11,6 +11,7 @@ from hub.errors import ProviderError
 from hub.store.inbox import EVENT_STATES
 from hub.web.api import json_response
 from hub.web.keys import HUB
+from hub.web.params import parse_int
 from hub.webhooks import signing, urlguard
 
 routes = web.RouteTableDef()
@@ -22,10 +23,10 @@ async def inbox(request: web.Request) -> web.Response:
     state = request.query.get("state") or None
     if state is not None and state not in EVENT_STATES:
         raise web.HTTPBadRequest(text=f"state must be one of {', '.join(EVENT_STATES)}")
-    limit = request.query.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+    limit = parse_int(request.query.get("limit", "100"), max_digits=4)
+    if limit is None or not 1 <= limit <= 1000:
         raise web.HTTPBadRequest(text="limit must be 1..1000")
-    events = await request.app[HUB].store.inbox.events(state, int(limit))
+    events = await request.app[HUB].store.inbox.events(state, limit)
     return json_response({"events": events})
 
 
@@ -33,12 +34,12 @@ async def inbox(request: web.Request) -> web.Response:
 async def replay(request: web.Request) -> web.Response:
     """Run an event's dead-lettered deliveries again."""
     hub = request.app[HUB]
-    event = request.match_info["id"]
-    if not event.isdigit() or not await hub.store.inbox.exists(int(event)):
+    event = parse_int(request.match_info["id"])
+    if event is None or not await hub.store.inbox.exists(event):
         raise web.HTTPNotFound(text="no such event")
-    count = await hub.store.inbox.replay(int(event))
+    count = await hub.store.inbox.replay(event)
     hub.dispatcher.wake()
-    return json_response({"event": int(event), "replayed": count}, status=202)
+    return json_response({"event": event, "replayed": count}, status=202)
 
 
 @routes.get("/api/subscriptions", name="subscriptions")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import hmac
 import secrets
 import time
@@ -30,9 +29,8 @@ from urllib.parse import quote, urlencode
 import structlog
 from aiohttp import web
 
-from hub.errors import AuthenticationError, ProviderError, ValidationError
-from hub.sync import SyncBusyError
-from hub.web.auth import SESSION_COOKIE
+from hub.errors import AuthenticationError, ProviderError, SyncBusyError, ValidationError
+from hub.web.auth import presented_credential, token_digest
 from hub.web.keys import AUTH, HUB
 
 from .client import QuickBooksClient
@@ -73,10 +71,6 @@ def settings_of(hub: Hub) -> QuickBooksSettings:
             "client_secret (HUB_INTEGRATIONS__QUICKBOOKS__CLIENT_SECRET)"
         )
     return settings
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def _basic(settings: QuickBooksSettings) -> str:
@@ -227,15 +221,6 @@ class _Pending:
     expires: float
 
 
-def _admin_credential(request: web.Request) -> str:
-    """The admin credential the request carries (bearer token or session cookie), or ""."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return f"bearer:{token.strip()}"
-    cookie = request.cookies.get(SESSION_COOKIE)
-    return f"session:{cookie}" if cookie else ""
-
-
 def _refuse(status: int, reason: str) -> web.Response:
     log.warning("quickbooks connect refused", reason=reason)
     return web.json_response({"error": reason}, status=status)
@@ -268,7 +253,7 @@ class OAuthRoutes:
         self._pending = {k: v for k, v in self._pending.items() if v.expires > now}
         while len(self._pending) >= MAX_PENDING:
             self._pending.pop(next(iter(self._pending)))
-        self._pending[_digest(state)] = pending
+        self._pending[token_digest(state)] = pending
 
     async def connect(self, request: web.Request) -> web.StreamResponse:
         """Send the admin's browser to Intuit's consent page."""
@@ -285,8 +270,8 @@ class OAuthRoutes:
         self._remember(
             state,
             _Pending(
-                binding=_digest(binding),
-                admin=_digest(_admin_credential(request)),
+                binding=token_digest(binding),
+                admin=token_digest(presented_credential(request)),
                 redirect_uri=redirect_uri,
                 expires=time.monotonic() + STATE_TTL_S,
             ),
@@ -313,16 +298,16 @@ class OAuthRoutes:
     def _take(self, request: web.Request) -> _Pending | str:
         """The pending flow this callback completes, or why it is refused."""
         state = request.query.get("state", "")
-        pending = self._pending.pop(_digest(state), None) if state else None
+        pending = self._pending.pop(token_digest(state), None) if state else None
         if pending is None:
             return "unknown or already used state: start again at " + ROUTE_PREFIX + "/connect"
         if pending.expires < time.monotonic():
             return "the connect request expired: start again at " + ROUTE_PREFIX + "/connect"
         binding = request.cookies.get(BINDING_COOKIE, "")
-        if not binding or not hmac.compare_digest(_digest(binding), pending.binding):
+        if not binding or not hmac.compare_digest(token_digest(binding), pending.binding):
             return "this callback does not belong to the browser session that started it"
-        presented = _admin_credential(request)
-        if presented and not hmac.compare_digest(_digest(presented), pending.admin):
+        presented = presented_credential(request)
+        if presented and not hmac.compare_digest(token_digest(presented), pending.admin):
             return "this callback belongs to another admin session"
         return pending
 

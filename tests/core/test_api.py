@@ -313,3 +313,42 @@ async def test_path_tricks_do_not_bypass_auth(hub_client, path):
     await writer.wait_closed()
     status = int(status_line.split()[1])
     assert status in {302, 401, 404}, f"{path}: {status_line}"
+
+
+async def session_cookie(client) -> str:
+    response = await client.post(
+        "/admin/login", data={"token": "test-admin-token"}, allow_redirects=False
+    )
+    return response.cookies["hub_session"].value
+
+
+@pytest.mark.parametrize("cookie", ["².x", "1.é", "9" * 40 + ".x", "\udcff.x", ""])
+async def test_odd_session_cookies_are_401_not_500(hub_client, cookie):
+    client = await hub_client(authorized=False)
+    response = await client.get("/api/status", cookies={"hub_session": cookie})
+    assert response.status == 401
+
+
+@pytest.mark.parametrize("path", ["/api/inbox?limit=²", "/api/inbox/²/replay", "/api/runs/²"])
+async def test_odd_numbers_in_urls_are_4xx_not_500(hub_client, path):
+    client = await hub_client()
+    method = client.post if path.endswith("replay") else client.get
+    assert 400 <= (await method(path)).status < 500
+
+
+async def test_cookie_writes_must_come_from_the_hubs_own_origin(hub_client, ledger):
+    client = await hub_client(config=ledger_config(ledger), authorized=False)
+    cookies = {"hub_session": await session_cookie(client)}
+    cross = await client.post(
+        "/api/sync/custom_accounting",
+        cookies=cookies,
+        headers={"Origin": "http://127.0.0.1:9999", "Sec-Fetch-Site": "same-site"},
+    )
+    assert cross.status == 401
+    own = await client.post(
+        "/api/sync/custom_accounting",
+        cookies=cookies,
+        headers={"Origin": str(client.make_url("")).rstrip("/"), "Sec-Fetch-Site": "same-origin"},
+    )
+    assert own.status == 202
+    assert (await client.get("/api/status", cookies=cookies)).status == 200  # reads: any origin
