@@ -6,10 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
+import structlog
 
+from hub.errors import StoreError
 from hub.store.clock import utcnow
 from hub.store.crypto import Vault
 from hub.store.database import Database
+
+log = structlog.get_logger("hub.store")
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,19 @@ class Connections:
         self._vault = vault
 
     def _row(self, row: dict[str, Any]) -> ConnectionRow:
+        try:
+            credentials = self._vault.open(row["credentials"])
+        except StoreError as exc:
+            # one unreadable row must not stop the hub: the connection shows as needing
+            # re-authentication (its plugin finds no credentials) and a reconnect replaces it
+            log.error("connection credentials unreadable", connection=row["id"], error=str(exc))
+            credentials = {}
         return ConnectionRow(
             id=row["id"],
             integration=row["integration"],
             key=row["key"],
             title=row["title"],
-            credentials=self._vault.open(row["credentials"]),
+            credentials=credentials,
             origin=row["origin"],
             status=row["status"],
             status_message=row["status_message"],
