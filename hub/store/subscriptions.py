@@ -128,6 +128,13 @@ class Subscriptions:
                 "WHERE id = ? AND state = 'active' AND failures >= ?",
                 [f"{disable_after} deliveries in a row failed", sub_id, disable_after],
             )
+            if cursor.rowcount:  # its queued deliveries will not be tried: one alert, not many
+                db.execute(
+                    "UPDATE deliveries SET state = 'dead', updated_at = ?, "
+                    "last_error = 'the subscription was disabled' "
+                    "WHERE handler = ? AND state = 'pending'",
+                    [utcnow(), f"sub:{sub_id}"],
+                )
             return bool(cursor.rowcount)
 
         return await self._db.write(write)

@@ -120,12 +120,16 @@ class Dispatcher:
                 await asyncio.sleep(0)
                 continue
             next_at = await inbox.next_due_at()
-            wait = 1.0 if next_at is None else min(1.0, max(0.01, next_at - time.time()))
+            if next_at is None or (self._running and next_at <= time.time()):
+                wait = 1.0  # nothing due but what is running: its end wakes the loop
+            else:
+                wait = min(1.0, max(0.01, next_at - time.time()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
     def _forget(self, key: tuple[int, str], _task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
+        self._wake.set()
 
     async def _deliver(self, due: Due) -> None:
         async with self._slots:
@@ -166,6 +170,13 @@ class Dispatcher:
         max_attempts = self._hub.settings.webhooks.max_attempts
         limit = len(OUTBOUND_SCHEDULE_S) + 1 if outbound else max_attempts
         error = f"{error_class_of(exc)}: {exc}"[:1000]
+        if outbound and isinstance(exc, LookupError):
+            # the subscription was deleted or disabled (that was alerted once): no retries,
+            # no alert per event
+            await self._hub.store.inbox.record(
+                [(due.event, due.handler, "dead", attempts, time.time(), error)]
+            )
+            return
         if attempts >= limit:
             await self._hub.store.inbox.record(
                 [(due.event, due.handler, "dead", attempts, time.time(), error)]

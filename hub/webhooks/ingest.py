@@ -32,8 +32,14 @@ class GroupCommitter:
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         group, self._pending = self._pending, []
+        try:
+            done = self._db.submit(insert_webhooks, [delivery for delivery, _ in group])
+        except Exception as exc:  # the store is closed: nobody waits forever
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
         self._writing = True
-        done = self._db.submit(insert_webhooks, [delivery for delivery, _ in group])
         done.add_done_callback(lambda f: loop.call_soon_threadsafe(self._committed, loop, group, f))
 
     def _committed(

@@ -194,3 +194,31 @@ async def test_hub_events_go_through_the_same_durable_bus(make_hub):
     assert seen == ["custom.thing.happened"]
     events = await hub.store.inbox.events("done")
     assert events[0]["type"] == "custom.thing.happened"
+
+
+async def test_the_dispatcher_does_not_spin_while_a_slow_handler_runs(make_hub):
+    started, reads = asyncio.Event(), 0
+
+    class Slow:
+        __name__ = "slow"
+
+        @hookimpl
+        async def event(self, event: HubEvent) -> None:
+            started.set()
+            await asyncio.sleep(0.5)
+
+    hub = await make_hub(plugins=[Slow()])
+    due = hub.store.inbox.due
+
+    async def counting_due(*args, **kwargs):
+        nonlocal reads
+        reads += 1
+        return await due(*args, **kwargs)
+
+    hub.store.inbox.due = counting_due
+    await hub.emit("custom.slow", {})
+    await asyncio.wait_for(started.wait(), 5)
+    reads = 0
+    await asyncio.sleep(0.45)
+    assert reads <= 3  # it waits for the running delivery to end, not polling every 10 ms
+    await hub.dispatcher.drain()
