@@ -212,6 +212,12 @@ def secret_files(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+def is_disabled(settings: HubSettings, name: str) -> bool:
+    """True if ``[integrations.NAME]`` says ``enabled = false`` (loaded, but kept off)."""
+    section = settings.integrations.get(name) or {}
+    return str(section.get("enabled", "true")).lower() in {"false", "0", "no"}
+
+
 def validate_integration(
     settings: HubSettings, name: str, model: type[IntegrationSettings]
 ) -> IntegrationSettings | None:
@@ -222,9 +228,7 @@ def validate_integration(
     :raise ConfigError: unknown key, wrong type or missing required value, naming the key.
     """
     section = settings.integrations.get(name)
-    if section is None:
-        return None
-    if str(section.get("enabled", "true")).lower() in {"false", "0", "no"}:
+    if section is None or is_disabled(settings, name):
         return None
     try:
         return model(**section)

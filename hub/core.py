@@ -14,7 +14,7 @@ from typing import Any
 import sqlite_utils
 import structlog
 
-from hub.config import HubSettings, validate_integration
+from hub.config import HubSettings, is_disabled, validate_integration
 from hub.errors import ConfigError
 from hub.events import EventBus
 from hub.health import HealthMonitor
@@ -178,6 +178,11 @@ class Hub:
     def settings_for(self, integration: str) -> IntegrationSettings | None:
         """The validated settings of an integration, or None if it is not configured."""
         return self.integration_settings.get(integration)
+
+    def disabled(self, integration: str) -> bool:
+        """True if the configuration keeps ``integration`` off (``enabled = false``): its
+        connections are not synced, checked or sent webhooks."""
+        return is_disabled(self.settings, integration)
 
     def streams_for(self, integration: str) -> list[str]:
         """The streams to sync: the configured ``streams`` subset, else all the plugin declares."""

@@ -155,6 +155,8 @@ class HealthMonitor:
     async def check_all(self) -> None:
         """Check every connection (the health schedule's job)."""
         for connection in await self._hub.connections():
+            if self._hub.disabled(connection.integration):
+                continue
             try:
                 await self.check(connection.id)
             except LookupError:

@@ -85,7 +85,10 @@ class Scheduler:
         self.running = True
 
     def add_sync_job(self, connection_id: str, integration: str) -> None:
-        """Schedule (or reschedule) the periodic sync of one connection."""
+        """Schedule (or reschedule) the periodic sync of one connection (none when its
+        integration is disabled)."""
+        if self._hub.disabled(integration):
+            return
         settings = self._hub.settings_for(integration)
         interval = getattr(settings, "sync_interval", None) or (
             self._hub.plugins.integrations[integration].default_sync_interval

@@ -152,6 +152,8 @@ class SyncEngine:
             self._tasks.add(current)
         try:
             connection = await hub.connection(connection_id)
+            if hub.disabled(connection.integration):
+                raise LookupError(f"{connection.integration} is disabled in the configuration")
             integration = hub.plugins.integrations[connection.integration]
             names = list(streams or hub.streams_for(connection.integration))
             unknown = [n for n in names if n not in {s.name for s in integration.streams}]

@@ -69,6 +69,10 @@ async def trigger_sync(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in hub.plugins.integrations:
         raise web.HTTPNotFound(text=f"no integration {name!r}")
+    if not hub.plugins.has_owner_hook(name, "sync"):
+        raise web.HTTPNotFound(text=f"{name} has nothing to sync")
+    if hub.disabled(name):
+        raise web.HTTPConflict(text=f"{name} is disabled in the configuration")
     options = await _options(request)
     full = str(options.get("full", "false")).lower() in {"1", "true", "yes"}
     wanted = options.get("connection")
@@ -84,6 +88,9 @@ async def trigger_sync(request: web.Request) -> web.Response:
         except SyncBusyError as exc:
             if len(connections) == 1:
                 return json_response({"error": str(exc), "run_id": exc.run_id}, status=409)
+        except LookupError as exc:  # removed meanwhile
+            if len(connections) == 1:
+                raise web.HTTPNotFound(text=str(exc)) from None
     return json_response({"run_id": run_ids[0] if run_ids else None, "run_ids": run_ids}, 202)
 
 

@@ -59,6 +59,8 @@ async def receive(request: web.Request) -> web.Response:
     metrics = hub.metrics
     if source not in hub.plugins.integrations or not hub.plugins.has_owner_hook(source, "webhook"):
         return _reject(404, f"no webhook source {source!r}")
+    if hub.disabled(source):
+        return _reject(404, f"webhook source {source!r} is disabled in the configuration")
     limit = hub.settings.webhooks.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         metrics.webhooks.labels(source, "too_large").inc()

@@ -17,6 +17,7 @@ from hub.store import Store
 from hub.testing import ADMIN_TOKEN, build_hub, wait_for_run
 from hub.web.app import create_app
 from hub.web.auth import SESSION_COOKIE, TOKEN_META_KEY
+from hub.web.keys import HUB
 from tests.conftest import ledger_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "plugins"
@@ -352,3 +353,33 @@ async def test_cookie_writes_must_come_from_the_hubs_own_origin(hub_client, ledg
     )
     assert own.status == 202
     assert (await client.get("/api/status", cookies=cookies)).status == 200  # reads: any origin
+
+
+async def test_a_disabled_integration_is_loaded_but_kept_off(hub_client, ledger):
+    config = ledger_config(ledger)
+    client = await hub_client(config=config)
+    hub = client.app[HUB]
+    await hub.add_connection(
+        "custom_accounting", "old", "Ledger old", {"api_token": "t"}, origin="test"
+    )
+    await client.close()
+
+    config["integrations"]["custom_accounting"]["enabled"] = False
+    client = await hub_client(config=config)
+    hub = client.app[HUB]
+    assert hub.disabled("custom_accounting")
+    assert (await client.post("/api/sync/custom_accounting")).status == 409
+    with pytest.raises(LookupError, match="disabled"):
+        await hub.engine.run("custom_accounting:old")
+    response = await client.post("/webhooks/custom_accounting", data=b"{}")
+    assert response.status == 404
+    assert "disabled" in (await response.json())["error"]
+    await hub.health.check_all()
+    assert hub.health.state("custom_accounting:old").status is None  # never checked
+
+
+async def test_sync_of_an_integration_without_a_sync_hook_is_404(hub_client):
+    client = await hub_client(config={"webhooks": {"generic": {"zap": {"secret": "s"}}}})
+    response = await client.post("/api/sync/generic")
+    assert response.status == 404
+    assert "nothing to sync" in (await response.json())["error"]
