@@ -17,6 +17,7 @@ connection needs reconnecting (the hub then shows it ``disconnected`` and alerts
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hmac
@@ -167,7 +168,14 @@ async def refresh(hub: Hub, connection: Connection, rejected: str | None = None)
     :param rejected: the access token the API just refused (a 401): refresh unless the stored
         token is already another one. Without it, refresh only if the token is expiring.
     :raise AuthenticationError: the refresh token is dead; the connection needs reconnecting.
+
+    The exchange and the save run shielded from cancellation (a health-check timeout, a
+    shutdown): once Intuit has rotated the refresh token, the new one is always stored.
     """
+    await asyncio.shield(asyncio.ensure_future(_refresh(hub, connection, rejected)))
+
+
+async def _refresh(hub: Hub, connection: Connection, rejected: str | None) -> None:
     async with hub.single_flight(f"quickbooks:refresh:{connection.id}"):
         await hub.reload(connection)
         credentials = _usable(connection)

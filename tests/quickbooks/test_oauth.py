@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,7 +16,7 @@ from hub.model import Alert, HealthStatus
 from hub.testing import ADMIN_TOKEN
 from hub.web.keys import AUTH, HUB
 from plugins.quickbooks import oauth
-from plugins.quickbooks.oauth import BINDING_COOKIE, client_for
+from plugins.quickbooks.oauth import BINDING_COOKIE, client_for, refresh
 from tests.quickbooks.conftest import REALM, connect, qb_config
 
 CONNECTION = f"quickbooks:{REALM}"
@@ -194,6 +195,25 @@ async def test_the_rotated_refresh_token_is_saved_before_it_is_used(make_hub, sa
     stored = await hub.connection(connection.id)
     assert saved == [stored.credentials["refresh_token"]] and saved[0] != old
     assert sandbox.state.tokens.refresh[saved[0]].refresh_token == saved[0]  # Intuit's current
+
+
+async def test_a_refresh_cancelled_mid_exchange_still_saves_the_rotated_token(make_hub, sandbox):
+    hub = await make_hub(config=qb_config(sandbox))
+    connection = await connect(hub, sandbox.state)
+    old = connection.credentials["refresh_token"]
+    sandbox.state.delay_next(0.3, path="/oauth2/v1/tokens/bearer")
+    caller = asyncio.create_task(refresh(hub, connection, connection.credentials["access_token"]))
+    await asyncio.sleep(0.1)  # the token request is on its way
+    caller.cancel()  # a health-check timeout, a shutdown
+    with contextlib.suppress(asyncio.CancelledError):
+        await caller
+    for _ in range(100):
+        stored = (await hub.connection(connection.id)).credentials["refresh_token"]
+        if stored != old:
+            break
+        await asyncio.sleep(0.02)
+    assert stored != old
+    assert sandbox.state.tokens.refresh[stored].refresh_token == stored  # Intuit's current one
 
 
 class AlertSpy:
