@@ -49,6 +49,9 @@ class StoreSettings(Section):
     """``[store]``: the SQLite database."""
 
     path: Path = Path("hub.db")
+    synchronous: Literal["normal", "full"] = "normal"
+    """``normal``: a commit survives a crash of the process (kill -9); ``full``: it also
+    survives a power cut or an OS crash (one fsync per commit group; slower writes)."""
 
 
 class AdminSettings(Section):

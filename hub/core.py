@@ -105,7 +105,8 @@ class Hub:
         self.load_plugins()
         tune_malloc()
         secret = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
-        self._store = Store(self.settings.store.path, secret)
+        store = self.settings.store
+        self._store = Store(store.path, secret, synchronous=store.synchronous)
         self._engine = SyncEngine(self, self.settings.sync.max_concurrent)
         try:
             await self._open(deliver)

@@ -19,9 +19,11 @@ __all__ = ["ConnectionRow", "Store", "connection_id"]
 class Store:
     """Opens the database (migrating it) and exposes its repositories."""
 
-    def __init__(self, path: Path, secret_key: str | None = None) -> None:
+    def __init__(
+        self, path: Path, secret_key: str | None = None, synchronous: str = "normal"
+    ) -> None:
         self.path = path
-        self.db = Database(path)
+        self.db = Database(path, synchronous)
         try:
             self.vault = Vault(load_or_create_key(secret_key, path))
         except BaseException:

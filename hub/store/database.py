@@ -59,7 +59,9 @@ def connect(path: Path, cache_mb: int = 4) -> sqlite_utils.Database:
 class Database:
     """The hub's database: one writer thread, a pool of readers, migrations applied at open."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, synchronous: str = "normal") -> None:
+        """Open (creating and migrating) the database; ``synchronous`` applies to the writer:
+        ``normal`` survives a process crash, ``full`` also a power cut."""
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,6 +69,10 @@ class Database:
             raise StoreError(f"{path.parent}: cannot create folder: {exc.strerror}") from None
         self._writer_db = connect(path, cache_mb=WRITER_CACHE_MB)
         self._writer_db.execute("PRAGMA wal_autocheckpoint=0")
+        self._writer_db.execute(
+            f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}"
+        )
+        self._writer_db.execute("PRAGMA journal_size_limit=67108864")  # WAL back to 64 MB
         try:
             self.applied_migrations = apply_migrations(self._writer_db)
         except sqlite3.DatabaseError as exc:

@@ -528,3 +528,13 @@ async def test_start_answers_at_once_while_every_slot_is_busy(make_hub):
             break
         await asyncio.sleep(0.02)
     assert states == ["succeeded", "succeeded"]
+
+
+@pytest.mark.parametrize("mode, expected", [("normal", 1), ("full", 2)])
+def test_store_synchronous_setting_reaches_the_writer(tmp_path: Path, mode, expected):
+    store = Store(tmp_path / "hub.db", synchronous=mode)
+    try:
+        value = store.db.submit(lambda db: db.execute("PRAGMA synchronous").fetchone()[0])
+        assert value.result() == expected
+    finally:
+        store.close()
