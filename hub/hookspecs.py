@@ -102,7 +102,11 @@ def sync(
     The hub commits each batch's records and cursor in one transaction; plugins never write
     synced records themselves. ``cursors`` maps each requested stream to its last committed
     cursor (absent when there is none, or when ``mode`` is full). A crash resumes from those
-    cursors, so make each cursor mean "everything before this point is stored".
+    cursors, so make each cursor mean "everything before this point is stored". A full sync
+    that was interrupted is resumed by the next run, which passes ``incremental`` with the
+    cursor the full pass reached (the hub still tombstones what that pass did not see when it
+    ends): make a cursor say which kind of pass wrote it if your full and incremental reads
+    differ.
 
     :param streams: the streams to sync (the integration's, or a configured subset).
     :param mode: ``full`` (start over; the hub tombstones records not seen) or ``incremental``.
