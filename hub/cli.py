@@ -11,12 +11,15 @@ import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub import __version__
 from hub.config import HubSettings, config_path_from_env, load_settings
 from hub.errors import ConfigError, StoreError
 from hub.logs import configure_logging
+
+if TYPE_CHECKING:
+    from hub.plugins import HubPlugins
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +99,11 @@ def _plugins(args: argparse.Namespace, settings: HubSettings) -> int:
 
     plugins = HubPlugins()
     plugins.load(settings.plugins)
+    return _plugin_table(plugins)
+
+
+def _plugin_table(plugins: HubPlugins) -> int:
+    """Print the plugin table; 1 if a plugin failed to load."""
     rows = [
         [
             info.name,
@@ -116,7 +124,7 @@ def _check(args: argparse.Namespace, settings: HubSettings) -> int:
     hub = Hub(settings)
     hub.load_plugins()
     print(f"configuration: ok ({args.config or 'hub.toml or defaults'})")
-    _plugins(args, settings)
+    _plugin_table(hub.plugins)
     return asyncio.run(_check_connections(hub))
 
 

@@ -217,6 +217,10 @@ class Hub:
         rows = await self.store.connections.list(integration)
         return [self._connection(r) for r in rows if r.integration in self.plugins.integrations]
 
+    async def find_connections(self, integration: str, wanted: str | None) -> list[Connection]:
+        """The integration's connections, or the one whose id or provider key is ``wanted``."""
+        return [c for c in await self.connections(integration) if wanted in (None, c.id, c.key)]
+
     async def add_connection(
         self, integration: str, key: str, title: str, credentials: dict[str, Any], origin: str
     ) -> Connection:

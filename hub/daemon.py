@@ -102,7 +102,7 @@ async def run_sync_command(
         logging.getLogger("hub.sync").setLevel(logging.WARNING)
     await hub.start(deliver=False)  # the daemon delivers the events this run emits
     try:
-        targets = [c for c in await hub.connections(name) if connection in (None, c.id, c.key)]
+        targets = await hub.find_connections(name, connection)
         if not targets:
             what = f"connection {connection!r} of {name}" if connection else f"{name} connections"
             print(f"advisoros-hub: error: no {what}", file=sys.stderr)

@@ -71,20 +71,6 @@ class HealthLog:
 
         return await self._db.write(write)
 
-    async def latest(self) -> dict[str, dict[str, Any]]:
-        """The newest health entry per connection id."""
-        rows = await self._db.read(
-            lambda db: list(
-                db.query(
-                    "SELECT h.* FROM health_history h JOIN (SELECT connection_id, max(id) AS id "
-                    "FROM health_history GROUP BY connection_id) m ON h.id = m.id"
-                )
-            )
-        )
-        return {
-            row["connection_id"]: {**row, "checks": orjson.loads(row["checks"])} for row in rows
-        }
-
     async def history(self, connection_id: str, limit: int = 50) -> list[dict[str, Any]]:
         """A connection's newest health changes, newest first."""
         return await self._db.read(

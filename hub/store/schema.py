@@ -199,11 +199,3 @@ def apply_migrations(db: sqlite_utils.Database) -> list[str]:
             )
         applied.append(name)
     return applied
-
-
-def schema_version(db: sqlite_utils.Database) -> str | None:
-    """The name of the newest applied migration, or None on an empty database."""
-    if "_migrations" not in db.table_names():
-        return None
-    row = db.execute("SELECT max(name) FROM _migrations").fetchone()
-    return str(row[0]) if row and row[0] else None

@@ -76,7 +76,7 @@ async def trigger_sync(request: web.Request) -> web.Response:
     options = await _options(request)
     full = str(options.get("full", "false")).lower() in {"1", "true", "yes"}
     wanted = options.get("connection")
-    connections = [c for c in await hub.connections(name) if wanted in (None, c.id, c.key)]
+    connections = await hub.find_connections(name, wanted)
     if not connections:
         raise web.HTTPNotFound(
             text=f"no connection {wanted!r} of {name}" if wanted else f"{name} has no connections"

@@ -382,7 +382,7 @@ class OAuthRoutes:
         except (ValueError, TypeError):
             return web.json_response({"error": "the body must be a form or JSON"}, status=400)
         wanted = str(fields.get("connection", ""))
-        found = [c for c in await hub.connections(NAME) if wanted in (c.id, c.key)]
+        found = await hub.find_connections(NAME, wanted) if wanted else []
         if not wanted or not found:
             return web.json_response({"error": f"no QuickBooks connection {wanted!r}"}, status=404)
         connection = found[0]
