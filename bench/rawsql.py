@@ -20,7 +20,8 @@ def open_raw(path: Path) -> sqlite3.Connection:
 
 
 def create_records_table(conn: sqlite3.Connection, table: str, columns: Sequence[str]) -> str:
-    """Create ``table`` like a hub records table (same columns and indexes); return the
+    """Create ``table`` like a hub records table (same columns and indexes; the hub's upsert
+    also skips unchanged rows and counts created/updated, which this does not); return the
     ``INSERT … ON CONFLICT DO UPDATE`` statement for rows
     ``(connection_id, id, *columns, data, synced_at, _gen)``."""
     conn.execute(
@@ -31,6 +32,7 @@ def create_records_table(conn: sqlite3.Connection, table: str, columns: Sequence
     )
     for c in columns:
         conn.execute(f"CREATE INDEX {table}_{c} ON {table} (connection_id, [{c}])")
+    conn.execute(f"CREATE INDEX {table}__live ON {table} (connection_id, deleted_at, _gen)")
     names = ["connection_id", "id", *columns, "data", "synced_at", "_gen"]
     return (
         f"INSERT INTO {table} ({', '.join(f'[{n}]' for n in names)}) "

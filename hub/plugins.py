@@ -27,7 +27,7 @@ import structlog
 from hub import __version__, hookspecs
 from hub.config import PluginsSettings
 from hub.model import Integration, IntegrationSettings, Stream
-from hub.store.records import NAME_RE, RESERVED_COLUMNS
+from hub.store.records import NAME_RE, RESERVED_COLUMNS, table_name
 
 log = structlog.get_logger("hub.plugins")
 T = TypeVar("T")
@@ -189,6 +189,17 @@ class HubPlugins:
         assert isinstance(integration, Integration)
         if integration.name in self.integrations:
             raise PluginLoadError(f"integration {integration.name!r} is already provided")
+        taken = {
+            table_name(other.name, stream.name): f"{other.name}.{stream.name}"
+            for other in self.integrations.values()
+            for stream in other.streams
+        }
+        for stream in integration.streams:
+            clash = taken.get(table_name(integration.name, stream.name))
+            if clash:  # records_a_b_c could be a_b.c or a.b_c
+                raise PluginLoadError(
+                    f"{integration.name}.{stream.name} would share a records table with {clash}"
+                )
         self.integrations[integration.name] = integration
         self._owners[integration.name] = plugin
         return integration

@@ -1,8 +1,9 @@
 """Opening the SQLite database: checks, pragmas, migrations, and one writer thread.
 
 Every write goes through one thread fed by a queue (as datasette does), so the event loop
-never blocks on SQLite and writes never contend; reads run on a small pool with their own
-connections (WAL lets them proceed beside the writer).
+never blocks on SQLite and this process's writes never contend with each other (another
+process, such as a CLI sync, waits for SQLite's lock up to ``busy_timeout``); reads run on
+a small pool with their own connections (WAL lets them proceed beside the writer).
 """
 
 from __future__ import annotations

@@ -54,6 +54,8 @@ class Dispatcher:
         self._running: dict[tuple[int, str], asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self.subscriptions: list[Subscription] = []
+        self._alerted: set[str] = set()
+        """Handlers whose dead letters were alerted; cleared when one of theirs succeeds."""
 
     async def start(self, deliver: bool = True) -> None:
         """Load subscriptions (new events need them) and, if ``deliver``, start delivering."""
@@ -151,6 +153,7 @@ class Dispatcher:
                 await self._hub.store.inbox.record(
                     [(due.event, due.handler, "done", attempts, time.time(), None)]
                 )
+                self._alerted.discard(due.handler)
                 await self._finished_subscription(due.handler, ok=True)
 
     async def _run_handler(self, due: Due, event: HubEvent) -> None:
@@ -184,6 +187,10 @@ class Dispatcher:
             log.error(
                 "delivery dead-lettered", inbox_id=due.event, handler=due.handler, error=error
             )
+            await self._finished_subscription(due.handler, ok=False)
+            if due.handler in self._alerted:
+                return  # one alert per failing handler, not one per event (no storm)
+            self._alerted.add(due.handler)
             await self._hub.health.deliver(
                 Alert(
                     id=0,
@@ -193,10 +200,11 @@ class Dispatcher:
                     status=HealthStatus.ERROR,
                     previous=None,
                     message=f"handler {due.handler} failed {attempts} times; dead-lettered "
-                    f"(replay: POST /api/inbox/{due.event}/replay): {error}",
+                    f"(replay: POST /api/inbox/{due.event}/replay; its further dead letters are "
+                    f"listed at /api/inbox?state=dead, not alerted again until it succeeds): "
+                    f"{error}",
                 )
             )
-            await self._finished_subscription(due.handler, ok=False)
             return
         delay = OUTBOUND_SCHEDULE_S[attempts - 1] if outbound else handler_delay(attempts)
         await self._hub.store.inbox.record(

@@ -144,10 +144,12 @@ def _event(change: dict[str, Any]) -> WebhookEvent:
 
 
 async def _connection_for(hub: Hub, realm: str | None) -> Connection | None:
-    for connection in await hub.connections(NAME):
-        if connection.key == realm:
-            return connection
-    return None
+    if not realm:
+        return None
+    try:
+        return await hub.connection(f"{NAME}:{realm}")
+    except LookupError:
+        return None
 
 
 async def process(event: HubEvent, hub: Hub) -> None:
