@@ -19,6 +19,7 @@ from hub.model import (
     HealthStatus,
     Integration,
     IntegrationSettings,
+    Stream,
 )
 from hub.plugins import HubPlugins, PluginLoadError
 
@@ -378,3 +379,21 @@ def test_plugins_command_shows_failures_and_exits_1(
     assert "FAILED: import failed: RuntimeError: boom at import" in rows["broken"]
     assert "FAILED: unknown hook(s) healt (misspelt?)" in rows["misspelt"]
     assert "Traceback" not in out
+
+
+def test_integrations_whose_record_tables_would_collide_are_refused():
+    class First:
+        @hookimpl
+        def register(self) -> Integration:
+            return Integration(name="a_b", title="A B", streams=(Stream("c"),))
+
+    class Second:
+        @hookimpl
+        def register(self) -> Integration:
+            return Integration(name="a", title="A", streams=(Stream("b_c"),))
+
+    plugins = HubPlugins()
+    plugins.add(First(), "first")
+    with pytest.raises(PluginLoadError, match="would share a records table with a_b.c"):
+        plugins.add(Second(), "second")
+    assert "a" not in plugins.integrations
