@@ -394,6 +394,6 @@ def test_integrations_whose_record_tables_would_collide_are_refused():
 
     plugins = HubPlugins()
     plugins.add(First(), "first")
-    with pytest.raises(PluginLoadError, match="would share a records table with a_b.c"):
+    with pytest.raises(PluginLoadError, match=r"would share a records table with a_b\.c"):
         plugins.add(Second(), "second")
     assert "a" not in plugins.integrations
