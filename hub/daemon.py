@@ -56,7 +56,8 @@ async def serve(settings: HubSettings) -> int:
     log.info("hub stopping")
     limit = settings.server.shutdown_timeout * 2 + 10
     try:
-        await asyncio.wait_for(runner.cleanup(), limit)
+        async with asyncio.timeout(limit):
+            await runner.cleanup()
     except TimeoutError:
         log.error("shutdown did not finish in time; exiting anyway", limit_s=limit)
         return 1

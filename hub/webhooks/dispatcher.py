@@ -126,8 +126,11 @@ class Dispatcher:
                 wait = 1.0  # nothing due but what is running: its end wakes the loop
             else:
                 wait = min(1.0, max(0.01, next_at - time.time()))
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for racing a cancel with its
+            # own timeout can leave the task neither cancelled nor running (stop hangs)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     def _forget(self, key: tuple[int, str], _task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
