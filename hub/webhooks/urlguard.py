@@ -93,6 +93,11 @@ def _v4_reason(ip: ipaddress.IPv4Address) -> str | None:
         return "link-local address (includes cloud metadata 169.254.169.254)"
     if ip in _SHARED_SPACE:
         return "shared address space (100.64.0.0/10)"
+    return _general_reason(ip)
+
+
+def _general_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """The checks both address families share, after their own specific ones."""
     if ip.is_private:
         return "private address"
     if ip.is_multicast:
@@ -128,15 +133,7 @@ def _v6_reason(ip: ipaddress.IPv6Address) -> str | None:
         return "site-local address"
     if ip in _UNIQUE_LOCAL:
         return "unique-local address (fc00::/7)"
-    if ip.is_private:
-        return "private address"
-    if ip.is_multicast:
-        return "multicast address"
-    if ip.is_reserved:
-        return "reserved address"
-    if not ip.is_global:
-        return "address not globally routable"
-    return None
+    return _general_reason(ip)
 
 
 def forbidden_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
