@@ -16,12 +16,12 @@ import asyncio
 import json
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import orjson
+from child import start_ready_child
 from custom_accounting.sandbox import base_record, free_port
 from rawsql import create_records_table, open_raw, timed_upsert
 
@@ -36,9 +36,8 @@ PAGE = 1000
 def start_sandbox(transactions: int) -> tuple[subprocess.Popen[str], str]:
     """Start the pre-rendering sandbox in a child process; wait until it serves."""
     port = free_port()
-    proc = subprocess.Popen(
+    return start_ready_child(
         [
-            sys.executable,
             "-m",
             "custom_accounting.sandbox",
             "--port",
@@ -50,15 +49,8 @@ def start_sandbox(transactions: int) -> tuple[subprocess.Popen[str], str]:
             "--prerender",
             "--page-size",
             str(PAGE),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+        ]
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("ready"):
-        raise SystemExit(f"sandbox did not start: {line!r}")
-    return proc, line.split()[1]
 
 
 async def hub_sync(base_url: str, folder: Path) -> tuple[int, float]:
