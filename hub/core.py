@@ -42,6 +42,7 @@ class Hub:
 
     def __init__(self, settings: HubSettings, builtins: Iterable[str] = DEFAULT_PLUGINS) -> None:
         self.settings = settings
+        self._disabled: dict[str, bool] = {}
         self.plugins = HubPlugins()
         self.metrics = Metrics()
         self.http = HttpClient()
@@ -183,7 +184,10 @@ class Hub:
     def disabled(self, integration: str) -> bool:
         """True if the configuration keeps ``integration`` off (``enabled = false``): its
         connections are not synced, checked or sent webhooks."""
-        return is_disabled(self.settings, integration)
+        disabled = self._disabled.get(integration)
+        if disabled is None:  # the settings never change: ask once (webhooks ask per request)
+            disabled = self._disabled[integration] = is_disabled(self.settings, integration)
+        return disabled
 
     def streams_for(self, integration: str) -> list[str]:
         """The streams to sync: the configured ``streams`` subset, else all the plugin declares."""

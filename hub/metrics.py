@@ -51,6 +51,7 @@ class Metrics:
             registry=r,
         )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._webhook_children: dict[tuple[str, str], Counter] = {}
         self.connection_health = Gauge(
             "hub_connection_healthy",
             "1 if the connection is healthy",
@@ -70,6 +71,13 @@ class Metrics:
             self._request_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def webhook(self, source: str, outcome: str) -> None:
+        """Count one webhook request of ``source`` by outcome (children cached: a hot path)."""
+        child = self._webhook_children.get((source, outcome))
+        if child is None:
+            child = self._webhook_children[source, outcome] = self.webhooks.labels(source, outcome)
+        child.inc()
 
     def records(self, integration: str, stream: str, counts: BatchCounts) -> None:
         """Count one batch's created, updated and deleted records."""

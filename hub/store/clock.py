@@ -5,10 +5,20 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+_second: tuple[int, str] = (-1, "")
+"""The last whole second formatted, and its text: most calls fall in the same second."""
+
 
 def utcnow() -> str:
     """The current time as an ISO 8601 UTC string (``2026-11-26T17:47:00.123456+00:00``)."""
-    return datetime.now(UTC).isoformat()
+    global _second
+    now = time.time()
+    second, text = _second
+    if int(now) != second:
+        second = int(now)
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (second, text)  # one assignment: threads see a consistent pair
+    return f"{text}.{int((now - second) * 1_000_000):06d}+00:00"
 
 
 _last_id = 0

@@ -1,9 +1,11 @@
 """Opening the SQLite database: checks, pragmas, migrations, and one writer thread.
 
-Every write goes through one thread fed by a queue (as datasette does), so the event loop
-never blocks on SQLite and this process's writes never contend with each other (another
-process, such as a CLI sync, waits for SQLite's lock up to ``busy_timeout``); reads run on
-a small pool with their own connections (WAL lets them proceed beside the writer).
+Writes go through one thread fed by a queue (as datasette does), so the event loop never
+waits for SQLite's lock and this process's writes never contend with each other (another
+process, such as a CLI sync, waits for the lock up to ``busy_timeout``); reads run on a small
+pool with their own connections (WAL lets them proceed beside the writer). The one exception
+is :meth:`Database.write_now`: a short write the event loop makes itself when the lock is free
+at that instant, for the webhook path, where a hop to another thread costs more than the SQL.
 """
 
 from __future__ import annotations
@@ -57,6 +59,15 @@ def connect(path: Path, cache_mb: int = 4) -> sqlite_utils.Database:
     return db
 
 
+class WriteBusy(Exception):
+    """:meth:`Database.write_now` found SQLite's write lock taken; nothing was written."""
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None) or 0
+    return code & 0xFF in {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}  # extended codes too
+
+
 class Database:
     """The hub's database: one writer thread, a pool of readers, migrations applied at open."""
 
@@ -95,6 +106,9 @@ class Database:
         self._readers: list[sqlite_utils.Database] = []
         self._reader_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hub-store-reader")
+        self._immediate_db: sqlite_utils.Database | None = None
+        self.waits_for_disk = synchronous == "full"
+        """Commits fsync (``synchronous = full``): too slow for :meth:`write_now`."""
         self._closed = False
 
     def _checkpoint_loop(self) -> None:
@@ -140,6 +154,37 @@ class Database:
         self._queue.put((fn, args, future))
         return future
 
+    def write_now(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(db, *args)`` in one transaction on the calling thread, without waiting.
+
+        For short writes from the event loop. Never waits for SQLite's lock: if another
+        connection (the writer thread, another process) holds it, nothing is written and
+        :class:`WriteBusy` is raised, so the caller can hand the work to :meth:`submit`.
+        """
+        if self._closed:
+            raise StoreError("the store is closed")
+        db = self._immediate_db
+        if db is None:
+            db = self._immediate_db = connect(self.path, cache_mb=WRITER_CACHE_MB)
+            db.conn.isolation_level = None  # transactions are begun and ended here
+            db.execute("PRAGMA busy_timeout=0")
+            db.execute("PRAGMA wal_autocheckpoint=0")
+        conn = db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise WriteBusy(str(exc)) from None
+        try:
+            result = fn(db, *args)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                raise WriteBusy(str(exc)) from None
+            raise
+        return result
+
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(db, *args)`` in one transaction on the writer thread and return its result."""
         return await asyncio.wrap_future(self.submit(fn, *args))
@@ -176,3 +221,5 @@ class Database:
             for db in self._readers:
                 db.close()
         self._writer_db.close()
+        if self._immediate_db is not None:
+            self._immediate_db.close()

@@ -6,6 +6,8 @@ when any was dead-lettered, else ``done``.
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from hub.store.database import Database
 EVENT_STATES = ("pending", "dead", "done")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NewEvent:
     """An event to store, with the handlers that must each process it once."""
 
@@ -33,7 +35,7 @@ class NewEvent:
     handlers: Sequence[str]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PreparedEvents:
     """Events turned into row tuples in the event loop, so the writer thread only runs SQL.
 
@@ -69,11 +71,11 @@ class PreparedEvents:
             if (e.source, e.event_id) in seen:
                 continue
             seen.add((e.source, e.event_id))
-            delivery_rows += [(h, at, now, e.source, e.event_id, batch) for h in e.handlers]
+            delivery_rows += [(e.source, e.event_id, batch, h, at, now) for h in e.handlers]
         return cls(batch, event_rows, delivery_rows)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class WebhookDelivery:
     """One accepted webhook request ready to store: its raw body, kept headers and events."""
 
@@ -91,7 +93,7 @@ class WebhookDelivery:
         return cls(row, prepared)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Stored:
     """What storing a request or event did: rows created and duplicates ignored."""
 
@@ -114,34 +116,85 @@ class Due:
     created_at: str
 
 
-def insert_events(db: sqlite_utils.Database, prepared: PreparedEvents) -> Stored:
-    """Insert events (ignoring duplicate (source, event id)) and, for new ones, deliveries."""
+EVENTS_SQL = (
+    "INSERT OR IGNORE INTO events (source, event_id, type, connection_key, data, request_id, "
+    "created_at) VALUES {values}"
+)
+REQUESTS_SQL = (
+    "INSERT INTO webhook_requests (id, source, received_at, headers, body) VALUES {values}"
+)
+# Deliveries for the events this insert created: a duplicate keeps its first request_id.
+DELIVERIES_SQL = (
+    "WITH d (source, event_id, request_id, handler, next_at, updated_at) AS (VALUES {values}) "
+    "INSERT INTO deliveries (event, handler, state, next_at, updated_at) "
+    "SELECT e.id, d.handler, 'pending', d.next_at, d.updated_at FROM d JOIN events e "
+    "ON e.source = d.source AND e.event_id = d.event_id AND e.request_id = d.request_id"
+)
+# Rows per statement, largest first (at most 128 x 7 = 896 bound values, under SQLite's
+# oldest limit of 999): a group of n rows takes at most one statement per set bit of n.
+CHUNK_SIZES = (128, 64, 32, 16, 8, 4, 2, 1)
+
+
+@functools.cache
+def _values(width: int, rows: int) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return ", ".join([row] * rows)
+
+
+def insert_rows(conn: sqlite3.Connection, template: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Run ``template`` (with a ``{values}`` slot) over ``rows`` in a few multi-row statements.
+
+    One statement per row (``executemany``) would make the writer thread give up and retake
+    the GIL at every row, stalling the event loop's thread each time; this takes it a few
+    times per group. The statement texts come from a small fixed set, so they stay cached.
+    """
+    if not rows:
+        return
+    width, start = len(rows[0]), 0
+    for size in CHUNK_SIZES:
+        while len(rows) - start >= size:
+            chunk = rows[start : start + size]
+            conn.execute(
+                template.format(values=_values(width, size)),
+                [value for row in chunk for value in row],
+            )
+            start += size
+
+
+def insert_event_groups(
+    db: sqlite_utils.Database, groups: Sequence[PreparedEvents]
+) -> list[Stored]:
+    """Insert each group's events (ignoring known (source, event id)) and, for the new ones,
+    their deliveries; what each group created and ignored, in order."""
     conn = db.conn
+    rows = [row for group in groups for row in group.event_rows]
     before = conn.total_changes
-    conn.executemany(
-        "INSERT OR IGNORE INTO events (source, event_id, type, connection_key, data, "
-        "request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        prepared.event_rows,
-    )
-    created = conn.total_changes - before
-    if created and prepared.delivery_rows:
-        conn.executemany(
-            "INSERT INTO deliveries (event, handler, state, next_at, updated_at) "
-            "SELECT id, ?, 'pending', ?, ? FROM events "
-            "WHERE source = ? AND event_id = ? AND request_id = ?",
-            prepared.delivery_rows,
+    insert_rows(conn, EVENTS_SQL, rows)
+    created_total = conn.total_changes - before
+    if created_total == len(rows):
+        created = [len(group.event_rows) for group in groups]
+    else:  # duplicates: count the new rows (the highest row ids) per request
+        counts = dict(
+            conn.execute(
+                "SELECT request_id, count(*) FROM events WHERE id > last_insert_rowid() - ? "
+                "GROUP BY request_id",
+                [created_total],
+            ).fetchall()
+            if created_total
+            else []
         )
-    return Stored(created, len(prepared.event_rows) - created)
+        created = [counts.get(group.batch, 0) for group in groups]
+    outcome = list(zip(groups, created, strict=True))
+    insert_rows(
+        conn, DELIVERIES_SQL, [row for group, new in outcome if new for row in group.delivery_rows]
+    )
+    return [Stored(new, len(group.event_rows) - new) for group, new in outcome]
 
 
 def insert_webhooks(db: sqlite_utils.Database, requests: Sequence[WebhookDelivery]) -> list[Stored]:
     """Store many requests in the caller's one transaction (group commit)."""
-    db.conn.executemany(
-        "INSERT INTO webhook_requests (id, source, received_at, headers, body) "
-        "VALUES (?, ?, ?, ?, ?)",
-        [request.request_row for request in requests],
-    )
-    return [insert_events(db, request.events) for request in requests]
+    insert_rows(db.conn, REQUESTS_SQL, [request.request_row for request in requests])
+    return insert_event_groups(db, [request.events for request in requests])
 
 
 class Inbox:
@@ -152,7 +205,8 @@ class Inbox:
 
     async def add_event(self, event: NewEvent) -> Stored:
         """Store one event (a hub event from the bus) with its deliveries."""
-        return await self._db.write(insert_events, PreparedEvents.build([event]))
+        stored = await self._db.write(insert_event_groups, [PreparedEvents.build([event])])
+        return stored[0]
 
     async def due(self, limit: int = 200) -> list[Due]:
         """Pending deliveries whose next attempt time has passed, oldest first."""

@@ -54,6 +54,9 @@ class Dispatcher:
         self._running: dict[tuple[int, str], asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self.subscriptions: list[Subscription] = []
+        self._handlers: dict[tuple[str, str], tuple[str, ...]] = {}
+        """Handlers per (source, event type): the webhook path asks for every request."""
+        self._generation = -1
         self._alerted: set[str] = set()
         """Handlers whose dead letters were alerted; cleared when one of theirs succeeds."""
 
@@ -80,15 +83,25 @@ class Dispatcher:
     async def reload_subscriptions(self) -> None:
         """Re-read subscriptions (after one is created, deleted or disabled)."""
         self.subscriptions = await self._hub.store.subscriptions.list()
+        self._handlers.clear()
 
-    def handlers_for(self, source: str, event_type: str) -> list[str]:
+    def handlers_for(self, source: str, event_type: str) -> tuple[str, ...]:
         """The handlers a new event of ``source`` and ``event_type`` must be delivered to."""
-        hub = self._hub
-        handlers = []
-        if source != "hub" and hub.plugins.has_owner_hook(source, "process"):
-            handlers.append("process")
-        handlers += [f"event:{name}" for name in hub.plugins.implementers("event")]
-        handlers += [f"sub:{s.id}" for s in self.subscriptions if s.matches(event_type)]
+        if self._generation != self._hub.plugins.generation:
+            self._handlers.clear()
+            self._generation = self._hub.plugins.generation
+        key = (source, event_type)
+        handlers = self._handlers.get(key)
+        if handlers is None:
+            hub = self._hub
+            processed = source != "hub" and hub.plugins.has_owner_hook(source, "process")
+            owner = ["process"] if processed else []
+            handlers = tuple(
+                owner
+                + [f"event:{name}" for name in hub.plugins.implementers("event")]
+                + [f"sub:{s.id}" for s in self.subscriptions if s.matches(event_type)]
+            )
+            self._handlers[key] = handlers
         return handlers
 
     def wake(self) -> None:

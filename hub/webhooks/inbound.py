@@ -57,18 +57,18 @@ async def receive(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     source = request.match_info["source"]
     metrics = hub.metrics
-    if source not in hub.plugins.integrations or not hub.plugins.has_owner_hook(source, "webhook"):
+    if not hub.plugins.has_owner_hook(source, "webhook"):
         return _reject(404, f"no webhook source {source!r}")
     if hub.disabled(source):
         return _reject(404, f"webhook source {source!r} is disabled in the configuration")
     limit = hub.settings.webhooks.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        metrics.webhooks.labels(source, "too_large").inc()
+        metrics.webhook(source, "too_large")
         return _reject(413, f"body over {limit} bytes")
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        metrics.webhooks.labels(source, "too_large").inc()
+        metrics.webhook(source, "too_large")
         return _reject(413, f"body over {limit} bytes")
     try:
         parsed = await await_maybe(
@@ -76,17 +76,17 @@ async def receive(request: web.Request) -> web.Response:
         )
         events = _validated(parsed)
     except SignatureError as exc:
-        metrics.webhooks.labels(source, "bad_signature").inc()
+        metrics.webhook(source, "bad_signature")
         log.warning("webhook signature rejected", source=source, reason=str(exc))
         return _reject(401, str(exc) or "bad signature")
     except UnknownSourceError as exc:
-        metrics.webhooks.labels(source, "unknown_source").inc()
+        metrics.webhook(source, "unknown_source")
         return _reject(404, str(exc))
     except HubError as exc:
-        metrics.webhooks.labels(source, "malformed").inc()
+        metrics.webhook(source, "malformed")
         return _reject(400, str(exc) or "malformed webhook")
     except Exception as exc:  # a parser tripping over bad input is still bad input
-        metrics.webhooks.labels(source, "malformed").inc()
+        metrics.webhook(source, "malformed")
         log.warning("webhook could not be parsed", source=source, error=repr(exc)[:300])
         return _reject(400, "malformed webhook")
     new_events = [_stored_event(hub, source, event) for event in events]
@@ -95,7 +95,7 @@ async def receive(request: web.Request) -> web.Response:
     )
     if stored.created and any(event.handlers for event in new_events):
         hub.dispatcher.wake()
-    metrics.webhooks.labels(source, "accepted").inc()
+    metrics.webhook(source, "accepted")
     return json_response({"received": stored.created, "duplicates": stored.duplicates})
 
 

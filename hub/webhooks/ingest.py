@@ -1,7 +1,11 @@
 """Group commit for inbound webhooks: many requests' rows in one transaction.
 
-Each request waits for the commit that contains its rows, so an answered request is on disk;
-while one transaction commits, new arrivals queue up and go into the next one together.
+Each request waits for the commit that contains its rows, so an answered request is on disk.
+Requests that arrive in the same turn of the event loop form one group, committed at the end
+of that turn by the loop itself when SQLite's write lock is free (on this path a hop to the
+writer thread and back costs more than the SQL). When the lock is taken (a sync is writing a
+batch, another process holds it) or commits wait for the disk (``synchronous = full``), the
+group goes to the store's writer thread instead, and newcomers gather for the next group.
 """
 
 from __future__ import annotations
@@ -9,53 +13,77 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import Future
 
-from hub.store.database import Database
+from hub.store.database import Database, WriteBusy
 from hub.store.inbox import Stored, WebhookDelivery, insert_webhooks
+
+Group = list[tuple[WebhookDelivery, asyncio.Future[Stored]]]
 
 
 class GroupCommitter:
-    """Queues webhook deliveries and commits them in groups on the store's writer thread."""
+    """Queues webhook deliveries and commits them in groups."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._pending: list[tuple[WebhookDelivery, asyncio.Future[Stored]]] = []
-        self._writing = False
+        self._pending: Group = []
+        self._busy = False
+        """A flush is scheduled or a group is on the writer thread: newcomers just queue."""
 
     async def store(self, delivery: WebhookDelivery) -> Stored:
         """Store ``delivery`` durably; return once the transaction holding it has committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Stored] = loop.create_future()
         self._pending.append((delivery, future))
-        if not self._writing:
-            self._flush(loop)
+        if not self._busy:
+            self._busy = True
+            loop.call_soon(self._flush, loop)
         return await future
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         group, self._pending = self._pending, []
+        deliveries = [delivery for delivery, _ in group]
+        if not self._db.waits_for_disk:
+            try:
+                results = self._db.write_now(insert_webhooks, deliveries)
+            except WriteBusy:
+                pass
+            except Exception as exc:
+                self._settle(loop, group, error=exc)
+                return
+            else:
+                self._settle(loop, group, results)
+                return
         try:
-            done = self._db.submit(insert_webhooks, [delivery for delivery, _ in group])
+            done = self._db.submit(insert_webhooks, deliveries)
         except Exception as exc:  # the store is closed: nobody waits forever
-            for _, future in group:
-                if not future.done():
-                    future.set_exception(exc)
+            self._settle(loop, group, error=exc)
             return
-        self._writing = True
         done.add_done_callback(lambda f: loop.call_soon_threadsafe(self._committed, loop, group, f))
 
     def _committed(
+        self, loop: asyncio.AbstractEventLoop, group: Group, done: Future[list[Stored]]
+    ) -> None:
+        error = done.exception()
+        if error is None:
+            self._settle(loop, group, done.result())
+        else:
+            self._settle(loop, group, error=error)
+
+    def _settle(
         self,
         loop: asyncio.AbstractEventLoop,
-        group: list[tuple[WebhookDelivery, asyncio.Future[Stored]]],
-        done: Future[list[Stored]],
+        group: Group,
+        results: list[Stored] | None = None,
+        error: BaseException | None = None,
     ) -> None:
-        self._writing = False
-        error = done.exception()
+        """Answer the group's waiters, then start the next group if requests queued meanwhile."""
         for index, (_, future) in enumerate(group):
-            if future.done():
+            if future.done():  # the request was cancelled (client gone): its rows still count
                 continue
-            if error is not None:
-                future.set_exception(error)
+            if results is not None:
+                future.set_result(results[index])
             else:
-                future.set_result(done.result()[index])
+                future.set_exception(error or RuntimeError("webhook commit failed"))
         if self._pending:
-            self._flush(loop)
+            loop.call_soon(self._flush, loop)
+        else:
+            self._busy = False

@@ -1,0 +1,122 @@
+"""Group commit: many requests' rows in a few multi-row statements, with exact counts of what
+each request created and what it repeated."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from hub.store.database import Database, WriteBusy
+from hub.store.inbox import CHUNK_SIZES, NewEvent, WebhookDelivery, insert_webhooks
+from hub.webhooks.ingest import GroupCommitter
+
+
+def delivery(*event_ids: str, handlers: tuple[str, ...] = ("process",)) -> WebhookDelivery:
+    events = [
+        NewEvent("src", event_id, "src.thing", {"n": event_id}, None, handlers)
+        for event_id in event_ids
+    ]
+    return WebhookDelivery.build("src", {"content-type": "application/json"}, b"{}", events)
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    database = Database(tmp_path / "hub.db")
+    yield database
+    database.close()
+
+
+def count(db: Database, sql: str) -> int:
+    return int(db.read_sync(lambda conn: conn.execute(sql).fetchone()[0]))
+
+
+async def test_duplicates_within_a_request_a_group_and_the_store_are_each_counted(db):
+    await db.write(insert_webhooks, [delivery("old")])
+    group = [
+        delivery("a", "a", "old"),  # a repeat inside the request, a repeat of the store
+        delivery("b", "a"),  # a repeat of the first request in the same group
+        delivery("c"),
+    ]
+    stored = await db.write(insert_webhooks, group)
+    assert [(s.created, s.duplicates) for s in stored] == [(1, 2), (1, 1), (1, 0)]
+    assert count(db, "SELECT count(*) FROM events") == 4
+    assert count(db, "SELECT count(*) FROM webhook_requests") == 4
+    # one delivery per new event, none for a repeat
+    assert count(db, "SELECT count(*) FROM deliveries") == 4
+    first = group[0].request_row[0]
+    assert count(db, f"SELECT count(*) FROM events WHERE request_id = {first}") == 1
+
+
+@pytest.mark.parametrize("size", [1, 3, 127, 128, 129, 300])
+async def test_groups_of_any_size_store_every_row_once(db, size):
+    group = [delivery(f"e{i}", handlers=("process", "event:log")) for i in range(size)]
+    stored = await db.write(insert_webhooks, group)
+    assert all((s.created, s.duplicates) == (1, 0) for s in stored)
+    assert count(db, "SELECT count(*) FROM events") == size
+    assert count(db, "SELECT count(DISTINCT event) FROM deliveries") == size
+    assert count(db, "SELECT count(*) FROM deliveries") == 2 * size
+    resent = [delivery(f"e{i}") for i in range(size // 2 + 1)]
+    again = await db.write(insert_webhooks, resent)
+    assert all((s.created, s.duplicates) == (0, 1) for s in again)
+    assert count(db, "SELECT count(*) FROM deliveries") == 2 * size
+
+
+async def test_concurrent_requests_share_commits_and_each_gets_its_own_answer(db):
+    committer = GroupCommitter(db)
+    requests = [delivery(f"k{i % 50}") for i in range(200)]  # every id sent four times
+    stored = await asyncio.gather(*(committer.store(r) for r in requests))
+    assert sum(s.created for s in stored) == 50
+    assert sum(s.duplicates for s in stored) == 150
+    assert count(db, "SELECT count(*) FROM webhook_requests") == 200
+    assert count(db, "SELECT count(*) FROM deliveries") == 50
+
+
+def test_chunk_sizes_cover_every_group_size():
+    assert CHUNK_SIZES[-1] == 1
+    assert max(CHUNK_SIZES) * 7 <= 999  # the widest statement binds 7 values per row
+
+
+async def test_a_held_write_lock_sends_the_group_to_the_writer_thread_which_waits(db, tmp_path):
+    other = sqlite3.connect(tmp_path / "hub.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process, or a sync batch, is writing
+    with pytest.raises(WriteBusy):
+        db.write_now(insert_webhooks, [delivery("now")])
+    committer = GroupCommitter(db)
+    waiting = asyncio.create_task(committer.store(delivery("later")))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # not answered before its commit
+    other.execute("COMMIT")
+    stored = await asyncio.wait_for(waiting, 10)
+    assert (stored.created, stored.duplicates) == (1, 0)
+    assert count(db, "SELECT count(*) FROM events") == 1  # "now" was never written
+    assert (await committer.store(delivery("after"))).created == 1  # the loop path again
+    other.close()
+
+
+async def test_full_synchronous_commits_on_the_writer_thread(tmp_path, monkeypatch):
+    database = Database(tmp_path / "hub.db", synchronous="full")
+    try:
+        monkeypatch.setattr(database, "write_now", None)  # would raise if the loop wrote
+        stored = await GroupCommitter(database).store(delivery("x"))
+        assert stored.created == 1
+    finally:
+        database.close()
+
+
+async def test_a_failed_commit_fails_every_request_of_the_group_and_stores_none(db, monkeypatch):
+    def broken(conn, requests):
+        insert_webhooks(conn, requests)
+        raise sqlite3.IntegrityError("boom")
+
+    monkeypatch.setattr("hub.webhooks.ingest.insert_webhooks", broken)
+    committer = GroupCommitter(db)
+    results = await asyncio.gather(
+        *(committer.store(delivery(f"f{i}")) for i in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, sqlite3.IntegrityError) for r in results)
+    assert count(db, "SELECT count(*) FROM events") == 0  # rolled back
+    monkeypatch.undo()
+    assert (await committer.store(delivery("ok"))).created == 1
