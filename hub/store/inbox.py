@@ -37,7 +37,7 @@ class NewEvent:
 
 @dataclass(slots=True)
 class PreparedEvents:
-    """Events turned into row tuples in the event loop, so the writer thread only runs SQL.
+    """Events turned into row tuples before the commit, so the transaction only runs SQL.
 
     ``batch`` marks the rows this insert creates (a duplicate keeps its first batch), which
     is how deliveries are added only for events that are new.
