@@ -20,7 +20,7 @@ from hub.schedule import Scheduler
 from hub.web import admin, api, inbox_api
 from hub.web.auth import AdminAuth
 from hub.web.keys import AUTH, HUB, SCHEDULER
-from hub.web.middlewares import hub_middleware
+from hub.web.policy import guard_routes
 from hub.webhooks import inbound
 
 log = structlog.get_logger("hub.web")
@@ -43,19 +43,15 @@ def create_app(
     """
     hub = hub or Hub(settings, builtins)
     hub.load_plugins()
-    app = web.Application(
-        middlewares=[hub_middleware],
-        client_max_size=settings.webhooks.max_body_bytes,
-    )
+    app = web.Application(client_max_size=settings.webhooks.max_body_bytes)
     app[HUB] = hub
     app[SCHEDULER] = Scheduler(hub) if schedule else None
-    app.add_routes(inbound.routes)  # first: the hottest routes resolve fastest
-    app.add_routes(api.routes)
-    app.add_routes(admin.routes)
-    app.add_routes(inbox_api.routes)
+    app.add_routes(guard_routes(inbound.routes))  # first: the hottest routes resolve fastest
+    for core_routes in (api.routes, admin.routes, inbox_api.routes):
+        app.add_routes(guard_routes(core_routes))
     for plugin, extra in hub.plugins.broadcast_sync("routes", hub=hub):
         try:
-            app.add_routes(extra or [])
+            app.add_routes(guard_routes(extra or []))
         except (TypeError, ValueError, RuntimeError):
             log.exception("plugin routes rejected", plugin=plugin)
     app.cleanup_ctx.append(_hub_ctx)

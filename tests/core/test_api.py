@@ -383,3 +383,33 @@ async def test_sync_of_an_integration_without_a_sync_hook_is_404(hub_client):
     response = await client.post("/api/sync/generic")
     assert response.status == 404
     assert "nothing to sync" in (await response.json())["error"]
+
+
+class StaticUnderAdmin:
+    """A plugin trying to serve files under /admin, where only handlers can check the token."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @hookimpl
+    def routes(self) -> list[Any]:
+        from aiohttp import web
+
+        return [web.static("/admin/files", self.folder)]
+
+
+async def test_plugin_static_files_under_admin_are_refused(hub_client, tmp_path):
+    (tmp_path / "secret.txt").write_text("do not serve")
+    client = await hub_client(plugins=[StaticUnderAdmin(tmp_path)], authorized=False)
+    response = await client.get("/admin/files/secret.txt", allow_redirects=False)
+    assert response.status != 200
+    assert "do not serve" not in await response.text()
+
+
+async def test_requests_are_counted_per_route_pattern(hub_client):
+    client = await hub_client()
+    for _ in range(3):
+        assert (await client.get("/api/runs/12345")).status == 404
+    metrics = await (await client.get("/metrics")).text()
+    line = 'hub_http_requests_total{method="GET",route="/api/runs/{id}",status="404"} 3.0'
+    assert line in metrics
