@@ -91,7 +91,7 @@ def guard_routes(routes: Iterable[web.AbstractRouteDef]) -> list[web.AbstractRou
     guarded_routes: list[web.AbstractRouteDef] = []
     for route in routes:
         if isinstance(route, web.RouteDef):
-            wrapped = guarded(route.handler, route.path)  # type: ignore[arg-type]
+            wrapped = guarded(route.handler, route.path)
             route = web.RouteDef(route.method, route.path, wrapped, route.kwargs)
         elif _protected(getattr(route, "prefix", "/")):
             raise ValueError(f"{route!r}: only handlers can serve /api/ and /admin paths")
