@@ -138,10 +138,18 @@ class Database:
             fn, args, future = item
             if not future.set_running_or_notify_cancel():
                 continue
+            conn = self._writer_db.conn
             try:
-                with self._writer_db.atomic():
-                    result = fn(self._writer_db, *args)
+                # IMMEDIATE takes the write lock first (waiting up to busy_timeout): a deferred
+                # transaction that read before writing would fail at once with "database is
+                # locked" if another connection (the event loop's, another process's)
+                # committed in between.
+                conn.execute("BEGIN IMMEDIATE")
+                result = fn(self._writer_db, *args)
+                conn.commit()
             except BaseException as exc:
+                if conn.in_transaction:
+                    conn.rollback()
                 future.set_exception(exc)
             else:
                 future.set_result(result)

@@ -11,7 +11,10 @@ import pytest
 
 from hub.store.database import Database, WriteBusy
 from hub.store.inbox import CHUNK_SIZES, NewEvent, WebhookDelivery, insert_webhooks
+from hub.testing import generic_signature, wait_for_run
+from hub.web.keys import HUB
 from hub.webhooks.ingest import GroupCommitter
+from tests.conftest import ledger_config
 
 
 def delivery(*event_ids: str, handlers: tuple[str, ...] = ("process",)) -> WebhookDelivery:
@@ -120,3 +123,32 @@ async def test_a_failed_commit_fails_every_request_of_the_group_and_stores_none(
     assert count(db, "SELECT count(*) FROM events") == 0  # rolled back
     monkeypatch.undo()
     assert (await committer.store(delivery("ok"))).created == 1
+
+
+async def test_webhooks_during_a_sync_are_all_stored_and_the_sync_completes(hub_client, ledger):
+    """The sync's batches hold SQLite's write lock on the writer thread; webhook groups that
+    meet the lock go to the writer thread too, and nothing is lost on either side."""
+    secret = "during-sync"
+    config = ledger_config(ledger, page_size=50) | {
+        "webhooks": {"generic": {"tool": {"secret": secret}}}
+    }
+    client = await hub_client(config=config)
+    started = await client.post("/api/sync/custom_accounting", json={"mode": "full"})
+    assert started.status == 202, await started.text()
+
+    async def post(i: int) -> int:
+        body = f'{{"n": {i}}}'.encode()
+        response = await client.post(
+            "/webhooks/generic/tool",
+            data=body,
+            headers={"X-Signature": generic_signature(secret, body), "webhook-id": f"w{i}"},
+        )
+        return response.status
+
+    statuses = await asyncio.gather(*(post(i) for i in range(300)))
+    assert statuses == [200] * 300
+    for run_id in (await started.json())["run_ids"]:
+        assert (await wait_for_run(client, run_id))["state"] == "succeeded"
+    db = client.app[HUB].store.db
+    assert count(db, "SELECT count(*) FROM events WHERE source = 'generic'") == 300
+    assert count(db, "SELECT count(*) FROM webhook_requests") == 300
