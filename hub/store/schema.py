@@ -175,10 +175,16 @@ def _m003_clients(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m004_drop_events_type(db: sqlite_utils.Database) -> None:
+    # No query filters events by type; the index only slowed every webhook insert.
+    db.execute("DROP INDEX IF EXISTS events_type")
+
+
 MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_core", _m001_core),
     ("002_inbox", _m002_inbox),
     ("003_clients", _m003_clients),
+    ("004_drop_events_type", _m004_drop_events_type),
 )
 
 

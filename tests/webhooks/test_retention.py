@@ -50,3 +50,21 @@ async def test_prune_keeps_dead_letters_and_recent_events(hub_client):
     assert left == {"tool:e1", "tool:e2"}  # recent, and dead (kept for replay)
     assert orphans == 0
     assert await hub.store.inbox.prune(older_than_days=30) == (0, 0)
+
+
+def test_pruning_requests_scans_events_once_not_once_per_request(tmp_path):
+    """A correlated lookup per request (events have no index on request_id) would make
+    pruning quadratic in the inbox's size; the plan must read events once."""
+    from hub.store.database import Database
+    from hub.store.inbox import PRUNE_REQUESTS_SQL
+
+    db = Database(tmp_path / "hub.db")
+    try:
+        plan = db.read_sync(
+            lambda conn: conn.execute(f"EXPLAIN QUERY PLAN {PRUNE_REQUESTS_SQL}", ["x"]).fetchall()
+        )
+    finally:
+        db.close()
+    details = " | ".join(row[-1] for row in plan)
+    assert "CORRELATED" not in details, details
+    assert "LIST SUBQUERY" in details, details
