@@ -11,7 +11,7 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 # Above 256 KiB: asyncio reads sockets into 256 KiB buffers, which must stay on the heap (an
 # mmap and munmap per read cost a quarter of the webhook path's throughput).
-MMAP_THRESHOLD_BYTES = 1024 * 1024
+MMAP_THRESHOLD_BYTES = 512 * 1024
 TRIM_THRESHOLD_BYTES = 4 * MMAP_THRESHOLD_BYTES
 
 _done = False
