@@ -239,9 +239,12 @@ class HubPlugins:
 
     def _find_impl(self, plugin: object, hook: str) -> Callable[..., Any] | None:
         caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+        spec_args = tuple(caller.spec.argnames) if caller.spec is not None else None
         for impl in caller.get_hookimpls():
             if impl.plugin is plugin:
                 argnames = impl.argnames
+                if tuple(argnames) == spec_args:  # takes every argument: call it as it is
+                    return cast(Callable[..., Any], impl.function)
 
                 def call(_impl: Any = impl, _names: tuple[str, ...] = argnames, **kw: Any) -> Any:
                     return _impl.function(*[kw[n] for n in _names])
