@@ -11,6 +11,7 @@ at that instant, for the webhook path, where a hop to another thread costs more 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -50,6 +51,7 @@ def connect(path: Path, cache_mb: int = 4) -> sqlite_utils.Database:
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=30000")
         db.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")
+        db.execute("PRAGMA journal_size_limit=67108864")  # whoever restarts the WAL: 64 MB
     except sqlite3.DatabaseError as exc:
         if "file is not a database" in str(exc):
             raise StoreError(
@@ -57,6 +59,14 @@ def connect(path: Path, cache_mb: int = 4) -> sqlite_utils.Database:
             ) from None
         raise StoreError(f"{path}: cannot open database: {exc}") from None
     return db
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back an open transaction; a failure to do so (the connection is broken) is left
+    for the next statement to report, so the writer thread never dies of it."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 class WriteBusy(Exception):
@@ -84,7 +94,6 @@ class Database:
         self._writer_db.execute(
             f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}"
         )
-        self._writer_db.execute("PRAGMA journal_size_limit=67108864")  # WAL back to 64 MB
         try:
             self.applied_migrations = apply_migrations(self._writer_db)
         except sqlite3.DatabaseError as exc:
@@ -148,8 +157,7 @@ class Database:
                 result = fn(self._writer_db, *args)
                 conn.commit()
             except BaseException as exc:
-                if conn.in_transaction:
-                    conn.rollback()
+                _rollback(conn)
                 future.set_exception(exc)
             else:
                 future.set_result(result)
@@ -186,8 +194,7 @@ class Database:
             result = fn(db, *args)
             conn.execute("COMMIT")
         except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _rollback(conn)
             if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
                 raise WriteBusy(str(exc)) from None
             raise

@@ -82,6 +82,11 @@ class WebhookDelivery:
     request_row: tuple[Any, ...]
     events: PreparedEvents
 
+    @property
+    def size(self) -> int:
+        """The raw body's length in bytes."""
+        return len(self.request_row[4])
+
     @classmethod
     def build(
         cls, source: str, headers: dict[str, str], body: bytes, events: Sequence[NewEvent]
@@ -147,24 +152,26 @@ def _values(width: int, rows: int) -> str:
     return ", ".join([row] * rows)
 
 
-def insert_rows(conn: sqlite3.Connection, template: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Run ``template`` (with a ``{values}`` slot) over ``rows`` in a few multi-row statements.
+def insert_rows(conn: sqlite3.Connection, template: str, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Run ``template`` (with a ``{values}`` slot) over ``rows`` in a few multi-row statements;
+    return how many rows they inserted (an ``OR IGNORE`` skips duplicates).
 
-    One statement per row (``executemany``) would make the writer thread give up and retake
-    the GIL at every row, stalling the event loop's thread each time; this takes it a few
-    times per group. The statement texts come from a small fixed set, so they stay cached.
+    ``executemany`` would step once per row, releasing and retaking the GIL each time (on the
+    writer thread, a stall of the event loop's thread per row); this steps a few times per
+    group. The statement texts come from a small fixed set, so they stay cached.
     """
     if not rows:
-        return
-    width, start = len(rows[0]), 0
+        return 0
+    width, start, inserted = len(rows[0]), 0, 0
     for size in CHUNK_SIZES:
         while len(rows) - start >= size:
             chunk = rows[start : start + size]
-            conn.execute(
+            inserted += conn.execute(
                 template.format(values=_values(width, size)),
                 [value for row in chunk for value in row],
-            )
+            ).rowcount
             start += size
+    return inserted
 
 
 def insert_event_groups(
@@ -174,9 +181,7 @@ def insert_event_groups(
     their deliveries; what each group created and ignored, in order."""
     conn = db.conn
     rows = [row for group in groups for row in group.event_rows]
-    before = conn.total_changes
-    insert_rows(conn, EVENTS_SQL, rows)
-    created_total = conn.total_changes - before
+    created_total = insert_rows(conn, EVENTS_SQL, rows)  # not total_changes: it wraps at 2**31
     if created_total == len(rows):
         created = [len(group.event_rows) for group in groups]
     else:  # duplicates: count the new rows (the highest row ids) per request

@@ -20,7 +20,7 @@ from hub.schedule import Scheduler
 from hub.web import admin, api, inbox_api
 from hub.web.auth import AdminAuth
 from hub.web.keys import AUTH, HUB, SCHEDULER
-from hub.web.policy import guard_routes
+from hub.web.policy import UNMATCHED_ROUTE, guard_routes, guarded, unmatched
 from hub.webhooks import inbound
 
 log = structlog.get_logger("hub.web")
@@ -54,6 +54,7 @@ def create_app(
             app.add_routes(guard_routes(extra or []))
         except (TypeError, ValueError, RuntimeError):
             log.exception("plugin routes rejected", plugin=plugin)
+    app.router.add_route("*", UNMATCHED_ROUTE, guarded(unmatched, "unmatched"))  # last
     app.cleanup_ctx.append(_hub_ctx)
     app.cleanup_ctx.append(_auth_ctx(announce or _print_token))
     app.cleanup_ctx.append(_scheduler_ctx)

@@ -3,7 +3,9 @@ on ``/api`` and ``/admin``, JSON errors without tracebacks, and request metrics.
 
 It wraps handlers instead of running as an aiohttp middleware: the middleware chain (the
 app's own current-app middleware comes with it) cost the webhook path a tenth of its
-throughput. Requests that match no route get aiohttp's plain 404 or 405.
+throughput. A last route, :func:`unmatched`, answers what no other route matches under the
+same policy: 401 (or the login page) on a protected path without the token, else a JSON 405
+naming the allowed methods, or a JSON 404.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ KEPT_ERROR_HEADERS = frozenset({"Allow", "Location", "WWW-Authenticate"})
 
 def _protected(path: str) -> bool:
     return path.startswith(PROTECTED_PREFIXES) and path not in PUBLIC_PATHS
+
+
+UNMATCHED_ROUTE = r"/{tail:[\s\S]*}"  # any path, newlines included
 
 
 def _unauthorized(request: web.Request) -> web.StreamResponse | None:
@@ -85,15 +90,36 @@ def guarded(handler: Handler, route: str) -> Handler:
 def guard_routes(routes: Iterable[web.AbstractRouteDef]) -> list[web.AbstractRouteDef]:
     """``routes`` with every handler :func:`guarded`.
 
-    :raise ValueError: a route that cannot be guarded (static files) under ``/api/`` or
-        ``/admin``, which would escape the admin token.
+    :raise ValueError: static files under ``/api/`` or ``/admin`` (no handler could check the
+        admin token), or a route definition of another kind, which could register anything.
     """
     guarded_routes: list[web.AbstractRouteDef] = []
     for route in routes:
         if isinstance(route, web.RouteDef):
             wrapped = guarded(route.handler, route.path)
             route = web.RouteDef(route.method, route.path, wrapped, route.kwargs)
-        elif _protected(getattr(route, "prefix", "/")):
-            raise ValueError(f"{route!r}: only handlers can serve /api/ and /admin paths")
+        elif isinstance(route, web.StaticDef):
+            if _protected(route.prefix.rstrip("/") + "/"):
+                raise ValueError(f"{route!r}: only handlers can serve /api/ and /admin paths")
+        else:
+            raise ValueError(f"{route!r}: routes must be handlers or static files")
         guarded_routes.append(route)
     return guarded_routes
+
+
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    """What no route matches: 401 (or the login page) on a protected path without the admin
+    token, 405 with ``Allow`` when the path exists for other methods, else 404; all JSON."""
+    if _protected(request.path):
+        denied = _unauthorized(request)
+        if denied is not None:
+            return denied
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        response = json_response({"error": f"method {request.method} not allowed"}, status=405)
+        response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
+    return json_response({"error": f"no such path: {request.path}"}, status=404)

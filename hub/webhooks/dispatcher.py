@@ -44,6 +44,9 @@ def handler_delay(attempts: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+HANDLER_CACHE_SIZE = 4096
+
+
 class Dispatcher:
     """Runs due deliveries in the background and records their outcomes."""
 
@@ -93,6 +96,8 @@ class Dispatcher:
         key = (source, event_type)
         handlers = self._handlers.get(key)
         if handlers is None:
+            if len(self._handlers) >= HANDLER_CACHE_SIZE:  # event types come from senders
+                self._handlers.clear()
             hub = self._hub
             processed = source != "hub" and hub.plugins.has_owner_hook(source, "process")
             owner = ["process"] if processed else []

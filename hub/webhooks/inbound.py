@@ -99,16 +99,6 @@ async def receive(request: web.Request) -> web.Response:
     return json_response({"received": stored.created, "duplicates": stored.duplicates})
 
 
-@routes.route("*", "/webhooks/{tail:.*}", name="webhook_other")
-async def not_a_webhook(request: web.Request) -> web.Response:
-    """Any other method or path under ``/webhooks/``: 405 (with ``Allow``) or 404, as JSON."""
-    if request.method != "POST":
-        response = _reject(405, f"method {request.method} not allowed: webhooks are POSTed")
-        response.headers["Allow"] = "POST"
-        return response
-    return _reject(404, "no webhook source in the path (POST /webhooks/<source>)")
-
-
 def _stored_event(hub: Hub, source: str, event: WebhookEvent) -> NewEvent:
     event_type = f"{source}.{event.type}"
     return NewEvent(

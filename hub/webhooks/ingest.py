@@ -4,8 +4,9 @@ Each request waits for the commit that contains its rows, so an answered request
 Requests that arrive in the same turn of the event loop form one group, committed at the end
 of that turn by the loop itself when SQLite's write lock is free (on this path a hop to the
 writer thread and back costs more than the SQL). When the lock is taken (a sync is writing a
-batch, another process holds it) or commits wait for the disk (``synchronous = full``), the
-group goes to the store's writer thread instead, and newcomers gather for the next group.
+batch, another process holds it), commits wait for the disk (``synchronous = full``) or the
+group is large enough to stall the loop noticeably, the group goes to the store's writer
+thread instead, and newcomers gather for the next group.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from hub.store.database import Database, WriteBusy
 from hub.store.inbox import Stored, WebhookDelivery, insert_webhooks
 
 Group = list[tuple[WebhookDelivery, asyncio.Future[Stored]]]
+LOOP_WRITE_MAX_BYTES = 1024 * 1024
+"""A group whose bodies add up to more is written on the writer thread (about 2 ms of SQL)."""
 
 
 class GroupCommitter:
@@ -41,7 +44,8 @@ class GroupCommitter:
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         group, self._pending = self._pending, []
         deliveries = [delivery for delivery, _ in group]
-        if not self._db.waits_for_disk:
+        small = sum(delivery.size for delivery in deliveries) <= LOOP_WRITE_MAX_BYTES
+        if small and not self._db.waits_for_disk:
             try:
                 results = self._db.write_now(insert_webhooks, deliveries)
             except WriteBusy:

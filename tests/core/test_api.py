@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -413,3 +414,69 @@ async def test_requests_are_counted_per_route_pattern(hub_client):
     metrics = await (await client.get("/metrics")).text()
     line = 'hub_http_requests_total{method="GET",route="/api/runs/{id}",status="404"} 3.0'
     assert line in metrics
+
+
+class StaticAtApi(StaticUnderAdmin):
+    """Static files at the bare ``/api`` prefix (no trailing slash) must be refused too."""
+
+    @hookimpl
+    def routes(self) -> list[Any]:
+        from aiohttp import web
+
+        return [web.static("/api", self.folder)]
+
+
+async def test_plugin_static_files_at_the_api_prefix_are_refused(hub_client, tmp_path):
+    (tmp_path / "secret.txt").write_text("do not serve")
+    client = await hub_client(plugins=[StaticAtApi(tmp_path)], authorized=False)
+    response = await client.get("/api/secret.txt")
+    assert response.status == 401
+    assert "do not serve" not in await response.text()
+
+
+async def raw_request(client, method: str, path: str, token: str | None = None):
+    """Send a request line as written (no client-side path normalisation)."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    writer.write(
+        f"{method} {path} HTTP/1.1\r\nHost: hub\r\n{auth}Content-Length: 0\r\n"
+        "Connection: close\r\n\r\n".encode()
+    )
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "token", "status"),
+    [
+        ("POST", "/webhooks/generic/%0A", None, 404),
+        ("POST", "/webhooks/generic/a%0Ab", None, 404),
+        ("POST", "/webhooks/", None, 404),
+        ("GET", "/webhooks/generic/zapier", None, 405),
+        ("GET", "/nowhere", None, 404),
+        ("GET", "/api/nope", None, 401),
+        ("POST", "/api/status", None, 401),
+        ("OPTIONS", "/api/status", None, 401),
+        ("GET", "/api/nope", ADMIN_TOKEN, 404),
+        ("POST", "/api/status", ADMIN_TOKEN, 405),
+        ("GET", "/admin/nope", None, 302),
+    ],
+)
+async def test_what_no_route_matches_is_answered_by_the_policy_in_json(
+    hub_client, method, path, token, status
+):
+    client = await hub_client(authorized=False)
+    got, headers, body = await raw_request(client, method, path, token)
+    assert got == status, body
+    if status == 302:
+        assert headers["Location"] == "/admin/login"
+        return
+    assert headers["Content-Type"].startswith("application/json"), body
+    assert "error" in orjson.loads(body)
+    if status == 405:
+        assert "GET" in headers["Allow"] or "POST" in headers["Allow"]

@@ -13,7 +13,8 @@ from hub.store.database import Database, WriteBusy
 from hub.store.inbox import CHUNK_SIZES, NewEvent, WebhookDelivery, insert_webhooks
 from hub.testing import generic_signature, wait_for_run
 from hub.web.keys import HUB
-from hub.webhooks.ingest import GroupCommitter
+from hub.webhooks.dispatcher import HANDLER_CACHE_SIZE
+from hub.webhooks.ingest import LOOP_WRITE_MAX_BYTES, GroupCommitter
 from tests.conftest import ledger_config
 
 
@@ -30,6 +31,19 @@ def db(tmp_path: Path):
     database = Database(tmp_path / "hub.db")
     yield database
     database.close()
+
+
+def spy_write_now(db: Database) -> list[int]:
+    """Record the group sizes committed by the event loop itself (``write_now``)."""
+    calls: list[int] = []
+    original = db.write_now
+
+    def write_now(fn, requests):
+        calls.append(len(requests))
+        return original(fn, requests)
+
+    db.write_now = write_now  # type: ignore[method-assign]
+    return calls
 
 
 def count(db: Database, sql: str) -> int:
@@ -95,7 +109,9 @@ async def test_a_held_write_lock_sends_the_group_to_the_writer_thread_which_wait
     stored = await asyncio.wait_for(waiting, 10)
     assert (stored.created, stored.duplicates) == (1, 0)
     assert count(db, "SELECT count(*) FROM events") == 1  # "now" was never written
-    assert (await committer.store(delivery("after"))).created == 1  # the loop path again
+    calls = spy_write_now(db)
+    assert (await committer.store(delivery("after"))).created == 1
+    assert calls == [1]  # the lock is free again: the loop committed it itself
     other.close()
 
 
@@ -152,3 +168,25 @@ async def test_webhooks_during_a_sync_are_all_stored_and_the_sync_completes(hub_
     db = client.app[HUB].store.db
     assert count(db, "SELECT count(*) FROM events WHERE source = 'generic'") == 300
     assert count(db, "SELECT count(*) FROM webhook_requests") == 300
+
+
+async def test_a_group_of_large_bodies_is_written_off_the_event_loop(db):
+    calls = spy_write_now(db)
+    committer = GroupCommitter(db)
+    big = [
+        WebhookDelivery.build("src", {}, b"x" * (LOOP_WRITE_MAX_BYTES // 2 + 1), [])
+        for _ in range(2)
+    ]
+    stored = await asyncio.gather(*(committer.store(d) for d in big))
+    assert [s.created for s in stored] == [0, 0]  # no events, but the raw requests are kept
+    assert count(db, "SELECT count(*) FROM webhook_requests") == 2
+    assert calls == []  # the writer thread took the group
+    await committer.store(delivery("small"))
+    assert calls == [1]
+
+
+async def test_the_handler_cache_stays_bounded(make_hub):
+    hub = await make_hub()
+    for number in range(HANDLER_CACHE_SIZE + 10):
+        hub.dispatcher.handlers_for("generic", f"generic.t{number}")
+    assert len(hub.dispatcher._handlers) <= HANDLER_CACHE_SIZE
