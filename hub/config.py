@@ -105,6 +105,8 @@ class WebhookSettings(Section):
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     max_attempts: int = Field(default=8, ge=1)
+    handler_timeout: float = Field(default=300.0, gt=0)
+    """Seconds a handler (``process``, ``event``) may run before the attempt counts as failed."""
     retention_days: int = Field(default=30, ge=1)
     """Finished events and their raw requests are deleted after this many days."""
     generic: dict[str, GenericSender] = Field(default_factory=dict)

@@ -37,7 +37,7 @@ class EventBus:
         handlers = hub.dispatcher.handlers_for("hub", type)
         await hub.store.inbox.add_event(
             NewEvent(
-                source="hub",
+                source=source,
                 event_id=event.id,
                 type=type,
                 data=dict(data),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import random
 import time
 from typing import TYPE_CHECKING
@@ -36,6 +37,16 @@ SUBSCRIPTION_DISABLE_AFTER = 3
 HANDLER_BASE_DELAY_S = 2.0
 HANDLER_MAX_DELAY_S = 3600.0
 CONCURRENCY = 16
+UNRECORDED_RETRY_S = 5.0
+"""How long a delivery whose outcome could not be written waits before it runs again."""
+LOOP_ERROR_PAUSE_S = 1.0
+
+
+def message_id(source: str, event_id: str) -> str:
+    """The ``webhook-id`` of an event's outbound deliveries: the same on every retry, and
+    unique across events (row ids are reused after pruning, and restart on a new database)."""
+    digest = hashlib.sha256(f"{source}\0{event_id}".encode()).hexdigest()
+    return f"msg_{digest[:32]}"
 
 
 def handler_delay(attempts: int) -> float:
@@ -45,6 +56,15 @@ def handler_delay(attempts: int) -> float:
 
 
 HANDLER_CACHE_SIZE = 4096
+
+
+class HandlerTimeout(Exception):
+    """A handler ran longer than ``webhooks.handler_timeout``."""
+
+
+def _alert_key(due: Due) -> str:
+    """Dead letters alert once per failing handler: ``process`` is one per integration."""
+    return f"{due.source}:process" if due.handler == "process" else due.handler
 
 
 class Dispatcher:
@@ -62,6 +82,9 @@ class Dispatcher:
         self._generation = -1
         self._alerted: set[str] = set()
         """Handlers whose dead letters were alerted; cleared when one of theirs succeeds."""
+        self._held: dict[tuple[int, str], float] = {}
+        """Deliveries whose outcome could not be written: not run again before this time."""
+        self._reload_lock = asyncio.Lock()
 
     async def start(self, deliver: bool = True) -> None:
         """Load subscriptions (new events need them) and, if ``deliver``, start delivering."""
@@ -74,7 +97,10 @@ class Dispatcher:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                try:
+                    await self._task
+                except Exception:  # the loop logs its own errors; stopping must go on
+                    log.exception("the dispatcher loop had failed")
             self._task = None
         if self._running:
             _, late = await asyncio.wait(set(self._running.values()), timeout=2)
@@ -85,8 +111,9 @@ class Dispatcher:
 
     async def reload_subscriptions(self) -> None:
         """Re-read subscriptions (after one is created, deleted or disabled)."""
-        self.subscriptions = await self._hub.store.subscriptions.list()
-        self._handlers.clear()
+        async with self._reload_lock:  # reads finish out of order: the last one must win
+            self.subscriptions = await self._hub.store.subscriptions.list()
+            self._handlers.clear()
 
     def handlers_for(self, source: str, event_type: str) -> tuple[str, ...]:
         """The handlers a new event of ``source`` and ``event_type`` must be delivered to."""
@@ -122,33 +149,40 @@ class Dispatcher:
             await asyncio.sleep(0.02)
 
     async def _loop(self) -> None:
-        inbox = self._hub.store.inbox
         while True:
-            self._wake.clear()
-            busy = set(self._running)  # a delivery finishing during the read may read as due
             try:
-                due = [d for d in await inbox.due() if (d.event, d.handler) not in busy]
-            except Exception:
-                log.exception("cannot read due deliveries")
-                due = []
-            for delivery in due:
-                key = (delivery.event, delivery.handler)
-                task = asyncio.create_task(self._deliver(delivery))
-                self._running[key] = task
-                task.add_done_callback(functools.partial(self._forget, key))
-            if due:
-                await asyncio.sleep(0)
-                continue
-            next_at = await inbox.next_due_at()
-            if next_at is None or (self._running and next_at <= time.time()):
-                wait = 1.0  # nothing due but what is running: its end wakes the loop
-            else:
-                wait = min(1.0, max(0.01, next_at - time.time()))
-            # asyncio.timeout, not wait_for: on Python 3.11, wait_for racing a cancel with its
-            # own timeout can leave the task neither cancelled nor running (stop hangs)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
+                await self._round()
+            except Exception:  # a failed read (disk, lock): log, pause, carry on
+                log.exception("dispatcher round failed; retrying")
+                await asyncio.sleep(LOOP_ERROR_PAUSE_S)
+
+    async def _round(self) -> None:
+        """Start what is due, then wait until something may be due (or a wake-up)."""
+        inbox = self._hub.store.inbox
+        self._wake.clear()
+        now = time.monotonic()
+        self._held = {key: until for key, until in self._held.items() if until > now}
+        # a delivery finishing during the read may read as due
+        skip = set(self._running) | set(self._held)
+        due = [d for d in await inbox.due() if (d.event, d.handler) not in skip]
+        for delivery in due:
+            key = (delivery.event, delivery.handler)
+            task = asyncio.create_task(self._deliver(delivery))
+            self._running[key] = task
+            task.add_done_callback(functools.partial(self._forget, key))
+        if due:
+            await asyncio.sleep(0)
+            return
+        next_at = await inbox.next_due_at()
+        if next_at is None or ((self._running or self._held) and next_at <= time.time()):
+            wait = 1.0  # nothing due but what is running or held: its end wakes the loop
+        else:
+            wait = min(1.0, max(0.01, next_at - time.time()))
+        # asyncio.timeout, not wait_for: on Python 3.11, wait_for racing a cancel with its
+        # own timeout can leave the task neither cancelled nor running (stop hangs)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._wake.wait()
 
     def _forget(self, key: tuple[int, str], _task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
@@ -156,26 +190,47 @@ class Dispatcher:
 
     async def _deliver(self, due: Due) -> None:
         async with self._slots:
-            event = HubEvent(
-                type=due.type,
-                data=due.data,
-                id=due.event_id,
-                source=due.source,
-                created_at=due.created_at,
-                connection_key=due.connection_key,
-                attempt=due.attempts + 1,
-            )
-            attempts = due.attempts + 1
             try:
-                await self._run_handler(due, event)
-            except Exception as exc:
-                await self._failed(due, attempts, exc)
-            else:
-                await self._hub.store.inbox.record(
-                    [(due.event, due.handler, "done", attempts, time.time(), None)]
+                await self._attempt(due)
+            except Exception:  # the outcome could not be written: hold it, do not spin
+                self._held[(due.event, due.handler)] = time.monotonic() + UNRECORDED_RETRY_S
+                log.exception(
+                    "delivery outcome not recorded; it runs again later",
+                    inbox_id=due.event,
+                    handler=due.handler,
                 )
-                self._alerted.discard(due.handler)
-                await self._finished_subscription(due.handler, ok=True)
+
+    async def _attempt(self, due: Due) -> None:
+        """Run one delivery and record its outcome (done, retry later, or dead)."""
+        event = HubEvent(
+            type=due.type,
+            data=due.data,
+            id=due.event_id,
+            source=due.source,
+            created_at=due.created_at,
+            connection_key=due.connection_key,
+            attempt=due.attempts + 1,
+        )
+        attempts = due.attempts + 1
+        limit = self._hub.settings.webhooks.handler_timeout
+        try:
+            async with asyncio.timeout(limit):
+                await self._run_handler(due, event)
+        except TimeoutError:
+            await self._failed(due, attempts, HandlerTimeout(f"no answer in {limit:g} s"))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the hub is stopping: the delivery stays pending
+            await self._failed(due, attempts, RuntimeError("the handler was cancelled"))
+        except Exception as exc:
+            await self._failed(due, attempts, exc)
+        else:
+            await self._hub.store.inbox.record(
+                [(due.event, due.handler, "done", attempts, time.time(), None)]
+            )
+            self._alerted.discard(_alert_key(due))
+            await self._finished_subscription(due.handler, ok=True)
 
     async def _run_handler(self, due: Due, event: HubEvent) -> None:
         hub = self._hub
@@ -185,7 +240,7 @@ class Dispatcher:
         elif kind == "event":
             await hub.plugins.call_plugin(name, "event", event=event, hub=hub)
         elif kind == "sub":
-            await hub.outbound.deliver(name, f"msg_{due.event}", event)
+            await hub.outbound.deliver(name, message_id(due.source, due.event_id), event)
         else:
             raise LookupError(f"unknown handler {due.handler!r}")
 
@@ -209,9 +264,9 @@ class Dispatcher:
                 "delivery dead-lettered", inbox_id=due.event, handler=due.handler, error=error
             )
             await self._finished_subscription(due.handler, ok=False)
-            if due.handler in self._alerted:
+            if _alert_key(due) in self._alerted:
                 return  # one alert per failing handler, not one per event (no storm)
-            self._alerted.add(due.handler)
+            self._alerted.add(_alert_key(due))
             await self._hub.health.deliver(
                 Alert(
                     id=0,

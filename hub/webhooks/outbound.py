@@ -80,7 +80,10 @@ class Outbound:
         started = time.perf_counter()
         target = url.split("?", 1)[0]
         try:
-            async with self.session().post(url, data=body, headers=headers) as response:
+            # Redirects are not followed: a 3xx turned POST into GET (a login page's 200 would
+            # count as delivered) or re-sent the signed body to wherever Location points.
+            post = self.session().post(url, data=body, headers=headers, allow_redirects=False)
+            async with post as response:
                 answer = await response.content.read(2000)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

@@ -96,7 +96,8 @@ async def hub_events(hub, prefix: str) -> list[tuple[str, dict[str, Any]]]:
     await hub.dispatcher.drain()
     rows = await hub.store.db.read(
         lambda db: db.execute(
-            "SELECT type, data FROM events WHERE source = 'hub' AND type LIKE ? ORDER BY id",
+            "SELECT type, data FROM events WHERE source = 'quickbooks' AND event_id LIKE 'evt_%' "
+            "AND type LIKE ? ORDER BY id",
             [f"{prefix}%"],
         ).fetchall()
     )

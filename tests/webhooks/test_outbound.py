@@ -442,3 +442,45 @@ async def test_deliveries_to_a_now_unsafe_url_fail_and_retry(hub_client, receive
     assert delivery["state"] == "dead" and delivery["attempts"] == 2
     assert "loopback" in delivery["last_error"]
     assert receiver.events == []
+
+
+async def test_webhook_ids_stay_unique_after_pruning_reuses_row_ids(hub_client, receiver):
+    client = await hub_client(config=PRIVATE)
+    await subscribe(client, receiver.url, ["*"])
+    hub = client.app[HUB]
+    await hub.emit("a.first", {"n": 1})
+    await hub.dispatcher.drain()
+    await hub.store.inbox.prune(0)  # the newest rows go: SQLite hands their ids out again
+    await hub.emit("b.second", {"n": 2})
+    await hub.dispatcher.drain()
+    ids = {c.payload["type"]: c.id for c in receiver.events if c.payload["type"] != "webhook.ping"}
+    assert ids["a.first"] != ids["b.second"]
+
+
+@pytest.fixture
+async def redirector(aiohttp_server: Any) -> tuple[str, list[str]]:
+    """An endpoint answering 302 to a page that accepts GET and POST."""
+    got: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        raise web.HTTPFound("/moved")
+
+    async def moved(request: web.Request) -> web.Response:
+        got.append(request.method)
+        return web.Response(text="<html>a login page</html>")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    app.router.add_route("*", "/moved", moved)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    return f"http://127.0.0.1:{server.port}/hook", got
+
+
+async def test_a_redirect_is_a_failed_delivery_and_is_not_followed(hub_client, redirector):
+    url, got = redirector
+    client = await hub_client(config=PRIVATE)
+    created = await client.post("/api/subscriptions", json={"url": url})
+    assert created.status == 400  # the test ping got a 302
+    assert "302" in (await created.json())["error"]
+    assert got == []  # nothing was sent to where Location pointed
