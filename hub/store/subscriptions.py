@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import sqlite_utils
 
+from hub.errors import StoreError
 from hub.store.clock import utcnow
 from hub.store.crypto import Vault
 from hub.store.database import Database
@@ -57,15 +58,20 @@ class Subscriptions:
         self._vault = vault
 
     def _row(self, row: dict[str, Any]) -> Subscription:
+        state, reason = row["state"], row["disabled_reason"]
+        try:
+            secret = self._vault.open(row["secret"])["secret"]
+        except StoreError as exc:  # the secret key changed: list it, deliver nothing to it
+            secret, state, reason = "", "unreadable", str(exc)
         return Subscription(
             id=row["id"],
             url=row["url"],
             events=tuple(orjson.loads(row["events"])),
             description=row["description"],
-            secret=self._vault.open(row["secret"])["secret"],
-            state=row["state"],
+            secret=secret,
+            state=state,
             failures=row["failures"],
-            disabled_reason=row["disabled_reason"],
+            disabled_reason=reason,
             created_at=row["created_at"],
         )
 

@@ -484,3 +484,23 @@ async def test_a_redirect_is_a_failed_delivery_and_is_not_followed(hub_client, r
     assert created.status == 400  # the test ping got a 302
     assert "302" in (await created.json())["error"]
     assert got == []  # nothing was sent to where Location pointed
+
+
+async def test_a_subscription_whose_secret_cannot_be_read_is_listed_and_not_delivered_to(
+    hub_client, receiver
+):
+    client = await hub_client(config=PRIVATE)
+    created = await subscribe(client, receiver.url, ["*"])
+    hub = client.app[HUB]
+    await hub.store.db.write(  # as after a change of the secret key
+        lambda db: db.execute("UPDATE subscriptions SET secret = ?", [b"gAAAA-not-a-token"])
+    )
+    await hub.dispatcher.reload_subscriptions()  # would raise before: the hub could not start
+    listed = await (await client.get("/api/subscriptions")).json()
+    (only,) = listed["subscriptions"]
+    assert only["id"] == created["id"] and only["state"] == "unreadable"
+    assert "secret key changed" in only["disabled_reason"]
+    before = len(receiver.events)
+    await hub.emit("x.y", {})
+    await hub.dispatcher.drain()
+    assert len(receiver.events) == before
