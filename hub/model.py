@@ -120,6 +120,9 @@ class SyncMode(enum.StrEnum):
 class Batch:
     """One unit a ``sync`` yields; the hub commits records, deletions and cursor atomically.
 
+    The hub copies the batch when it is yielded, so the plugin may reuse its lists, record
+    dicts and cursor for the next page.
+
     :param stream: the stream's name.
     :param records: provider records (dicts) to upsert.
     :param cursor: the stream's new cursor after this batch (JSON), or None to keep it.

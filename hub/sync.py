@@ -17,9 +17,10 @@ import functools
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import sqlite_utils
 import structlog
 
@@ -70,6 +71,20 @@ class SyncResult:
     duration_s: float
     error_class: str | None = None
     error: str | None = None
+
+
+def _snapshot(batch: Batch) -> Batch:
+    """What ``batch`` holds now, for the writer thread: the plugin runs on while the batch
+    waits its turn, and may reuse its lists, records or cursor for the next page."""
+    cursor = batch.cursor
+    if isinstance(cursor, dict | list):
+        cursor = orjson.loads(orjson.dumps(cursor))
+    return replace(
+        batch,
+        records=[dict(record) for record in batch.records],
+        deleted=list(batch.deleted),
+        cursor=cursor,
+    )
 
 
 def _write_batch(
@@ -324,6 +339,7 @@ class SyncEngine:
                 restart = batch.full and generations[batch.stream] is None
                 if restart:  # the plugin began a full re-read of this stream in this run
                     generations[batch.stream] = state.run_id
+                batch = _snapshot(batch)
                 future = db.submit(
                     _write_batch,
                     table,

@@ -10,7 +10,7 @@ from aiohttp import web
 from hub.errors import SyncBusyError
 from hub.status import hub_status
 from hub.web.keys import HUB, SCHEDULER
-from hub.web.params import parse_int
+from hub.web.params import json_object, parse_int
 
 routes = web.RouteTableDef()
 
@@ -52,13 +52,7 @@ async def status(request: web.Request) -> web.Response:
 async def _options(request: web.Request) -> dict[str, Any]:
     options: dict[str, Any] = dict(request.query)
     if request.can_read_body:
-        try:
-            body = await request.json(loads=orjson.loads)
-        except ValueError:
-            raise web.HTTPBadRequest(text="body must be JSON") from None
-        if not isinstance(body, dict):
-            raise web.HTTPBadRequest(text="body must be a JSON object")
-        options.update(body)
+        options.update(await json_object(request))
     return options
 
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from aiohttp import web
 
 from hub.errors import ProviderError
 from hub.store.inbox import EVENT_STATES
 from hub.web.api import json_response
 from hub.web.keys import HUB
-from hub.web.params import parse_int
+from hub.web.params import json_object, parse_int
 from hub.webhooks import signing, urlguard
 
 routes = web.RouteTableDef()
@@ -50,12 +47,7 @@ async def subscriptions(request: web.Request) -> web.Response:
 
 
 async def _subscription_request(request: web.Request) -> tuple[str, list[str], str]:
-    try:
-        body: Any = await request.json(loads=orjson.loads)
-    except ValueError:
-        raise web.HTTPBadRequest(text="body must be JSON") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="body must be a JSON object")
+    body = await json_object(request)
     url, events = body.get("url"), body.get("events", ["*"])
     description = body.get("description", "")
     if not isinstance(url, str) or not url:

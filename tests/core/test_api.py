@@ -480,3 +480,13 @@ async def test_what_no_route_matches_is_answered_by_the_policy_in_json(
     assert "error" in orjson.loads(body)
     if status == 405:
         assert "GET" in headers["Allow"] or "POST" in headers["Allow"]
+
+
+@pytest.mark.parametrize("path", ["/api/sync/custom_accounting", "/api/subscriptions"])
+async def test_a_body_with_an_unknown_charset_is_400_not_500(hub_client, path):
+    client = await hub_client()
+    response = await client.post(
+        path, data=b"\xff{", headers={"Content-Type": "application/json; charset=bogus"}
+    )
+    assert response.status == 400
+    assert "JSON" in (await response.json())["error"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -538,3 +539,56 @@ def test_store_synchronous_setting_reaches_the_writer(tmp_path: Path, mode, expe
         assert value.result() == expected
     finally:
         store.close()
+
+
+class ReusingPlugin:
+    """Yields one list and one cursor dict, cleared and updated for every page."""
+
+    @hookimpl
+    def register(self) -> Integration:
+        return Integration(
+            name="reuse", title="Reuse", streams=(Stream("items"),), default_sync_interval=None
+        )
+
+    @hookimpl
+    async def sync(self, streams: Sequence[str], cursors: dict[str, Any]) -> Any:
+        cursor = {"page": (cursors.get("items") or {}).get("page", 0)}
+        buffer: list[dict[str, Any]] = []
+        for page in range(cursor["page"] + 1, 6):
+            await asyncio.sleep(0)  # an HTTP call
+            buffer += [{"id": f"{page}-{i}"} for i in range(500)]
+            cursor["page"] = page
+            yield Batch("items", buffer, cursor=cursor)
+            buffer.clear()
+
+
+async def test_a_plugin_reusing_its_buffer_and_cursor_loses_nothing(make_hub):
+    hub = await make_hub(plugins=[ReusingPlugin()])
+    await hub.add_connection("reuse", "a", "A", {}, origin="test")
+    # another connection holds the write lock a moment, so batches queue behind it
+    blocker = await asyncio.to_thread(_hold_write_lock, hub.settings.store.path, 0.3)
+    result = await hub.engine.run("reuse:a", trigger="test")
+    blocker.join()
+    assert result.state == "succeeded" and result.created == 2500
+    live = (await stored_records(hub, "reuse", "reuse:a"))["items"]
+    assert len(live) == 2500
+
+
+def _hold_write_lock(path: str, seconds: float) -> Any:
+    import sqlite3
+    import threading
+
+    locked = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    locked.wait()
+    return thread
