@@ -81,6 +81,9 @@ class Scheduler:
         self.scheduler.add_job(
             self._prune_inbox, IntervalTrigger(hours=6), id="inbox-prune", name="inbox pruning"
         )
+        self.scheduler.add_job(
+            self._sweep_runs, IntervalTrigger(minutes=1), id="runs-sweep", name="stale run sweep"
+        )
         self.scheduler.start()
         self.running = True
 
@@ -118,6 +121,12 @@ class Scheduler:
             log.info("scheduled sync stopped by shutdown", connection=connection_id)
         except LookupError as exc:
             log.warning("scheduled sync skipped", connection=connection_id, reason=str(exc))
+
+    async def _sweep_runs(self) -> None:
+        """Runs whose process is gone (a ``sync`` command killed meanwhile) become interrupted."""
+        swept = await self._hub.store.runs.mark_interrupted()
+        if swept:
+            log.warning("runs of a stopped process marked interrupted", runs=swept)
 
     async def _prune_inbox(self) -> None:
         days = self._hub.settings.webhooks.retention_days

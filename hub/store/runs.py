@@ -30,6 +30,8 @@ class Runs:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._mine: set[int] = set()
+        """Runs this process started and has not finished."""
 
     async def start(
         self, connection_id: str, integration: str, mode: str, trigger: str, streams: list[str]
@@ -41,16 +43,20 @@ class Runs:
         """
 
         def write(db: sqlite_utils.Database) -> int:
-            for run_id, pid in db.execute(
-                "SELECT id, pid FROM sync_runs WHERE connection_id = ? "
+            rows = db.execute(
+                "SELECT id, pid, owner FROM sync_runs WHERE connection_id = ? "
                 "AND state IN ('queued', 'running')",
                 [connection_id],
-            ).fetchall():
-                if _alive(pid):
+            ).fetchall()
+            dead = []
+            for run_id, pid, owner in rows:
+                if self._alive(run_id, pid, owner):
                     raise SyncBusyError(connection_id, run_id)
+                dead.append(run_id)
+            _interrupt(db, dead)  # left behind by a crash: say so now
             cursor = db.execute(
                 "INSERT INTO sync_runs (connection_id, integration, mode, trigger, state, streams, "
-                "started_at, pid) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+                "started_at, pid, owner) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
                 [
                     connection_id,
                     integration,
@@ -59,11 +65,22 @@ class Runs:
                     orjson.dumps(streams).decode(),
                     utcnow(),
                     os.getpid(),
+                    PROCESS_OWNER,
                 ],
             )
-            return int(cursor.lastrowid or 0)
+            run_id = int(cursor.lastrowid or 0)
+            self._mine.add(run_id)
+            return run_id
 
         return await self._db.write(write)
+
+    def _alive(self, run_id: int, pid: int | None, owner: str | None) -> bool:
+        """Whether the process that recorded a run still runs it."""
+        if owner == PROCESS_OWNER:  # this process: alive while the engine has not finished it
+            return run_id in self._mine
+        if owner is not None:
+            return _owner_alive(owner)
+        return _alive(pid)  # recorded before owners were (migration 005)
 
     async def begin(self, run_id: int) -> None:
         """A queued run got its slot: it is running from now on."""
@@ -84,6 +101,7 @@ class Runs:
         error: str | None = None,
     ) -> None:
         """Record how a run ended: state, counts, duration and error class."""
+        self._mine.discard(run_id)  # even if the write fails: the run no longer runs
         await self._db.write(
             lambda db: db.execute(
                 "UPDATE sync_runs SET state = ?, finished_at = ?, duration_s = ?, created = ?, "
@@ -122,25 +140,21 @@ class Runs:
         return [_run_dict(row) for row in rows]
 
     async def mark_interrupted(self) -> int:
-        """Mark runs left queued or running by a dead process (a crash) as interrupted;
-        return how many."""
+        """Mark runs left queued or running by a process that is gone (a crash, a killed CLI
+        sync) as interrupted; return how many. Run at start and periodically."""
         rows = await self._db.read(
             lambda db: list(
-                db.query("SELECT id, pid FROM sync_runs WHERE state IN ('queued', 'running')")
+                db.query(
+                    "SELECT id, pid, owner FROM sync_runs WHERE state IN ('queued', 'running')"
+                )
             )
         )
-        dead = [row["id"] for row in rows if row["pid"] == os.getpid() or not _alive(row["pid"])]
+        dead = [r["id"] for r in rows if not self._alive(r["id"], r["pid"], r["owner"])]
         if not dead:
             return 0
 
         def write(db: sqlite_utils.Database) -> None:
-            for run_id in dead:
-                db.execute(
-                    "UPDATE sync_runs SET state = 'interrupted', finished_at = ?, "
-                    "error_class = 'interrupted', error = 'the process stopped during the sync' "
-                    "WHERE id = ? AND state IN ('queued', 'running')",
-                    [utcnow(), run_id],
-                )
+            _interrupt(db, dead)
 
         await self._db.write(write)
         return len(dead)
@@ -225,6 +239,41 @@ def _run_dict(row: dict[str, Any]) -> dict[str, Any]:
     run = dict(row)
     run["streams"] = orjson.loads(run["streams"])
     return run
+
+
+def _interrupt(db: sqlite_utils.Database, run_ids: list[int]) -> None:
+    for run_id in run_ids:
+        db.execute(
+            "UPDATE sync_runs SET state = 'interrupted', finished_at = ?, "
+            "error_class = 'interrupted', error = 'the process stopped during the sync' "
+            "WHERE id = ? AND state IN ('queued', 'running')",
+            [utcnow(), run_id],
+        )
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return fields[19] if len(fields) > 19 else None  # field 22 of the line: starttime
+
+
+def _owner_alive(owner: str) -> bool:
+    pid_text, _, started = owner.partition(":")
+    if not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if not _alive(pid):
+        return False
+    now_started = _start_time(pid)
+    return now_started is None or started in ("", now_started)  # no /proc: trust the pid
+
+
+PROCESS_OWNER = f"{os.getpid()}:{_start_time(os.getpid()) or ''}"
+"""This process, as recorded on its runs: its pid and start time, so a reused pid differs."""
 
 
 def _alive(pid: int | None) -> bool:

@@ -180,11 +180,17 @@ def _m004_drop_events_type(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS events_type")
 
 
+def _m005_run_owner(db: sqlite_utils.Database) -> None:
+    # pid plus the process's start time: a pid alone is reused after a crash or a reboot
+    db.execute("ALTER TABLE sync_runs ADD COLUMN owner TEXT")
+
+
 MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_core", _m001_core),
     ("002_inbox", _m002_inbox),
     ("003_clients", _m003_clients),
     ("004_drop_events_type", _m004_drop_events_type),
+    ("005_run_owner", _m005_run_owner),
 )
 
 

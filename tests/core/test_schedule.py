@@ -125,7 +125,7 @@ async def test_jobs_of_a_running_app(scheduled_client: Any, ledger: RunningSandb
     scheduler: Scheduler = client.app[SCHEDULER]
     assert scheduler.running and scheduler.scheduler.running
     jobs = {job.id: job for job in scheduler.scheduler.get_jobs()}
-    assert {SYNC_JOB, "health", "alert-reminders"} <= set(jobs)
+    assert {SYNC_JOB, "health", "alert-reminders", "runs-sweep"} <= set(jobs)
     for job in jobs.values():
         assert job.coalesce is True
         assert job.max_instances == 1

@@ -592,3 +592,53 @@ def _hold_write_lock(path: str, seconds: float) -> Any:
     thread.start()
     locked.wait()
     return thread
+
+
+async def insert_running_run(hub, pid: int, owner: str | None) -> int:
+    return await hub.store.db.write(
+        lambda db: (
+            db.execute(
+                "INSERT INTO sync_runs (connection_id, integration, mode, trigger, state, "
+                "streams, started_at, pid, owner) VALUES ('scripted:a', 'scripted', "
+                "'incremental', 'cli', 'running', '[\"items\"]', '2026-01-01T00:00:00+00:00', "
+                "?, ?)",
+                [pid, owner],
+            ).lastrowid
+        )
+    )
+
+
+async def test_a_reused_pid_does_not_block_the_connection(make_hub):
+    """After a crash or a reboot the dead run's pid may belong to another process: its start
+    time differs, so the run is interrupted and the connection syncs."""
+    hub = await scripted_hub(make_hub, ScriptedPlugin())
+    other = os.getppid()  # alive, but it did not start at the recorded time
+    stale = await insert_running_run(hub, other, f"{other}:1")
+    result = await hub.engine.run("scripted:a", trigger="test")
+    assert result.state == "succeeded"
+    assert (await hub.store.runs.get(stale))["state"] == "interrupted"
+
+
+async def test_a_run_of_this_process_that_failed_to_finish_does_not_block(make_hub):
+    from hub.store.runs import PROCESS_OWNER
+
+    hub = await scripted_hub(make_hub, ScriptedPlugin())
+    stale = await insert_running_run(hub, os.getpid(), PROCESS_OWNER)  # e.g. finish() failed
+    assert (await hub.engine.run("scripted:a", trigger="test")).state == "succeeded"
+    assert (await hub.store.runs.get(stale))["state"] == "interrupted"
+
+
+async def test_the_sweep_interrupts_runs_of_a_process_that_is_gone(make_hub):
+    import subprocess
+
+    hub = await scripted_hub(make_hub, ScriptedPlugin())
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a CLI sync killed with kill -9
+    owned = await insert_running_run(hub, gone.pid, f"{gone.pid}:123")
+    other = os.getppid()
+    from hub.store.runs import _start_time
+
+    alive = await insert_running_run(hub, other, f"{other}:{_start_time(other)}")
+    assert await hub.store.runs.mark_interrupted() == 1
+    assert (await hub.store.runs.get(owned))["state"] == "interrupted"
+    assert (await hub.store.runs.get(alive))["state"] == "running"
