@@ -107,12 +107,19 @@ class RecordTable:
             )
         else:
             have = {c.name for c in db.table(self.name).columns}
-            for column in self.columns:
+            for index, column in enumerate(self.columns):
                 if column not in have:
                     db.execute(f"ALTER TABLE [{self.name}] ADD COLUMN [{column}]")
+                    self._fill(db, column, self._getters[index])
+        # "." cannot occur in names: stream b + column c_d and stream b_c + column d no longer
+        # share an index name (the older "_" names are dropped from this table if present).
+        indexes = {row[1] for row in db.execute(f"PRAGMA index_list([{self.name}])")}
         for column in self.columns:
+            legacy = f"{self.name}_{column}"
+            if legacy in indexes:
+                db.execute(f"DROP INDEX [{legacy}]")
             db.execute(
-                f"CREATE INDEX IF NOT EXISTS [{self.name}_{column}] "
+                f"CREATE INDEX IF NOT EXISTS [{self.name}.{column}] "
                 f"ON [{self.name}] (connection_id, [{column}])"
             )
         # Counting live records and a full sync's sweep read only this index, never the rows
@@ -125,6 +132,17 @@ class RecordTable:
             "INSERT OR REPLACE INTO record_tables (name, integration, stream, columns) "
             "VALUES (?, ?, ?, ?)",
             [self.name, integration, stream, orjson.dumps(self.columns).decode()],
+        )
+
+    def _fill(
+        self, db: sqlite_utils.Database, column: str, getter: Callable[[dict[str, Any]], Any]
+    ) -> None:
+        """Fill a newly added column from the stored records (once, when it is added), so
+        queries on it see every record, not only those written since."""
+        rows = db.execute(f"SELECT rowid, data FROM [{self.name}]").fetchall()
+        db.conn.executemany(
+            f"UPDATE [{self.name}] SET [{column}] = ? WHERE rowid = ?",
+            [(_column_value(getter(orjson.loads(data))), rowid) for rowid, data in rows],
         )
 
     def rows(

@@ -642,3 +642,51 @@ async def test_the_sweep_interrupts_runs_of_a_process_that_is_gone(make_hub):
     assert await hub.store.runs.mark_interrupted() == 1
     assert (await hub.store.runs.get(owned))["state"] == "interrupted"
     assert (await hub.store.runs.get(alive))["state"] == "running"
+
+
+def test_a_newly_declared_column_is_filled_for_the_records_already_stored(tmp_path):
+    from hub.store.schema import apply_migrations
+
+    db = connect(tmp_path / "records.db")
+    apply_migrations(db)
+    first = RecordTable("x", Stream("items", columns={"name": "name"}))
+    first.create(db, "items", "x")
+    first.write(db, "x:a", [{"id": 1, "name": "n", "amount": {"total": "9.50"}}], [], "t1", None)
+    # the plugin's next release indexes a new column; the record itself does not change
+    second = RecordTable("x", Stream("items", columns={"name": "name", "total": "amount.total"}))
+    second.create(db, "items", "x")
+    assert db.execute("SELECT total FROM records_x_items").fetchone() == ("9.50",)
+    db.close()
+
+
+def test_index_names_of_different_streams_never_collide(tmp_path):
+    from hub.store.schema import apply_migrations
+
+    db = connect(tmp_path / "records.db")
+    apply_migrations(db)
+    RecordTable("x", Stream("b", columns={"c_d": "c_d"})).create(db, "b", "x")
+    RecordTable("x", Stream("b_c", columns={"d": "d"})).create(db, "b_c", "x")
+    tables = {
+        name: table
+        for name, table in db.execute(
+            "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        )
+    }
+    assert tables["records_x_b.c_d"] == "records_x_b"
+    assert tables["records_x_b_c.d"] == "records_x_b_c"
+    db.close()
+
+
+def test_indexes_under_the_old_names_are_replaced(tmp_path):
+    from hub.store.schema import apply_migrations
+
+    db = connect(tmp_path / "records.db")
+    apply_migrations(db)
+    table = RecordTable("x", Stream("items", columns={"total": "total"}))
+    table.create(db, "items", "x")
+    db.execute("DROP INDEX [records_x_items.total]")
+    db.execute("CREATE INDEX [records_x_items_total] ON records_x_items (connection_id, total)")
+    table.create(db, "items", "x")  # as at the next sync after the upgrade
+    names = {row[1] for row in db.execute("PRAGMA index_list(records_x_items)")}
+    assert "records_x_items_total" not in names and "records_x_items.total" in names
+    db.close()
