@@ -8,12 +8,13 @@ gets it), and a connection that stays bad is reminded on ``health.reminder_inter
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from hub.errors import AuthenticationError, error_class_of
+from hub.logs import redact_text
 from hub.model import Alert, Connection, HealthCheck, HealthReport, HealthStatus
 from hub.store.clock import utcnow
 
@@ -99,6 +100,8 @@ class HealthMonitor:
 
     async def apply(self, connection: Connection, report: HealthReport) -> None:
         """Record ``report``; on a status change, store it and deliver an alert."""
+        # messages quote exceptions and provider answers: redact before storing or alerting
+        report = replace(report, message=redact_text(report.message))
         state = self.state(connection.id)
         previous = state.status
         state.message, state.checks = report.message, tuple(report.checks)
@@ -149,7 +152,9 @@ class HealthMonitor:
         )
 
     async def deliver(self, alert: Alert) -> None:
-        """Hand ``alert`` to every ``alert`` hook implementation (each isolated)."""
+        """Hand ``alert`` (its message redacted) to every ``alert`` hook implementation (each
+        isolated)."""
+        alert = replace(alert, message=redact_text(alert.message))
         await self._hub.plugins.broadcast("alert", alert=alert, hub=self._hub)
 
     async def check_all(self) -> None:

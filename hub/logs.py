@@ -105,7 +105,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info if as_json else structlog.dev.set_exc_info,
+        structlog.processors.format_exc_info,  # a traceback as text, so it is redacted too
         redact_processor,
     ]
     renderer: Any = (

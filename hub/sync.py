@@ -25,6 +25,7 @@ import sqlite_utils
 import structlog
 
 from hub.errors import SyncBusyError, error_class_of
+from hub.logs import redact_text
 from hub.model import Batch, Connection, SyncMode
 from hub.plugins import await_maybe
 from hub.store.clock import utcnow
@@ -380,7 +381,12 @@ class SyncEngine:
         elif exc is None:
             run_state, error_class, error = "cancelled", "cancelled", "the hub stopped the sync"
         else:
-            run_state, error_class, error = "failed", error_class_of(exc), str(exc)[:2000]
+            # exception text may quote a provider's answer: no secret reaches the store
+            run_state, error_class, error = (
+                "failed",
+                error_class_of(exc),
+                redact_text(str(exc))[:2000],
+            )
         counts = asdict(state.counts)
         await hub.store.runs.finish(run_id, run_state, counts, duration, error_class, error)
         result = SyncResult(

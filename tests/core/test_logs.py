@@ -252,3 +252,38 @@ def test_counts_and_flags_that_merely_mention_tokens_are_not_masked(key):
 @pytest.mark.parametrize("key", ["refreshToken", "AccountKey", "clientSecret", "X-Auth-Token"])
 def test_camel_case_and_header_style_secret_names_are_masked(key):
     assert is_secret_key(key)
+
+
+def test_console_tracebacks_are_redacted_too():
+    out = io.StringIO()
+    configure_logging("info", "console", stream=out)
+    try:
+        raise RuntimeError("provider said: Authorization: Bearer sk_live_abcdefghijklmnop1234")
+    except RuntimeError:
+        structlog.get_logger("hub.test").exception("health hook raised")
+    text = out.getvalue()
+    assert "health hook raised" in text and "RuntimeError" in text
+    assert "abcdefghijklmnop1234" not in text
+
+
+class Leaky:
+    """Fails its sync with a provider answer that quotes a token."""
+
+    @hookimpl
+    def register(self) -> Integration:
+        return Integration(name="leaky", title="Leaky", streams=(Stream("notes"),))
+
+    @hookimpl
+    async def sync(self) -> AsyncIterator[Batch]:
+        raise RuntimeError("401 from provider: access_token=abcdefghijklmnop1234 expired")
+        yield Batch("notes", [])  # pragma: no cover (makes this an async generator)
+
+
+async def test_a_failed_runs_stored_error_is_redacted(make_hub):
+    hub = await make_hub(plugins=[Leaky()])
+    await hub.add_connection("leaky", "acct", "Acct", {}, origin="test")
+    result = await hub.engine.run("leaky:acct", trigger="test")
+    assert result.state == "failed"
+    stored = await hub.store.runs.get(result.run_id)
+    assert "access_token=" in stored["error"]
+    assert "abcdefghijklmnop1234" not in stored["error"]
