@@ -49,8 +49,15 @@ def message_id(source: str, event_id: str) -> str:
     return f"msg_{digest[:32]}"
 
 
+def outbound_delay(attempts: int) -> float:
+    """Delay before retry ``attempts`` of an outbound delivery: the schedule, +-10% jitter so
+    the deliveries that failed together (an endpoint's outage) do not retry in lockstep."""
+    return OUTBOUND_SCHEDULE_S[attempts - 1] * random.uniform(0.9, 1.1)
+
+
 def handler_delay(attempts: int) -> float:
-    """Backoff before retry ``attempts`` of a plugin handler: exponential, full jitter, capped."""
+    """Backoff before retry ``attempts`` of a plugin handler: exponential and capped, drawn
+    between half and all of that ceiling (jitter that still grows with each attempt)."""
     ceiling = min(HANDLER_MAX_DELAY_S, HANDLER_BASE_DELAY_S * 2 ** (attempts - 1))
     return random.uniform(ceiling / 2, ceiling)
 
@@ -282,7 +289,7 @@ class Dispatcher:
                 )
             )
             return
-        delay = OUTBOUND_SCHEDULE_S[attempts - 1] if outbound else handler_delay(attempts)
+        delay = outbound_delay(attempts) if outbound else handler_delay(attempts)
         await self._hub.store.inbox.record(
             [(due.event, due.handler, "pending", attempts, time.time() + delay, error)]
         )

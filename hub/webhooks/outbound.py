@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -78,7 +79,7 @@ class Outbound:
             **signing.headers(secret, message_id, int(time.time()), body),
         }
         started = time.perf_counter()
-        target = url.split("?", 1)[0]
+        target = _origin(url)  # paths and queries may carry secrets (Slack-style hook URLs)
         try:
             # Redirects are not followed: a 3xx turned POST into GET (a login page's 200 would
             # count as delivered) or re-sent the signed body to wherever Location points.
@@ -102,3 +103,16 @@ class Outbound:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, for logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}"

@@ -504,3 +504,24 @@ async def test_a_subscription_whose_secret_cannot_be_read_is_listed_and_not_deli
     await hub.emit("x.y", {})
     await hub.dispatcher.drain()
     assert len(receiver.events) == before
+
+
+def test_outbound_retries_are_jittered_around_the_schedule():
+    delays = {dispatcher.outbound_delay(2) for _ in range(50)}
+    base = dispatcher.OUTBOUND_SCHEDULE_S[1]
+    assert all(base * 0.9 <= d <= base * 1.1 for d in delays)
+    assert len(delays) > 1
+
+
+@pytest.mark.parametrize(
+    ("url", "logged"),
+    [
+        ("https://hooks.slack.test/services/T000/B000/XXXXSECRET", "https://hooks.slack.test"),
+        ("http://[::1]:8080/p?token=abc", "http://[::1]:8080"),
+        ("http://example.test:99999/x", "http://example.test"),
+    ],
+)
+def test_logged_destinations_are_origins_only(url, logged):
+    from hub.webhooks.outbound import _origin
+
+    assert _origin(url) == logged
