@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import gc
 import logging
+import os
 import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import TextIO
 
 import structlog
 from aiohttp import web
@@ -25,8 +28,46 @@ from hub.web.app import create_app
 log = structlog.get_logger("hub")
 
 
+def _only_daemon(database: Path) -> TextIO | None:
+    """Hold ``<database>.lock`` for this process's lifetime; None if another daemon holds it.
+
+    Two daemons on one database would both schedule syncs and both deliver every event. (A
+    one-off ``sync`` or ``check`` beside the daemon is fine: it takes no lock.)
+    """
+    database.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(f"{database}.lock", "a+")  # noqa: SIM115 (held open while the daemon runs)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        return None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
 async def serve(settings: HubSettings) -> int:
     """Run the daemon until SIGTERM or SIGINT; return the exit code."""
+    try:
+        lock = _only_daemon(settings.store.path)
+    except OSError as exc:
+        print(f"advisoros-hub: error: {settings.store.path}.lock: {exc.strerror}", file=sys.stderr)
+        return 1
+    if lock is None:
+        print(
+            f"advisoros-hub: error: another hub daemon is running on {settings.store.path} "
+            f"(see {settings.store.path}.lock)",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        return await _serve(settings)
+    finally:
+        lock.close()
+
+
+async def _serve(settings: HubSettings) -> int:
     app = create_app(settings)
     runner = web.AppRunner(
         app,

@@ -115,3 +115,23 @@ async def test_sigterm_during_a_scheduled_sync_records_how_it_ended(
     runs = query(daemon.db, "SELECT trigger, state FROM sync_runs")
     assert ("schedule", "cancelled") in runs
     assert all(state not in ("queued", "running") for _, state in runs)
+
+
+async def test_a_second_daemon_on_the_same_database_refuses_to_start(tmp_path, reap_daemons):
+    import subprocess
+    import sys
+
+    async with aiohttp.ClientSession() as session:
+        first = Daemon(tmp_path, "")
+        await first.ready(session)
+        second = subprocess.run(
+            [sys.executable, "-m", "hub.cli", "serve", "--config", str(tmp_path / "hub.toml")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert "another hub daemon is running" in second.stderr
+        assert "Traceback" not in second.stderr
+        status, _ = await first.api(session, "GET", "/api/status")
+        assert status == 200  # the first one is unaffected
