@@ -490,3 +490,17 @@ async def test_a_body_with_an_unknown_charset_is_400_not_500(hub_client, path):
     )
     assert response.status == 400
     assert "JSON" in (await response.json())["error"]
+
+
+async def test_the_last_success_is_remembered_across_a_restart(make_hub, ledger):
+    from hub.status import hub_status
+
+    first = await make_hub(config=ledger_config(ledger))
+    (connection,) = await first.connections("custom_accounting")
+    assert (await first.engine.run(connection.id, trigger="test")).state == "succeeded"
+    await first.stop()
+    again = await make_hub(config=ledger_config(ledger))  # the same database, a new process
+    (integration,) = [
+        i for i in (await hub_status(again))["integrations"] if i["name"] == "custom_accounting"
+    ]
+    assert integration["connections"][0]["last_success_at"] is not None
