@@ -111,16 +111,17 @@ class HealthMonitor:
         if previous is report.status:
             return
         state.status = report.status
-        store = self._hub.store
-        await store.connections.set_status(connection.id, report.status.value, report.message)
-        alert_id = await store.health.record_change(
+        change = await self._hub.store.health.record_change(
             connection.id,
             connection.integration,
             report.status.value,
-            previous.value if previous else None,
             report.message,
             [asdict(check) for check in report.checks],
         )
+        if change is None:
+            return  # another process (a `check` command, say) already recorded and alerted it
+        alert_id, stored_previous = change
+        previous = _status(stored_previous)
         log.info(
             "health changed",
             status=report.status.value,
@@ -189,3 +190,11 @@ def _reminder(row: dict[str, Any]) -> Alert:
         reminder=True,
         created_at=row["created_at"],
     )
+
+
+def _status(value: str | None) -> HealthStatus | None:
+    """A stored status as a :class:`HealthStatus` (None if absent or not one)."""
+    try:
+        return HealthStatus(value) if value else None
+    except ValueError:
+        return None

@@ -23,18 +23,30 @@ class HealthLog:
         connection_id: str,
         integration: str,
         status: str,
-        previous: str | None,
         message: str,
         checks: list[dict[str, Any]],
-    ) -> int:
-        """Record a status change and its alert; resolve the connection's older alerts.
+    ) -> tuple[int, str | None] | None:
+        """Store a connection's status; if it differs from the stored one, record the change
+        and its alert and resolve the connection's older alerts (all in one transaction, so
+        two processes checking the same connection record and alert a change once).
 
         The alert of a change to healthy (a recovery) is stored already resolved.
 
-        :return: the new alert's id.
+        :return: the new alert's id and the previous stored status, or None if the stored
+            status already was ``status`` (another process recorded the change).
         """
 
-        def write(db: sqlite_utils.Database) -> int:
+        def write(db: sqlite_utils.Database) -> tuple[int, str | None] | None:
+            row = db.execute(
+                "SELECT status FROM connections WHERE id = ?", [connection_id]
+            ).fetchone()
+            previous = row[0] if row else None
+            db.execute(
+                "UPDATE connections SET status = ?, status_message = ? WHERE id = ?",
+                [status, message, connection_id],
+            )
+            if previous == status:
+                return None
             now = utcnow()
             db.execute(
                 "INSERT INTO health_history (connection_id, integration, status, previous, "
@@ -67,7 +79,7 @@ class HealthLog:
                     now if status == "healthy" else None,
                 ],
             )
-            return int(cursor.lastrowid or 0)
+            return int(cursor.lastrowid or 0), previous
 
         return await self._db.write(write)
 

@@ -374,3 +374,22 @@ async def test_the_log_channel_logs_bad_states_as_warnings(make_hub: Any) -> Non
     (reminder,) = [e for e in logs if e["event"] == "connection reminder"]
     assert reminder["log_level"] == "warning"
     assert (reminder["integration"], reminder["connection"]) == ("switch", CONNECTION)
+
+
+async def test_two_processes_seeing_one_change_alert_it_once(make_hub: Any) -> None:
+    """The daemon and an `advisoros-hub check` beside it: each keeps its own memory of the
+    status, but the change is recorded and alerted by whichever stores it first."""
+    daemon, switch, daemon_alerts = await switch_hub(make_hub)
+    await daemon.health.check(CONNECTION)  # healthy: known to both from here on
+    cli_switch, cli_alerts = Switch(), Recorder()
+    cli: Hub = await make_hub(plugins=[cli_switch, cli_alerts])
+    switch.report = cli_switch.report = BROKEN
+    await cli.health.check(CONNECTION)
+    await daemon.health.check(CONNECTION)
+    assert [a.previous for a in cli_alerts.alerts] == [HealthStatus.HEALTHY]
+    assert daemon_alerts.alerts == []
+    history = await daemon.store.health.history(CONNECTION)
+    assert [(h["status"], h["previous"]) for h in history] == [
+        ("error", "healthy"),
+        ("healthy", None),
+    ]
