@@ -114,6 +114,8 @@ class SyncEngine:
         self._hub = hub
         self._slots = asyncio.Semaphore(max_concurrent)
         self._active: dict[str, int] = {}
+        self._queued: set[asyncio.Task[Any]] = set()
+        """Runs waiting for a slot: stopping the hub cancels them rather than starting them."""
         self._tasks: set[asyncio.Task[Any]] = set()
         """Every task running a sync here (API, schedule), so ``stop`` finishes or cancels it."""
 
@@ -185,7 +187,13 @@ class SyncEngine:
             if started is not None and not started.done():
                 started.set_result(run_id)
             try:
-                await self._slots.acquire()
+                if current is not None:
+                    self._queued.add(current)
+                try:
+                    await self._slots.acquire()
+                finally:
+                    if current is not None:
+                        self._queued.discard(current)
             except asyncio.CancelledError:
                 await asyncio.shield(
                     hub.store.runs.finish(
@@ -397,7 +405,10 @@ class SyncEngine:
         return result
 
     async def stop(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for running syncs, then cancel them."""
+        """Cancel the runs still waiting for a slot (recorded as cancelled before they
+        started), wait up to ``timeout`` seconds for running syncs, then cancel them."""
+        for task in self._queued:
+            task.cancel()
         if not self._tasks:
             return
         _, still = await asyncio.wait(set(self._tasks), timeout=timeout)

@@ -690,3 +690,24 @@ def test_indexes_under_the_old_names_are_replaced(tmp_path):
     names = {row[1] for row in db.execute("PRAGMA index_list(records_x_items)")}
     assert "records_x_items_total" not in names and "records_x_items.total" in names
     db.close()
+
+
+async def test_stopping_cancels_queued_runs_instead_of_starting_them(make_hub):
+    plugin = ScriptedPlugin(pages=2, wait_at=1)
+    hub = await scripted_hub(
+        make_hub, plugin, keys=("a", "b"), config={"sync": {"max_concurrent": 1}}
+    )
+    running = asyncio.create_task(hub.engine.run("scripted:a", trigger="test"))
+    await asyncio.wait_for(plugin.reached.wait(), 5)
+    queued = asyncio.create_task(hub.engine.run("scripted:b", trigger="test"))
+    await asyncio.sleep(0.1)  # b is recorded and waits for the only slot
+    stopping = asyncio.create_task(hub.engine.stop(timeout=5))
+    await asyncio.sleep(0.1)
+    plugin.release.set()
+    await stopping
+    assert (await running).state == "succeeded"
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    runs = {r["connection_id"]: r for r in await hub.store.runs.recent()}
+    assert runs["scripted:b"]["state"] == "cancelled"
+    assert len(plugin.received) == 1  # b never started its sync
