@@ -144,3 +144,15 @@ class Subscriptions:
             return bool(cursor.rowcount)
 
         return await self._db.write(write)
+
+    async def enable(self, sub_id: str) -> bool:
+        """Make a disabled subscription active again with a clean failure count; False if
+        there is no such subscription."""
+        cursor = await self._db.write(
+            lambda db: db.execute(
+                "UPDATE subscriptions SET state = 'active', failures = 0, disabled_reason = NULL "
+                "WHERE id = ?",
+                [sub_id],
+            )
+        )
+        return bool(cursor.rowcount)

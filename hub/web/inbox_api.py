@@ -79,6 +79,27 @@ async def create_subscription(request: web.Request) -> web.Response:
     return json_response({**created.public(), "secret": secret}, status=201)
 
 
+@routes.post("/api/subscriptions/{id}/enable")
+async def enable_subscription(request: web.Request) -> web.Response:
+    """Re-enable a subscription (disabled after failing deliveries) once a signed test ping to
+    its endpoint succeeds; its secret stays the same. Its dead letters can be replayed."""
+    hub = request.app[HUB]
+    found = await hub.store.subscriptions.get(request.match_info["id"])
+    if found is None:
+        raise web.HTTPNotFound(text="no such subscription")
+    if found.state == "unreadable":
+        raise web.HTTPConflict(text=f"its secret cannot be read: {found.disabled_reason}")
+    try:
+        await hub.outbound.ping(found.url, found.secret)
+    except (ProviderError, urlguard.UnsafeURLError, OSError) as exc:
+        raise web.HTTPBadRequest(text=f"the test ping failed: {exc}") from None
+    await hub.store.subscriptions.enable(found.id)
+    await hub.dispatcher.reload_subscriptions()
+    enabled = await hub.store.subscriptions.get(found.id)
+    assert enabled is not None
+    return json_response(enabled.public())
+
+
 @routes.delete("/api/subscriptions/{id}")
 async def delete_subscription(request: web.Request) -> web.Response:
     """Delete a subscription and its pending deliveries."""

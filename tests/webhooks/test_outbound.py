@@ -525,3 +525,30 @@ def test_logged_destinations_are_origins_only(url, logged):
     from hub.webhooks.outbound import _origin
 
     assert _origin(url) == logged
+
+
+async def test_a_disabled_subscription_is_enabled_again_after_a_good_ping(hub_client, receiver):
+    client = await hub_client(config=PRIVATE)
+    created = await subscribe(client, receiver.url, ["*"])
+    hub = client.app[HUB]
+    for _ in range(dispatcher.SUBSCRIPTION_DISABLE_AFTER):  # as after an outage
+        await hub.store.subscriptions.delivered(created["id"], False, 3)
+    await hub.dispatcher.reload_subscriptions()
+    assert (await hub.store.subscriptions.get(created["id"])).state == "disabled"
+
+    receiver.ping_script = ["ok", "fail"]  # the endpoint is still down
+    refused = await client.post(f"/api/subscriptions/{created['id']}/enable")
+    assert refused.status == 400 and "ping failed" in (await refused.json())["error"]
+    assert (await hub.store.subscriptions.get(created["id"])).state == "disabled"
+
+    receiver.ping_script = []  # back up
+    enabled = await client.post(f"/api/subscriptions/{created['id']}/enable")
+    assert enabled.status == 200
+    body = await enabled.json()
+    assert body["state"] == "active" and body["failures"] == 0 and "secret" not in body
+    await hub.emit("after.outage", {})
+    await hub.dispatcher.drain()
+    (call,) = [c for c in receiver.events if c.payload["type"] == "after.outage"]
+    assert reference_verify(created["secret"], call.headers, call.body) == call.id  # same secret
+    missing = await client.post("/api/subscriptions/sub_nope/enable")
+    assert missing.status == 404
