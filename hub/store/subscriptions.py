@@ -107,11 +107,12 @@ class Subscriptions:
         return [self._row(row) for row in rows]
 
     async def delete(self, sub_id: str) -> bool:
-        """Delete a subscription and drop its pending deliveries; True if it existed."""
+        """Delete a subscription and drop its pending and dead deliveries (nothing can deliver
+        them any more: they would stay in the dead letters for good); True if it existed."""
 
         def write(db: sqlite_utils.Database) -> bool:
             db.execute(
-                "DELETE FROM deliveries WHERE handler = ? AND state = 'pending'",
+                "DELETE FROM deliveries WHERE handler = ? AND state IN ('pending', 'dead')",
                 [f"sub:{sub_id}"],
             )
             return bool(db.execute("DELETE FROM subscriptions WHERE id = ?", [sub_id]).rowcount)

@@ -552,3 +552,17 @@ async def test_a_disabled_subscription_is_enabled_again_after_a_good_ping(hub_cl
     assert reference_verify(created["secret"], call.headers, call.body) == call.id  # same secret
     missing = await client.post("/api/subscriptions/sub_nope/enable")
     assert missing.status == 404
+
+
+async def test_deleting_a_subscription_clears_its_dead_letters(hub_client, receiver):
+    client = await hub_client(config=PRIVATE)
+    created = await subscribe(client, receiver.url, ["*"])
+    hub = client.app[HUB]
+    await hub.emit("x.y", {})
+    await hub.dispatcher.drain()
+    await hub.store.db.write(  # as if its deliveries had failed for good
+        lambda db: db.execute("UPDATE deliveries SET state = 'dead' WHERE handler LIKE 'sub:%'")
+    )
+    assert await hub.store.inbox.events("dead")
+    assert (await client.delete(f"/api/subscriptions/{created['id']}")).status == 200
+    assert await hub.store.inbox.events("dead") == []
