@@ -141,6 +141,18 @@ PRUNE_REQUESTS_SQL = (
     "DELETE FROM webhook_requests WHERE received_at < ? AND id NOT IN "
     "(SELECT request_id FROM events WHERE request_id IS NOT NULL)"
 )
+EVENT_LIST_SQL = (
+    "SELECT e.id, e.source, e.event_id, e.type, e.connection_key, e.created_at, e.data "
+    "FROM events e {where} ORDER BY e.id DESC LIMIT ?"
+)
+EVENT_FILTERS = {
+    None: "",
+    # from the deliveries' state index to the events, not a scan of every event
+    "pending": "WHERE e.id IN (SELECT d.event FROM deliveries d WHERE d.state = 'pending')",
+    "dead": "WHERE e.id IN (SELECT d.event FROM deliveries d WHERE d.state = 'dead')",
+    "done": "WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id "
+    "AND d.state != 'done')",
+}
 # Rows per statement, largest first (at most 128 x 7 = 896 bound values, under SQLite's
 # oldest limit of 999): a group of n rows takes at most one statement per set bit of n.
 CHUNK_SIZES = (128, 64, 32, 16, 8, 4, 2, 1)
@@ -274,22 +286,10 @@ class Inbox:
 
     async def events(self, state: str | None, limit: int = 100) -> list[dict[str, Any]]:
         """Events (newest first) with their deliveries, optionally only those in ``state``."""
-        where = {
-            None: "",
-            "pending": "WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id "
-            "AND d.state = 'pending')",
-            "dead": "WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id "
-            "AND d.state = 'dead')",
-            "done": "WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id "
-            "AND d.state != 'done')",
-        }[state]
+        where = EVENT_FILTERS[state]
 
         def read(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-            sql = (
-                "SELECT e.id, e.source, e.event_id, e.type, e.connection_key, e.created_at, "
-                f"e.data FROM events e {where} ORDER BY e.id DESC LIMIT ?"
-            )
-            events = list(db.query(sql, [limit]))
+            events = list(db.query(EVENT_LIST_SQL.format(where=where), [limit]))
             for event in events:
                 event["data"] = orjson.loads(event["data"])
                 event["deliveries"] = list(

@@ -53,7 +53,11 @@ async def test_kill_9_under_webhook_load_loses_nothing_answered(tmp_path, reap_d
         daemon = start(tmp_path)
         await daemon.ready(session)
         loader = asyncio.create_task(load(session, daemon.url, answers))
+        deadline = asyncio.get_running_loop().time() + 60
         while sum(1 for s in answers.values() if s == 200) < 300:
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"fewer than 300 accepted in 60 s: {sorted(set(answers.values()))}"
+            )
             await asyncio.sleep(0.01)
         daemon.kill()
         await asyncio.wait_for(loader, 10)

@@ -68,3 +68,19 @@ def test_pruning_requests_scans_events_once_not_once_per_request(tmp_path):
     details = " | ".join(row[-1] for row in plan)
     assert "CORRELATED" not in details, details
     assert "LIST SUBQUERY" in details, details
+
+
+def test_listing_dead_or_pending_events_reads_only_those_events(tmp_path):
+    """Dead letters are found through the deliveries' state index, not by scanning every
+    event of a large inbox."""
+    from hub.store.database import Database
+    from hub.store.inbox import EVENT_FILTERS, EVENT_LIST_SQL
+
+    db = Database(tmp_path / "hub.db")
+    sql = f"EXPLAIN QUERY PLAN {EVENT_LIST_SQL.format(where=EVENT_FILTERS['dead'])}"
+    try:
+        plan = db.read_sync(lambda conn: conn.execute(sql, [100]).fetchall())
+    finally:
+        db.close()
+    details = " | ".join(row[-1] for row in plan)
+    assert "SCAN e" not in details and "USING INDEX deliveries_due" in details, details
