@@ -88,7 +88,7 @@ lint: python-deps
 
 # `python -m pytest` puts the repository root on sys.path (tests import tests.conftest).
 pytest: test-deps
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	timeout 1500 $(PY) -m pytest -q $(PYTEST_ARGS)  # a hang fails CI in 25 min, not 90
 
 test: test-deps
 	$(MAKE) --no-print-directory lint
