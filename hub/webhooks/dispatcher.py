@@ -37,6 +37,8 @@ SUBSCRIPTION_DISABLE_AFTER = 3
 HANDLER_BASE_DELAY_S = 2.0
 HANDLER_MAX_DELAY_S = 3600.0
 CONCURRENCY = 16
+HANDLER_CACHE_SIZE = 4096
+"""Cached handler lists at most (event types come from senders; the cache is then cleared)."""
 UNRECORDED_RETRY_S = 5.0
 """How long a delivery whose outcome could not be written waits before it runs again."""
 LOOP_ERROR_PAUSE_S = 1.0
@@ -60,9 +62,6 @@ def handler_delay(attempts: int) -> float:
     between half and all of that ceiling (jitter that still grows with each attempt)."""
     ceiling = min(HANDLER_MAX_DELAY_S, HANDLER_BASE_DELAY_S * 2 ** (attempts - 1))
     return random.uniform(ceiling / 2, ceiling)
-
-
-HANDLER_CACHE_SIZE = 4096
 
 
 class HandlerTimeout(Exception):
@@ -130,7 +129,7 @@ class Dispatcher:
         key = (source, event_type)
         handlers = self._handlers.get(key)
         if handlers is None:
-            if len(self._handlers) >= HANDLER_CACHE_SIZE:  # event types come from senders
+            if len(self._handlers) >= HANDLER_CACHE_SIZE:
                 self._handlers.clear()
             hub = self._hub
             processed = source != "hub" and hub.plugins.has_owner_hook(source, "process")
