@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -231,19 +231,24 @@ class Inbox:
         stored = await self._db.write(insert_event_groups, [PreparedEvents.build([event])])
         return stored[0]
 
-    async def due(self, limit: int = 200) -> list[Due]:
-        """Pending deliveries whose next attempt time has passed, oldest first."""
+    async def due(
+        self, limit: int = 200, skip: Collection[tuple[int, str]] = frozenset()
+    ) -> list[Due]:
+        """Up to ``limit`` pending deliveries whose next attempt time has passed, oldest first,
+        leaving out the (event, handler) pairs in ``skip`` (those running: their data is not
+        parsed, and they do not crowd out the others)."""
         rows = await self._db.read(
             lambda db: db.execute(
                 "SELECT d.event, d.handler, d.attempts, e.source, e.event_id, e.type, "
                 "e.connection_key, e.data, e.created_at FROM deliveries d "
                 "JOIN events e ON e.id = d.event "
                 "WHERE d.state = 'pending' AND d.next_at <= ? ORDER BY d.next_at LIMIT ?",
-                [time.time(), limit],
+                [time.time(), limit + len(skip)],
             ).fetchall()
         )
+        fresh = [r for r in rows if (r[0], r[1]) not in skip][:limit]
         return [
-            Due(r[0], r[1], r[2], r[3], r[4], r[5], r[6], orjson.loads(r[7]), r[8]) for r in rows
+            Due(r[0], r[1], r[2], r[3], r[4], r[5], r[6], orjson.loads(r[7]), r[8]) for r in fresh
         ]
 
     async def next_due_at(self) -> float | None:

@@ -170,7 +170,7 @@ class Dispatcher:
         self._held = {key: until for key, until in self._held.items() if until > now}
         # a delivery finishing during the read may read as due
         skip = set(self._running) | set(self._held)
-        due = [d for d in await inbox.due() if (d.event, d.handler) not in skip]
+        due = await inbox.due(skip=skip)
         for delivery in due:
             key = (delivery.event, delivery.handler)
             task = asyncio.create_task(self._deliver(delivery))

@@ -190,3 +190,15 @@ async def test_the_handler_cache_stays_bounded(make_hub):
     for number in range(HANDLER_CACHE_SIZE + 10):
         hub.dispatcher.handlers_for("generic", f"generic.t{number}")
     assert len(hub.dispatcher._handlers) <= HANDLER_CACHE_SIZE
+
+
+async def test_due_deliveries_leave_out_the_running_ones_without_losing_others(db):
+    from hub.store.inbox import Inbox
+
+    await db.write(insert_webhooks, [delivery(*(f"d{i}" for i in range(10)))])
+    inbox = Inbox(db)
+    first = await inbox.due(limit=4)
+    running = {(d.event, d.handler) for d in first}
+    later = await inbox.due(limit=4, skip=running)
+    assert len(later) == 4  # not crowded out by the four running ones
+    assert not running & {(d.event, d.handler) for d in later}
