@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,35 @@ def load_or_create_key(configured: str | None, database: Path) -> bytes:
         _check_key(key, "HUB_SECRET_KEY")
         return key
     path = key_file_for(database)
-    if path.exists():
-        key = path.read_bytes().strip()
-        _check_key(key, str(path))
-        return key
-    key = Fernet.generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key + b"\n")
+    if not path.exists():
+        _create_key_file(path)
+    key = path.read_bytes().strip()
+    _check_key(key, str(path))
     return key
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key to ``path`` all at once: it is written and synced under a temporary
+    name, then linked into place, so a crash leaves no empty key file and two processes
+    starting together end up with the same key (the second link fails; both read the first)."""
+    temporary = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(Fernet.generate_key() + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return  # another process created it first: use theirs
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _check_key(key: bytes, where: str) -> None:

@@ -711,3 +711,17 @@ async def test_stopping_cancels_queued_runs_instead_of_starting_them(make_hub):
     runs = {r["connection_id"]: r for r in await hub.store.runs.recent()}
     assert runs["scripted:b"]["state"] == "cancelled"
     assert len(plugin.received) == 1  # b never started its sync
+
+
+def test_processes_creating_the_key_file_together_agree_on_one_key(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hub.store.crypto import load_or_create_key
+
+    database = tmp_path / "hub.db"
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: load_or_create_key(None, database), range(16)))
+    assert len(keys) == 1
+    assert key_file_for(database).read_bytes().strip() in keys
+    assert stat.S_IMODE(key_file_for(database).stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hub.db.key"]  # no leftovers
