@@ -98,15 +98,6 @@ class Connections:
             )
         )
 
-    async def set_status(self, cid: str, status: str, message: str) -> None:
-        """Record a connection's current health status."""
-        await self._db.write(
-            lambda db: db.execute(
-                "UPDATE connections SET status = ?, status_message = ? WHERE id = ?",
-                [status, message, cid],
-            )
-        )
-
     async def get(self, cid: str) -> ConnectionRow | None:
         """One connection by id, or None."""
         rows = await self._db.read(

@@ -93,7 +93,8 @@ async def enable_subscription(request: web.Request) -> web.Response:
         await hub.outbound.ping(found.url, found.secret)
     except (ProviderError, urlguard.UnsafeURLError, OSError) as exc:
         raise web.HTTPBadRequest(text=f"the test ping failed: {exc}") from None
-    await hub.store.subscriptions.enable(found.id)
+    if not await hub.store.subscriptions.enable(found.id):
+        raise web.HTTPNotFound(text="no such subscription")  # deleted meanwhile
     await hub.dispatcher.reload_subscriptions()
     enabled = await hub.store.subscriptions.get(found.id)
     assert enabled is not None

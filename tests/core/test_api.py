@@ -386,24 +386,35 @@ async def test_sync_of_an_integration_without_a_sync_hook_is_404(hub_client):
     assert "nothing to sync" in (await response.json())["error"]
 
 
-class StaticUnderAdmin:
-    """A plugin trying to serve files under /admin, where only handlers can check the token."""
+class StaticFiles:
+    """A plugin trying to serve files under a protected prefix, where no handler could check
+    the admin token."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, prefix: str) -> None:
         self.folder = folder
+        self.prefix = prefix
 
     @hookimpl
     def routes(self) -> list[Any]:
         from aiohttp import web
 
-        return [web.static("/admin/files", self.folder)]
+        return [web.static(self.prefix, self.folder)]
 
 
-async def test_plugin_static_files_under_admin_are_refused(hub_client, tmp_path):
+@pytest.mark.parametrize(
+    ("prefix", "path", "status"),
+    [
+        ("/admin/files", "/admin/files/secret.txt", 302),  # to the login page
+        ("/api", "/api/secret.txt", 401),  # the bare prefix, without its trailing slash
+    ],
+)
+async def test_plugin_static_files_under_protected_prefixes_are_refused(
+    hub_client, tmp_path, prefix, path, status
+):
     (tmp_path / "secret.txt").write_text("do not serve")
-    client = await hub_client(plugins=[StaticUnderAdmin(tmp_path)], authorized=False)
-    response = await client.get("/admin/files/secret.txt", allow_redirects=False)
-    assert response.status != 200
+    client = await hub_client(plugins=[StaticFiles(tmp_path, prefix)], authorized=False)
+    response = await client.get(path, allow_redirects=False)
+    assert response.status == status
     assert "do not serve" not in await response.text()
 
 
@@ -414,24 +425,6 @@ async def test_requests_are_counted_per_route_pattern(hub_client):
     metrics = await (await client.get("/metrics")).text()
     line = 'hub_http_requests_total{method="GET",route="/api/runs/{id}",status="404"} 3.0'
     assert line in metrics
-
-
-class StaticAtApi(StaticUnderAdmin):
-    """Static files at the bare ``/api`` prefix (no trailing slash) must be refused too."""
-
-    @hookimpl
-    def routes(self) -> list[Any]:
-        from aiohttp import web
-
-        return [web.static("/api", self.folder)]
-
-
-async def test_plugin_static_files_at_the_api_prefix_are_refused(hub_client, tmp_path):
-    (tmp_path / "secret.txt").write_text("do not serve")
-    client = await hub_client(plugins=[StaticAtApi(tmp_path)], authorized=False)
-    response = await client.get("/api/secret.txt")
-    assert response.status == 401
-    assert "do not serve" not in await response.text()
 
 
 async def raw_request(client, method: str, path: str, token: str | None = None):

@@ -427,17 +427,7 @@ async def test_one_sync_at_a_time_per_connection(make_hub):
 
 async def test_a_sync_running_in_another_process_blocks(make_hub):
     hub = await scripted_hub(make_hub, ScriptedPlugin())
-    other_pid = os.getppid()
-    run_id = await hub.store.db.write(
-        lambda db: (
-            db.execute(
-                "INSERT INTO sync_runs (connection_id, integration, mode, trigger, state, "
-                "streams, started_at, pid) VALUES ('scripted:a', 'scripted', 'incremental', "
-                "'cli', 'running', '[\"items\"]', '2026-01-01T00:00:00+00:00', ?)",
-                [other_pid],
-            ).lastrowid
-        )
-    )
+    run_id = await insert_running_run(hub, os.getppid(), None)  # recorded before owners
     with pytest.raises(SyncBusyError) as exc:
         await hub.engine.run("scripted:a", trigger="test")
     assert exc.value.run_id == run_id

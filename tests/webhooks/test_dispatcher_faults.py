@@ -12,6 +12,7 @@ from hub.hookspecs import hookimpl
 from hub.model import Alert, HubEvent
 from hub.store.inbox import NewEvent
 from hub.webhooks import dispatcher as dispatcher_module
+from tests.webhooks.test_outbound import wait_until
 
 
 class Hanger:
@@ -63,13 +64,6 @@ class Alerts:
     @hookimpl
     def alert(self, alert: Alert) -> None:
         self.alerts.append(alert)
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def test_hanging_handlers_time_out_and_do_not_starve_the_others(make_hub):

@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 
 from hub.hookspecs import hookimpl
 from hub.model import Alert
+from hub.plugins import await_maybe
 from hub.web.keys import HUB
 from hub.webhooks import dispatcher, signing, urlguard
 from hub.webhooks.outbound import DeliveryError
@@ -114,13 +115,12 @@ async def subscribe(client: Any, url: str, events: list[str]) -> dict[str, Any]:
     return created
 
 
-async def wait_until(
-    check: Callable[[], Awaitable[Any]], timeout: float = 8.0, interval: float = 0.02
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+async def wait_until(check: Callable[[], Any], timeout: float = 8.0, interval: float = 0.02) -> Any:
+    """Poll ``check`` (plain or async) until it returns something truthy; fail after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = await check()
+        result = await await_maybe(check())
         if result:
             return result
         await asyncio.sleep(interval)
