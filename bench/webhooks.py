@@ -60,17 +60,19 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    """Poll ``url`` until it answers (any status)."""
-    for _ in range(200):
+    """Poll ``url`` until it answers with anything but 503 (not ready yet)."""
+    for _ in range(600):
         if proc.poll() is not None:
             raise SystemExit(f"server exited early with {proc.returncode}")
         try:
             urllib.request.urlopen(url, timeout=1)
             return
-        except urllib.error.HTTPError:
-            return
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503:
+                return
         except OSError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     raise SystemExit(f"{url} did not come up")
 
 
@@ -104,6 +106,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="bare + hub pairs")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="the hub's webhooks.workers (0: the daemon alone)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -132,10 +137,11 @@ def main() -> None:
             config.write_text(
                 f'[server]\nport = {hub_port}\n[store]\npath = "{database}"\n'
                 f'[logging]\nlevel = "warning"\n[admin]\ntoken = "bench"\n'
+                f"[webhooks]\nworkers = {args.workers}\n"
                 f'[webhooks.generic.bench]\nsecret = "{SECRET}"\n'
             )
             serve = [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)]
-            hub = load(serve, hub_port, "/healthz")
+            hub = load(serve, hub_port, "/readyz")  # ready: the ingest workers listen too
             conn = sqlite3.connect(database)
             stored = conn.execute("SELECT count(*) FROM events WHERE source = 'generic'")
             rounds.append(report(number, bare, hub, stored.fetchone()[0]))

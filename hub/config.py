@@ -109,6 +109,8 @@ class WebhookSettings(Section):
     """Seconds a handler (``process``, ``event``) may run before the attempt counts as failed."""
     retention_days: int = Field(default=30, ge=1)
     """Finished events and their raw requests are deleted after this many days."""
+    workers: int = Field(default=0, ge=0, le=64)
+    """Processes that receive webhooks beside the daemon on its port (0: the daemon alone)."""
     generic: dict[str, GenericSender] = Field(default_factory=dict)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
 

@@ -33,6 +33,7 @@ from hub.sync import SyncEngine, SyncResult
 from hub.webhooks.dispatcher import Dispatcher
 from hub.webhooks.ingest import GroupCommitter
 from hub.webhooks.outbound import Outbound
+from hub.webhooks.workers import IngestWorkers
 
 log = structlog.get_logger("hub")
 
@@ -57,6 +58,9 @@ class Hub:
         self._ingest: GroupCommitter | None = None
         self.scheduler: Scheduler | None = None
         """The daemon's scheduler while it runs (None in one-off commands and tests)."""
+        self.workers: IngestWorkers | None = None
+        """The daemon's ingest worker processes while they run (``webhooks.workers``)."""
+        self._plugins_started = False
         self._flights: dict[str, asyncio.Lock] = {}
         self.started_at = time.time()
         self.loaded = False
@@ -103,17 +107,32 @@ class Hub:
         :param deliver: run the dispatcher here. One-off commands (``sync``, ``check``) pass
             False: what they emit is stored and the daemon delivers it.
         """
-        self.load_plugins()
-        tune_malloc()
-        secret = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
-        store = self.settings.store
-        self._store = Store(store.path, secret, synchronous=store.synchronous)
+        self._open_store()
         self._engine = SyncEngine(self, self.settings.sync.max_concurrent)
         try:
             await self._open(deliver)
         except BaseException:
             await self.stop()
             raise
+
+    async def start_ingest(self) -> None:
+        """Open only what receiving webhooks needs: an ingest worker's hub. Nothing is
+        configured, checked, scheduled or delivered here, and no ``startup`` hook runs: the
+        daemon does all that once."""
+        self._open_store()
+        try:
+            self._ingest = GroupCommitter(self.store.db)
+            await self.dispatcher.start(deliver=False)
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _open_store(self) -> None:
+        self.load_plugins()
+        tune_malloc()
+        secret = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
+        store = self.settings.store
+        self._store = Store(store.path, secret, synchronous=store.synchronous)
 
     async def _open(self, deliver: bool) -> None:
         interrupted = await self.store.runs.mark_interrupted()
@@ -125,6 +144,7 @@ class Hub:
         await self.health.load()
         self._ingest = GroupCommitter(self.store.db)
         await self.dispatcher.start(deliver)
+        self._plugins_started = True
         await self.plugins.broadcast("startup", hub=self)
 
     async def _configure(self, name: str, settings: IntegrationSettings) -> None:
@@ -147,7 +167,8 @@ class Hub:
             await self._engine.stop(self.settings.server.shutdown_timeout)
         await self.dispatcher.stop()
         await self.outbound.close()
-        if self._store is not None:
+        if self._plugins_started:
+            self._plugins_started = False
             await self.plugins.broadcast("shutdown", hub=self)
         await self.http.close()
         if self._store is not None:

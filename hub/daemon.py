@@ -22,8 +22,11 @@ from hub.core import Hub
 from hub.errors import SyncBusyError
 from hub.plugins import HubPlugins
 from hub.progress import ProgressDisplay
+from hub.store.clock import set_id_tag
 from hub.sync import SyncProgress
 from hub.web.app import create_app
+from hub.web.keys import HUB
+from hub.webhooks.workers import IngestWorkers
 
 log = structlog.get_logger("hub")
 
@@ -61,6 +64,7 @@ async def serve(settings: HubSettings) -> int:
             file=sys.stderr,
         )
         return 1
+    set_id_tag(0)  # the daemon's ids; its ingest workers take 1 and up
     try:
         return await _serve(settings)
     finally:
@@ -77,8 +81,9 @@ async def _serve(settings: HubSettings) -> int:
     )
     await runner.setup()
     host, port = settings.server.host, settings.server.port
+    workers = settings.webhooks.workers
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, reuse_port=bool(workers))
         await site.start()
     except OSError as exc:
         await runner.cleanup()
@@ -86,24 +91,45 @@ async def _serve(settings: HubSettings) -> int:
             f"advisoros-hub: error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr
         )
         return 1
-    gc.collect()
-    gc.freeze()  # start-up objects never need collecting: keeps full collections short
-    log.info("hub listening", url=f"http://{host}:{port}", admin=f"http://{host}:{port}/admin")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("hub stopping")
-    limit = settings.server.shutdown_timeout * 2 + 10
-    try:
-        async with asyncio.timeout(limit):
-            await runner.cleanup()
-    except TimeoutError:
-        log.error("shutdown did not finish in time; exiting anyway", limit_s=limit)
-        return 1
+    with tempfile.TemporaryDirectory(prefix="advisoros-hub-") as private:  # mode 0700
+        if workers:
+            await _start_workers(app[HUB], runner, f"{private}/daemon.sock")
+        gc.collect()
+        gc.freeze()  # start-up objects never need collecting: keeps full collections short
+        url = f"http://{host}:{port}"
+        log.info("hub listening", url=url, admin=f"{url}/admin", ingest_workers=workers)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("hub stopping")
+        limit = settings.server.shutdown_timeout * 2 + 10
+        try:
+            async with asyncio.timeout(limit):
+                hub = app[HUB]
+                if hub.workers is not None:
+                    await hub.workers.stop(settings.server.shutdown_timeout + 5)
+                    hub.workers = None
+                await runner.cleanup()
+        except TimeoutError:
+            log.error("shutdown did not finish in time; exiting anyway", limit_s=limit)
+            return 1
     log.info("hub stopped")
     return 0
+
+
+async def _start_workers(hub: Hub, runner: web.AppRunner, upstream: str) -> None:
+    """Start ``webhooks.workers`` ingest workers on the address the daemon listens on (its
+    actual port: the configured one may be 0); the daemon answers what they forward on the
+    private socket ``upstream``."""
+    port = runner.addresses[0][1]
+    await web.UnixSite(runner, upstream).start()
+    workers = IngestWorkers(
+        hub, hub.settings.webhooks.workers, hub.settings.server.host, port, upstream
+    )
+    hub.workers = workers
+    await workers.start()
 
 
 async def demo(settings: HubSettings) -> int:

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -91,6 +92,8 @@ class Dispatcher:
         self._held: dict[tuple[int, str], float] = {}
         """Deliveries whose outcome could not be written: not run again before this time."""
         self._reload_lock = asyncio.Lock()
+        self.reload_listeners: list[Callable[[], Awaitable[None]]] = []
+        """Called after each reload (the daemon tells its ingest workers to reload too)."""
 
     async def start(self, deliver: bool = True) -> None:
         """Load subscriptions (new events need them) and, if ``deliver``, start delivering."""
@@ -120,6 +123,8 @@ class Dispatcher:
         async with self._reload_lock:  # reads finish out of order: the last one must win
             self.subscriptions = await self._hub.store.subscriptions.list()
             self._handlers.clear()
+        for listener in self.reload_listeners:
+            await listener()
 
     def handlers_for(self, source: str, event_type: str) -> tuple[str, ...]:
         """The handlers a new event of ``source`` and ``event_type`` must be delivered to."""
@@ -145,6 +150,12 @@ class Dispatcher:
     def wake(self) -> None:
         """New deliveries were stored: look for due work now."""
         self._wake.set()
+
+    async def woken(self) -> None:
+        """Wait for the next :meth:`wake` (an ingest worker, which delivers nothing itself,
+        passes them on to the daemon)."""
+        await self._wake.wait()
+        self._wake.clear()
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until nothing is due now or running (tests and the CLI use this)."""
