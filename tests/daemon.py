@@ -43,11 +43,12 @@ class Daemon:
         )
         _started.append(self.proc)
 
-    async def ready(self, session: aiohttp.ClientSession) -> None:
-        """Wait until ``/healthz`` answers (fails if the process exits first)."""
+    async def ready(self, session: aiohttp.ClientSession, path: str = "/healthz") -> None:
+        """Wait until ``path`` answers 200 (fails if the process exits first); ``/readyz``
+        waits for ingest workers too."""
         for _ in range(300):
             try:
-                async with session.get(f"{self.url}/healthz") as response:
+                async with session.get(f"{self.url}{path}") as response:
                     if response.status == 200:
                         return
             except aiohttp.ClientError:
@@ -104,3 +105,12 @@ def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, .
         return []
     finally:
         conn.close()
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie nobody reaped yet counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

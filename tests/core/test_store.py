@@ -715,3 +715,26 @@ def test_processes_creating_the_key_file_together_agree_on_one_key(tmp_path):
     assert key_file_for(database).read_bytes().strip() in keys
     assert stat.S_IMODE(key_file_for(database).stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hub.db.key"]  # no leftovers
+
+
+def test_ids_carry_the_process_tag_and_never_repeat(monkeypatch):
+    """Processes writing one database at once (daemon, ingest workers) never make the same
+    id, even in the same microsecond: the last three digits are each process's own."""
+    from hub.store import clock
+
+    monkeypatch.setattr(clock, "_last_id", 0)
+    monkeypatch.setattr(clock, "_tag", clock._tag)
+    made: dict[int, list[int]] = {}
+    frozen = 1_795_000_000_123_456_789
+    monkeypatch.setattr(clock.time, "time_ns", lambda: frozen)
+    for tag in (0, 1, 2):
+        clock.set_id_tag(tag)
+        monkeypatch.setattr(clock, "_last_id", 0)  # each process counts on its own
+        made[tag] = [clock.next_id() for _ in range(500)]
+    everything = [i for ids in made.values() for i in ids]
+    assert len(set(everything)) == len(everything)
+    for tag, ids in made.items():
+        assert {i % 1000 for i in ids} == {tag}
+        assert ids == sorted(ids) and ids[0] // 1000 == frozen // 1000
+    with pytest.raises(ValueError, match="not in 0-99"):
+        clock.set_id_tag(100)

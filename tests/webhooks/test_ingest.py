@@ -14,7 +14,7 @@ from hub.store.inbox import CHUNK_SIZES, NewEvent, WebhookDelivery, insert_webho
 from hub.testing import generic_signature, wait_for_run
 from hub.web.keys import HUB
 from hub.webhooks.dispatcher import HANDLER_CACHE_SIZE
-from hub.webhooks.ingest import LOOP_WRITE_MAX_BYTES, GroupCommitter
+from hub.webhooks.ingest import LOOP_BUSY_MAX_S, LOOP_WRITE_MAX_BYTES, GroupCommitter
 from tests.conftest import ledger_config
 
 
@@ -202,3 +202,39 @@ async def test_due_deliveries_leave_out_the_running_ones_without_losing_others(d
     later = await inbox.due(limit=4, skip=running)
     assert len(later) == 4  # not crowded out by the four running ones
     assert not running & {(d.event, d.handler) for d in later}
+
+
+async def test_a_briefly_held_lock_is_retried_on_the_loop_and_the_group_grows(db, tmp_path):
+    """Another process's commit holds the lock for a moment: the group waits on the loop (no
+    writer thread, no SQLite busy sleeps) and requests arriving meanwhile join it."""
+    other = sqlite3.connect(tmp_path / "hub.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    committed = spy_write_now(db)
+    handed_over: list[object] = []
+    original_submit = db.submit
+    db.submit = lambda *args: handed_over.append(args) or original_submit(*args)  # type: ignore[method-assign]
+    committer = GroupCommitter(db)
+    first = asyncio.create_task(committer.store(delivery("first")))
+    await asyncio.sleep(0.005)
+    second = asyncio.create_task(committer.store(delivery("second")))
+    await asyncio.sleep(0.005)
+    other.execute("COMMIT")
+    results = await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert [r.created for r in results] == [1, 1]
+    assert committed[-1] == 2 and len(committed) > 2  # tried while locked, then one group of 2
+    assert handed_over == []
+    other.close()
+
+
+async def test_a_lock_held_past_the_loop_budget_goes_to_the_writer_thread(db, tmp_path):
+    other = sqlite3.connect(tmp_path / "hub.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a long sync batch
+    handed_over: list[object] = []
+    original_submit = db.submit
+    db.submit = lambda *args: handed_over.append(args) or original_submit(*args)  # type: ignore[method-assign]
+    waiting = asyncio.create_task(GroupCommitter(db).store(delivery("late")))
+    await asyncio.sleep(LOOP_BUSY_MAX_S * 3)
+    assert len(handed_over) == 1 and not waiting.done()  # the thread waits for the lock
+    other.execute("COMMIT")
+    assert (await asyncio.wait_for(waiting, 10)).created == 1
+    other.close()
