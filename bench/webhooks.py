@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import hmac
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -107,7 +108,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="bare + hub pairs")
     parser.add_argument(
-        "--workers", type=int, default=2, help="the hub's webhooks.workers (0: the daemon alone)"
+        "--workers",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="the hub's webhooks.workers (default: one per core beside the daemon's; 0: the "
+        "daemon alone)",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -147,7 +152,7 @@ def main() -> None:
             rounds.append(report(number, bare, hub, stored.fetchone()[0]))
             conn.close()
     median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
-    print(json.dumps(median))
+    print(json.dumps({**median, "workers": args.workers}))
 
 
 def report(

@@ -119,7 +119,7 @@ class Hub:
         """Open only what receiving webhooks needs: an ingest worker's hub. Nothing is
         configured, checked, scheduled or delivered here, and no ``startup`` hook runs: the
         daemon does all that once."""
-        self._open_store()
+        self._open_store(checkpoints=False)  # the daemon checkpoints for every process
         try:
             self._ingest = GroupCommitter(self.store.db)
             await self.dispatcher.start(deliver=False)
@@ -127,12 +127,12 @@ class Hub:
             await self.stop()
             raise
 
-    def _open_store(self) -> None:
+    def _open_store(self, checkpoints: bool = True) -> None:
         self.load_plugins()
         tune_malloc()
         secret = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
         store = self.settings.store
-        self._store = Store(store.path, secret, synchronous=store.synchronous)
+        self._store = Store(store.path, secret, store.synchronous, checkpoints)
 
     async def _open(self, deliver: bool) -> None:
         interrupted = await self.store.runs.mark_interrupted()

@@ -20,10 +20,14 @@ class Store:
     """Opens the database (migrating it) and exposes its repositories."""
 
     def __init__(
-        self, path: Path, secret_key: str | None = None, synchronous: str = "normal"
+        self,
+        path: Path,
+        secret_key: str | None = None,
+        synchronous: str = "normal",
+        checkpoints: bool = True,
     ) -> None:
         self.path = path
-        self.db = Database(path, synchronous)
+        self.db = Database(path, synchronous, checkpoints)
         try:
             self.vault = Vault(load_or_create_key(secret_key, path))
         except BaseException:

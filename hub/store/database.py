@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import queue
 import sqlite3
 import threading
@@ -69,6 +71,45 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
+class WriteTurn:
+    """Whose turn it is to write among the connections of every hub process on one database:
+    an exclusive ``flock`` on ``<database>.write-lock``, taken around each write transaction.
+
+    SQLite's own write lock has no queue: a connection that finds it taken sleeps 1, 2, 5, ...
+    up to 100 ms between tries, while one that tries again at once takes it the moment it is
+    free. With ingest workers beside the daemon, a group commit waiting that way starved for
+    hundreds of milliseconds. A blocked ``flock`` is woken as soon as the lock is released.
+    Each holder opens the file itself: locks of one open file would not exclude each other.
+    """
+
+    def __init__(self, database: Path) -> None:
+        path = f"{database}.write-lock"
+        try:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot open: {exc.strerror}") from None
+
+    def take_now(self) -> bool:
+        """Take the turn if nobody has it; False if somebody does."""
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def take(self) -> None:
+        """Wait for the turn and take it."""
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def give(self) -> None:
+        """Give the turn back."""
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the lock file (giving the turn back if held)."""
+        os.close(self._fd)
+
+
 class WriteBusy(Exception):
     """:meth:`Database.write_now` found SQLite's write lock taken; nothing was written."""
 
@@ -81,9 +122,11 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 class Database:
     """The hub's database: one writer thread, a pool of readers, migrations applied at open."""
 
-    def __init__(self, path: Path, synchronous: str = "normal") -> None:
+    def __init__(self, path: Path, synchronous: str = "normal", checkpoints: bool = True) -> None:
         """Open (creating and migrating) the database; ``synchronous`` applies to the writer:
-        ``normal`` survives a process crash, ``full`` also a power cut."""
+        ``normal`` survives a process crash, ``full`` also a power cut. ``checkpoints=False``
+        leaves copying the WAL back to another process (the daemon does it for its ingest
+        workers: two checkpointers on one WAL doubled the I/O and stalled commits)."""
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +142,8 @@ class Database:
         except sqlite3.DatabaseError as exc:
             self._writer_db.close()
             raise StoreError(f"{path}: cannot migrate database: {exc}") from None
+        self._thread_turn = WriteTurn(path)
+        self._loop_turn = WriteTurn(path)
         self._queue: queue.SimpleQueue[
             tuple[Callable[..., Any], tuple[Any, ...], Future[Any]] | None
         ] = queue.SimpleQueue()
@@ -107,10 +152,12 @@ class Database:
         )
         self._writer.start()
         self._stop = threading.Event()
-        self._checkpointer = threading.Thread(
-            target=self._checkpoint_loop, name="hub-store-checkpoint", daemon=True
-        )
-        self._checkpointer.start()
+        self._checkpointer: threading.Thread | None = None
+        if checkpoints:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="hub-store-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
         self._local = threading.local()
         self._readers: list[sqlite_utils.Database] = []
         self._reader_lock = threading.Lock()
@@ -148,6 +195,7 @@ class Database:
             if not future.set_running_or_notify_cancel():
                 continue
             conn = self._writer_db.conn
+            self._thread_turn.take()
             try:
                 # IMMEDIATE takes the write lock first (waiting up to busy_timeout): a deferred
                 # transaction that read before writing would fail at once with "database is
@@ -161,6 +209,8 @@ class Database:
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+            finally:
+                self._thread_turn.give()
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Queue ``fn(db, *args)`` to run in one transaction on the writer thread."""
@@ -185,12 +235,11 @@ class Database:
             db.conn.isolation_level = None  # transactions are begun and ended here
             db.execute("PRAGMA busy_timeout=0")
             db.execute("PRAGMA wal_autocheckpoint=0")
+        if not self._loop_turn.take_now():
+            raise WriteBusy("another connection is writing")
         conn = db.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise WriteBusy(str(exc)) from None
-        try:
             result = fn(db, *args)
             conn.execute("COMMIT")
         except BaseException as exc:
@@ -198,6 +247,8 @@ class Database:
             if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
                 raise WriteBusy(str(exc)) from None
             raise
+        finally:
+            self._loop_turn.give()
         return result
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
@@ -230,7 +281,8 @@ class Database:
         self._queue.put(None)
         self._writer.join()
         self._stop.set()
-        self._checkpointer.join()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         self._pool.shutdown(wait=True)
         with self._reader_lock:
             for db in self._readers:
@@ -238,3 +290,5 @@ class Database:
         self._writer_db.close()
         if self._immediate_db is not None:
             self._immediate_db.close()
+        self._thread_turn.close()
+        self._loop_turn.close()

@@ -2,14 +2,12 @@
 
 Each request waits for the commit that contains its rows, so an answered request is on disk.
 Requests that arrive in the same turn of the event loop form one group, committed at the end
-of that turn by the loop itself when SQLite's write lock is free (on this path a hop to the
-writer thread and back costs more than the SQL). When the lock is taken (an ingest worker's
-commit, a sync's batch), the group waits on the loop and tries again every fraction of a
-millisecond, growing meanwhile: SQLite's own busy wait sleeps 1, 2, 5, 10 ms and more between
-tries, which showed as a p99 five times the bare endpoint's with two ingest workers. A group
-still locked out after ``LOOP_BUSY_MAX_S`` (a long sync batch), a group whose commits wait for
-the disk (``synchronous = full``), or one large enough to stall the loop noticeably goes to
-the store's writer thread instead, and newcomers gather for the next group.
+of that turn by the loop itself when it is free to write at once (on this path a hop to the
+writer thread and back costs more than the SQL). When another connection is writing (an
+ingest worker's group, a sync's batch), commits wait for the disk (``synchronous = full``) or
+the group is large enough to stall the loop noticeably, the group goes to the store's writer
+thread instead, which waits for its turn (see :class:`hub.store.database.WriteTurn`), and
+newcomers gather for the next group.
 """
 
 from __future__ import annotations
@@ -23,10 +21,6 @@ from hub.store.inbox import Stored, WebhookDelivery, insert_webhooks
 Group = list[tuple[WebhookDelivery, asyncio.Future[Stored]]]
 LOOP_WRITE_MAX_BYTES = 1024 * 1024
 """A group whose bodies add up to more is written on the writer thread (about 2 ms of SQL)."""
-LOOP_BUSY_RETRY_S = 0.0002
-LOOP_BUSY_MAX_S = 0.05
-"""How long a group keeps trying for the write lock on the loop before the writer thread
-takes it (and waits with SQLite's busy timeout)."""
 
 
 class GroupCommitter:
@@ -37,8 +31,6 @@ class GroupCommitter:
         self._pending: Group = []
         self._busy = False
         """A flush is scheduled or a group is on the writer thread: newcomers just queue."""
-        self._locked_since: float | None = None
-        """When the waiting group first found the write lock taken."""
 
     async def store(self, delivery: WebhookDelivery) -> Stored:
         """Store ``delivery`` durably; return once the transaction holding it has committed."""
@@ -58,21 +50,13 @@ class GroupCommitter:
             try:
                 results = self._db.write_now(insert_webhooks, deliveries)
             except WriteBusy:
-                now = loop.time()
-                self._locked_since = self._locked_since or now
-                if now - self._locked_since < LOOP_BUSY_MAX_S:
-                    self._pending = group + self._pending
-                    loop.call_later(LOOP_BUSY_RETRY_S, self._flush, loop)
-                    return
+                pass
             except Exception as exc:
-                self._locked_since = None
                 self._settle(loop, group, error=exc)
                 return
             else:
-                self._locked_since = None
                 self._settle(loop, group, results)
                 return
-        self._locked_since = None
         try:
             done = self._db.submit(insert_webhooks, deliveries)
         except Exception as exc:  # the store is closed: nobody waits forever

@@ -74,6 +74,7 @@ class IngestWorkers:
         self._processes: dict[int, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._stopped = asyncio.Event()
         self._numbers = itertools.count(1)
 
     async def start(self) -> None:
@@ -94,6 +95,7 @@ class IngestWorkers:
     async def stop(self, timeout: float) -> None:
         """SIGTERM each worker (it finishes its requests in flight); SIGKILL after ``timeout``."""
         self._stopping = True
+        self._stopped.set()
         with contextlib.suppress(ValueError):
             self._hub.dispatcher.reload_listeners.remove(self._reload_subscriptions)
         for process in self._processes.values():
@@ -101,10 +103,12 @@ class IngestWorkers:
                 process.send_signal(signal.SIGTERM)
         if self._tasks:
             _, late = await asyncio.wait(self._tasks, timeout=timeout)
-            for process in self._processes.values():
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
             if late:
+                for process in self._processes.values():
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                for task in late:
+                    task.cancel()
                 await asyncio.wait(late)
 
     def status(self) -> list[dict[str, Any]]:
@@ -143,7 +147,9 @@ class IngestWorkers:
             if time.monotonic() - began > STABLE_AFTER_S:
                 delay = RESTART_DELAY_S
             log.error("ingest worker exited; restarting", worker=index, code=code, in_s=delay)
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stopped.wait()
             delay = min(delay * 2, RESTART_MAX_DELAY_S)
             worker.restarts += 1
 
@@ -157,6 +163,7 @@ class IngestWorkers:
                 "hub.webhooks.worker",
                 str(theirs.fileno()),
                 pass_fds=(theirs.fileno(),),
+                start_new_session=True,  # Ctrl-C reaches the daemon, which stops workers in order
             )
         except BaseException:
             ours.close()

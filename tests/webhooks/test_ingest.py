@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from hub.store.database import Database, WriteBusy
+from hub.store.database import Database, WriteBusy, WriteTurn
 from hub.store.inbox import CHUNK_SIZES, NewEvent, WebhookDelivery, insert_webhooks
 from hub.testing import generic_signature, wait_for_run
 from hub.web.keys import HUB
 from hub.webhooks.dispatcher import HANDLER_CACHE_SIZE
-from hub.webhooks.ingest import LOOP_BUSY_MAX_S, LOOP_WRITE_MAX_BYTES, GroupCommitter
+from hub.webhooks.ingest import LOOP_WRITE_MAX_BYTES, GroupCommitter
 from tests.conftest import ledger_config
 
 
@@ -204,37 +204,27 @@ async def test_due_deliveries_leave_out_the_running_ones_without_losing_others(d
     assert not running & {(d.event, d.handler) for d in later}
 
 
-async def test_a_briefly_held_lock_is_retried_on_the_loop_and_the_group_grows(db, tmp_path):
-    """Another process's commit holds the lock for a moment: the group waits on the loop (no
-    writer thread, no SQLite busy sleeps) and requests arriving meanwhile join it."""
-    other = sqlite3.connect(tmp_path / "hub.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    committed = spy_write_now(db)
-    handed_over: list[object] = []
-    original_submit = db.submit
-    db.submit = lambda *args: handed_over.append(args) or original_submit(*args)  # type: ignore[method-assign]
-    committer = GroupCommitter(db)
-    first = asyncio.create_task(committer.store(delivery("first")))
-    await asyncio.sleep(0.005)
-    second = asyncio.create_task(committer.store(delivery("second")))
-    await asyncio.sleep(0.005)
-    other.execute("COMMIT")
-    results = await asyncio.wait_for(asyncio.gather(first, second), 10)
-    assert [r.created for r in results] == [1, 1]
-    assert committed[-1] == 2 and len(committed) > 2  # tried while locked, then one group of 2
-    assert handed_over == []
-    other.close()
-
-
-async def test_a_lock_held_past_the_loop_budget_goes_to_the_writer_thread(db, tmp_path):
-    other = sqlite3.connect(tmp_path / "hub.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # a long sync batch
-    handed_over: list[object] = []
-    original_submit = db.submit
-    db.submit = lambda *args: handed_over.append(args) or original_submit(*args)  # type: ignore[method-assign]
-    waiting = asyncio.create_task(GroupCommitter(db).store(delivery("late")))
-    await asyncio.sleep(LOOP_BUSY_MAX_S * 3)
-    assert len(handed_over) == 1 and not waiting.done()  # the thread waits for the lock
-    other.execute("COMMIT")
-    assert (await asyncio.wait_for(waiting, 10)).created == 1
-    other.close()
+async def test_another_processs_turn_is_waited_for_then_the_group_commits(db, tmp_path):
+    """An ingest worker (another Database on the file) is writing: the loop does not wait for
+    it; the group goes to the writer thread, which takes its turn as soon as it is given."""
+    other = Database(tmp_path / "hub.db")
+    turn = WriteTurn(tmp_path / "hub.db")
+    try:
+        turn.take()  # the other process's transaction is under way
+        with pytest.raises(WriteBusy):
+            db.write_now(insert_webhooks, [delivery("now")])
+        with pytest.raises(WriteBusy):  # every holder waits for the turn, in any process
+            other.write_now(insert_webhooks, [delivery("also-now")])
+        waiting = asyncio.create_task(GroupCommitter(db).store(delivery("later")))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # not answered before its commit
+        turn.give()
+        stored = await asyncio.wait_for(waiting, 10)
+        assert (stored.created, stored.duplicates) == (1, 0)
+        assert count(db, "SELECT count(*) FROM events") == 1  # "now" was never written
+        calls = spy_write_now(db)
+        assert (await GroupCommitter(db).store(delivery("after"))).created == 1
+        assert calls == [1]  # nobody writing: the loop committed it itself
+    finally:
+        turn.close()
+        other.close()

@@ -134,6 +134,10 @@ async def test_workers_store_what_the_daemon_delivers_and_share_everything_else(
         # the workers' counts are in the daemon's metrics
         await eventually(lambda: accepted_is(daemon, session, len(ids)), timeout=10)
 
+        headers = {"Authorization": "Bearer daemon-test-token"}
+        async with session.get(f"{daemon.url}/admin", headers=headers) as response:
+            assert "2 of 2 ingest workers running" in await response.text()
+
         # everything else works through any process: forwarded by workers to the daemon
         fresh = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(connector=fresh) as other:
