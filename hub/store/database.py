@@ -30,6 +30,7 @@ from hub.store.schema import apply_migrations
 T = TypeVar("T")
 
 CHECKPOINT_INTERVAL_S = 1.0
+WAL_RESTART_BYTES = 1024 * 1024 * 1024
 WRITER_CACHE_MB = 16
 
 
@@ -171,13 +172,19 @@ class Database:
         """Copy the WAL back into the database off the writer's path, once a second.
 
         The writer never checkpoints itself (``wal_autocheckpoint=0``): a checkpoint's fsyncs
-        would otherwise stall the commit that many waiting webhook requests depend on.
+        would otherwise stall the commit that many waiting webhook requests depend on. The WAL
+        starts over by itself once a checkpoint has caught up with the writers; under writes
+        that never pause it would grow without end, so past ``WAL_RESTART_BYTES`` a
+        checkpoint that makes writers wait for it (a moment) starts it over.
         """
         db = connect(self.path, cache_mb=1)
         try:
+            page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
             while not self._stop.wait(CHECKPOINT_INTERVAL_S):
                 try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames * page_size > WAL_RESTART_BYTES:
+                        db.execute("PRAGMA wal_checkpoint(RESTART)")
                 except sqlite3.OperationalError:
                     continue  # busy: try again next time
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -738,3 +738,41 @@ def test_ids_carry_the_process_tag_and_never_repeat(monkeypatch):
         assert ids == sorted(ids) and ids[0] // 1000 == frozen // 1000
     with pytest.raises(ValueError, match="not in 0-99"):
         clock.set_id_tag(100)
+
+
+async def test_a_wal_past_its_bound_is_started_over_and_a_small_one_is_left(tmp_path, monkeypatch):
+    """Writes that never pause keep a passive checkpoint from ever catching up: past
+    ``WAL_RESTART_BYTES`` the checkpointer restarts the WAL (writers wait a moment)."""
+    from hub.store import database
+
+    statements: list[str] = []
+
+    def recording_connect(path: Path, cache_mb: int = 4) -> sqlite_utils.Database:
+        db = connect(path, cache_mb)
+        if cache_mb == 1:  # the checkpointer's connection
+            original = db.execute
+            db.execute = lambda sql, *a: statements.append(sql) or original(sql, *a)  # type: ignore[method-assign]
+        return db
+
+    monkeypatch.setattr(database, "connect", recording_connect)
+    monkeypatch.setattr(database, "CHECKPOINT_INTERVAL_S", 0.02)
+    monkeypatch.setattr(database, "WAL_RESTART_BYTES", 1024 * 1024)
+    db = Database(tmp_path / "hub.db")
+    try:
+        await db.write(lambda conn: conn.execute("CREATE TABLE t (v BLOB)"))
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if "PRAGMA wal_checkpoint(PASSIVE)" in statements:
+                break
+        assert "PRAGMA wal_checkpoint(RESTART)" not in statements  # a small WAL is left be
+        blob = os.urandom(4096)
+        await db.write(
+            lambda conn: conn.conn.executemany("INSERT INTO t VALUES (?)", [(blob,)] * 400)
+        )
+        for _ in range(300):
+            if "PRAGMA wal_checkpoint(RESTART)" in statements:
+                break
+            await asyncio.sleep(0.01)
+        assert "PRAGMA wal_checkpoint(RESTART)" in statements
+    finally:
+        db.close()
