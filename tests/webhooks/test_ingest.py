@@ -228,3 +228,20 @@ async def test_another_processs_turn_is_waited_for_then_the_group_commits(db, tm
     finally:
         turn.close()
         other.close()
+
+
+async def test_under_concurrency_a_group_lingers_to_gather_more_and_a_lone_request_does_not(db):
+    committed = spy_write_now(db)
+    committer = GroupCommitter(db)
+    await asyncio.gather(committer.store(delivery("a")), committer.store(delivery("b")))
+    first = asyncio.create_task(committer.store(delivery("c")))
+    await asyncio.sleep(0)  # c is queued; without the linger it would commit next turn, alone
+    second = asyncio.create_task(committer.store(delivery("d")))
+    await asyncio.gather(first, second)
+    assert committed == [2, 2]  # c waited for d: one commit instead of two
+    await committer.store(delivery("e"))  # lingers once (the last group was concurrent)
+    third = asyncio.create_task(committer.store(delivery("f")))
+    await asyncio.sleep(0)
+    fourth = asyncio.create_task(committer.store(delivery("g")))
+    await asyncio.gather(third, fourth)
+    assert committed == [2, 2, 1, 1, 1]  # after a lone request, f did not wait for g
