@@ -25,7 +25,7 @@ GROUP_LINGER_S = 0.001
 """Under concurrent requests a group waits this long for more before it commits: each commit
 rewrites the B-trees' last pages and page 1 whatever its size, so groups twice as large
 halved that part of the WAL (and the checkpoints' work); measured with an ingest worker:
-+5% requests/s and p99 ~10 ms instead of ~13. A lone request is committed at once."""
++5-10% requests/s and p99 ~8 ms instead of ~13. A lone request is committed at once."""
 
 
 class GroupCommitter:
