@@ -124,6 +124,14 @@ async def _start_workers(hub: Hub, runner: web.AppRunner, upstream: str) -> None
     actual port: the configured one may be 0); the daemon answers what they forward on the
     private socket ``upstream``."""
     port = runner.addresses[0][1]
+    cores = os.cpu_count() or 1
+    if hub.settings.webhooks.workers >= cores:
+        log.warning(
+            "more ingest workers than spare cores: webhooks get slower, not faster",
+            workers=hub.settings.webhooks.workers,
+            cores=cores,
+            advice=f"webhooks.workers = {max(cores - 1, 0)}",
+        )
     await web.UnixSite(runner, upstream).start()
     workers = IngestWorkers(
         hub, hub.settings.webhooks.workers, hub.settings.server.host, port, upstream

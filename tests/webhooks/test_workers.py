@@ -113,6 +113,8 @@ async def test_workers_store_what_the_daemon_delivers_and_share_everything_else(
         assert [w["state"] for w in workers] == ["running", "running"]
         pids = {w["pid"] for w in workers}
         assert len(pids) == 2 and daemon.proc.pid not in pids and all(map(alive, pids))
+        warned = "more ingest workers than spare cores" in (tmp_path / "daemon.log").read_text()
+        assert warned == (2 >= (os.cpu_count() or 1))
 
         status, created = await daemon.api(
             session, "POST", "/api/subscriptions", json={"url": hook_url, "events": ["generic.*"]}
