@@ -27,15 +27,8 @@ from hub.logs import configure_logging
 from hub.store.clock import set_id_tag
 from hub.web.app import create_worker_app
 from hub.web.forward import Forwarder
-from hub.webhooks.channel import (
-    Channel,
-    MetricsSnapshot,
-    Ready,
-    Reloaded,
-    ReloadSubscriptions,
-    Wake,
-    WorkerStart,
-)
+from hub.webhooks import channel as messages
+from hub.webhooks.channel import Channel
 
 log = structlog.get_logger("hub.workers")
 
@@ -56,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _work(sock: socket.socket) -> int:
     channel = await Channel.open(sock)
     start = await channel.receive()
-    if not isinstance(start, WorkerStart):
+    if not isinstance(start, messages.WorkerStart):
         return 2
     settings = start.settings
     configure_logging(settings.logging.level, settings.logging.format)
@@ -85,11 +78,11 @@ async def _work(sock: socket.socket) -> int:
             return 1
         gc.collect()
         gc.freeze()
-        channel.send(Ready(os.getpid()))
+        channel.send(messages.Ready(os.getpid()))
         await _serve(hub, channel)
     finally:
         await runner.cleanup()  # stops listening, then finishes requests in flight
-        channel.send(MetricsSnapshot(hub.metrics.snapshot()))
+        channel.send(messages.MetricsSnapshot(hub.metrics.snapshot()))
         await channel.flush()
         await forwarder.close()
         await hub.stop()
@@ -121,26 +114,26 @@ async def _serve(hub: Hub, channel: Channel) -> None:
 async def _listen(hub: Hub, channel: Channel) -> None:
     """Act on the daemon's messages; return when it is gone."""
     while (message := await channel.receive()) is not None:
-        if isinstance(message, ReloadSubscriptions):
+        if isinstance(message, messages.ReloadSubscriptions):
             try:
                 await hub.dispatcher.reload_subscriptions()
             except Exception:
                 log.exception("subscriptions could not be re-read")
                 return  # exit: the daemon starts a worker that reads them afresh
-            channel.send(Reloaded(message.number))
+            channel.send(messages.Reloaded(message.number))
     log.warning("the daemon is gone; the ingest worker stops")
 
 
 async def _pass_wakes(hub: Hub, channel: Channel) -> None:
     while True:
         await hub.dispatcher.woken()
-        channel.send(Wake())
+        channel.send(messages.Wake())
 
 
 async def _send_metrics(hub: Hub, channel: Channel) -> None:
     while True:
         await asyncio.sleep(METRICS_INTERVAL_S)
-        channel.send(MetricsSnapshot(hub.metrics.snapshot()))
+        channel.send(messages.MetricsSnapshot(hub.metrics.snapshot()))
 
 
 if __name__ == "__main__":
