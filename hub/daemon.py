@@ -91,6 +91,10 @@ async def _serve(settings: HubSettings) -> int:
             f"advisoros-hub: error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr
         )
         return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # from here on, a signal stops in order
+        loop.add_signal_handler(sig, stop.set)
     with tempfile.TemporaryDirectory(prefix="advisoros-hub-") as private:  # mode 0700
         if workers:
             await _start_workers(app[HUB], runner, f"{private}/daemon.sock")
@@ -98,10 +102,6 @@ async def _serve(settings: HubSettings) -> int:
         gc.freeze()  # start-up objects never need collecting: keeps full collections short
         url = f"http://{host}:{port}"
         log.info("hub listening", url=url, admin=f"{url}/admin", ingest_workers=workers)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("hub stopping")
         limit = settings.server.shutdown_timeout * 2 + 10

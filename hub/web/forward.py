@@ -74,7 +74,10 @@ class Forwarder:
         """Answer ``request`` with the daemon's answer to it (503 if the daemon is not there)."""
         if self._session is None:
             raise RuntimeError("the forwarder is not started")
-        body = await request.read()
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:  # the daemon would answer it in JSON too
+            return json_response({"error": exc.text or "request body too large"}, status=413)
         try:
             upstream = await self._session.request(
                 request.method,

@@ -111,3 +111,12 @@ async def test_no_daemon_is_a_503_with_a_reason(aiohttp_client, tmp_path):
     response = await client.get("/admin")
     assert response.status == 503
     assert "not answering" in (await response.json())["error"]
+
+
+async def test_a_body_over_the_limit_is_a_json_413_and_not_forwarded(aiohttp_client, upstream):
+    path, seen, _ = upstream
+    client = await forwarding_client(aiohttp_client, path)  # the app's limit: 1 MiB
+    response = await client.post("/api/subscriptions", data=BIG + b"!")
+    assert response.status == 413
+    assert "body size" in (await response.json())["error"]
+    assert seen == []
