@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +30,7 @@ from hub.web.keys import HUB
 from hub.webhooks.workers import IngestWorkers
 
 log = structlog.get_logger("hub")
+LISTEN_BACKLOG = 128
 
 
 def _only_daemon(database: Path) -> TextIO | None:
@@ -82,9 +84,14 @@ async def _serve(settings: HubSettings) -> int:
     await runner.setup()
     host, port = settings.server.host, settings.server.port
     workers = settings.webhooks.workers
+    listeners: list[socket.socket] = []
     try:
-        site = web.TCPSite(runner, host, port, reuse_port=bool(workers))
-        await site.start()
+        if workers:  # the daemon's sockets, shared with its workers (one accept queue)
+            listeners = listening_sockets(host, port)
+            for sock in listeners:
+                await web.SockSite(runner, sock).start()
+        else:
+            await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
         print(
@@ -97,7 +104,7 @@ async def _serve(settings: HubSettings) -> int:
         loop.add_signal_handler(sig, stop.set)
     with tempfile.TemporaryDirectory(prefix="advisoros-hub-") as private:  # mode 0700
         if workers:
-            await _start_workers(app[HUB], runner, f"{private}/daemon.sock")
+            await _start_workers(app[HUB], runner, listeners, f"{private}/daemon.sock")
         gc.collect()
         gc.freeze()  # start-up objects never need collecting: keeps full collections short
         url = f"http://{host}:{port}"
@@ -119,11 +126,42 @@ async def _serve(settings: HubSettings) -> int:
     return 0
 
 
-async def _start_workers(hub: Hub, runner: web.AppRunner, upstream: str) -> None:
-    """Start ``webhooks.workers`` ingest workers on the address the daemon listens on (its
-    actual port: the configured one may be 0); the daemon answers what they forward on the
-    private socket ``upstream``."""
-    port = runner.addresses[0][1]
+def listening_sockets(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address of ``host`` (as ``TCPSite`` binds them), all on
+    one port (the first one's, if ``port`` is 0).
+
+    With ingest workers the daemon hands these very sockets to its workers rather than have
+    them bind the address again with ``SO_REUSEPORT``: that would let any process of the same
+    user (a second hub on another database) share the port unnoticed, and connections queued
+    on a worker that exits would be reset. A shared socket has one accept queue.
+    """
+    sockets: list[socket.socket] = []
+    addresses = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    try:
+        for family, kind, proto, _, address in addresses:
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((*address[:1], port, *address[2:]))
+            sock.listen(LISTEN_BACKLOG)
+            sock.setblocking(False)
+            port = sock.getsockname()[1]
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+async def _start_workers(
+    hub: Hub, runner: web.AppRunner, listeners: list[socket.socket], upstream: str
+) -> None:
+    """Start ``webhooks.workers`` ingest workers on the daemon's listening sockets; the
+    daemon answers what they forward on the private socket ``upstream``."""
     cores = os.cpu_count() or 1
     if hub.settings.webhooks.workers >= cores:
         log.warning(
@@ -133,9 +171,8 @@ async def _start_workers(hub: Hub, runner: web.AppRunner, upstream: str) -> None
             advice=f"webhooks.workers = {max(cores - 1, 0)}",
         )
     await web.UnixSite(runner, upstream).start()
-    workers = IngestWorkers(
-        hub, hub.settings.webhooks.workers, hub.settings.server.host, port, upstream
-    )
+    listening = tuple(sock.fileno() for sock in listeners)
+    workers = IngestWorkers(hub, hub.settings.webhooks.workers, listening, upstream)
     hub.workers = workers
     await workers.start()
 

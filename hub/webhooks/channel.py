@@ -28,8 +28,8 @@ class WorkerStart:
 
     index: int
     settings: HubSettings
-    host: str
-    port: int
+    listening: tuple[int, ...]
+    """The daemon's listening sockets, inherited under the same descriptor numbers."""
     upstream: str
     """The daemon's private Unix socket, where requests other than webhooks are forwarded."""
 
