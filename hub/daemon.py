@@ -111,12 +111,13 @@ async def _serve(settings: HubSettings) -> int:
         log.info("hub listening", url=url, admin=f"{url}/admin", ingest_workers=workers)
         await stop.wait()
         log.info("hub stopping")
-        limit = settings.server.shutdown_timeout * 2 + 10
+        workers_limit = settings.server.shutdown_timeout + 5 if workers else 0
+        limit = settings.server.shutdown_timeout * 2 + 10 + workers_limit
         try:
             async with asyncio.timeout(limit):
                 hub = app[HUB]
                 if hub.workers is not None:
-                    await hub.workers.stop(settings.server.shutdown_timeout + 5)
+                    await hub.workers.stop(workers_limit)
                     hub.workers = None
                 await runner.cleanup()
         except TimeoutError:

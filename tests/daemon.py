@@ -26,10 +26,13 @@ class Daemon:
 
     :param config: TOML appended after the ``[server]`` and ``[store]`` sections.
     :param env: extra environment (secrets go here, as in production).
+    :param port: the port to listen on (default: a free one).
     """
 
-    def __init__(self, folder: Path, config: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, folder: Path, config: str, env: dict[str, str] | None = None, port: int = 0
+    ) -> None:
+        self.port = port or free_port()
         self.db = folder / "hub.db"
         self.url = f"http://127.0.0.1:{self.port}"
         path = folder / "hub.toml"

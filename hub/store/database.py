@@ -19,6 +19,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +34,13 @@ T = TypeVar("T")
 
 CHECKPOINT_INTERVAL_S = 1.0
 WAL_RESTART_BYTES = 1024 * 1024 * 1024
+WAL_RESTART_WAIT_MS = 100
+"""How long a restarting checkpoint waits for readers (writers wait meanwhile)."""
+WAL_RESTART_BACKOFF_S = 60.0
+"""After a restart that readers kept from finishing, the next try waits this long."""
+WRITE_TURN_TIMEOUT_S = 30.0
+TURN_RETRY_MIN_S = 0.0001
+TURN_RETRY_MAX_S = 0.001
 WRITER_CACHE_MB = 16
 
 
@@ -111,10 +119,25 @@ class WriteTurn:
                 raise OSError(error, os.strerror(error))
         return True
 
-    def take(self) -> None:
-        """Wait for the turn and take it."""
-        if not self.take_now():
-            fcntl.flock(self._fd, fcntl.LOCK_EX)  # waits with the GIL released
+    def take(self, timeout: float | None = None) -> None:
+        """Wait for the turn, at most ``timeout`` seconds (as long as SQLite's busy timeout),
+        and take it. Waiting tries again every fraction of a millisecond, then every
+        millisecond: a writer done with it has given it up by then.
+
+        :param timeout: default ``WRITE_TURN_TIMEOUT_S``.
+        :raise StoreError: still taken after ``timeout`` (a hub process stopped mid-write).
+        """
+        timeout = WRITE_TURN_TIMEOUT_S if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        pause = TURN_RETRY_MIN_S
+        while not self.take_now():
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"waited {timeout:g} s for the database's write turn: another hub process "
+                    "is stuck in a write"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, TURN_RETRY_MAX_S)
 
     def give(self) -> None:
         """Give the turn back."""
@@ -189,16 +212,23 @@ class Database:
         would otherwise stall the commit that many waiting webhook requests depend on. The WAL
         starts over by itself once a checkpoint has caught up with the writers; under writes
         that never pause it would grow without end, so past ``WAL_RESTART_BYTES`` a
-        checkpoint that makes writers wait for it (a moment) starts it over.
+        checkpoint that makes writers wait for it (a moment) starts it over. That checkpoint
+        also waits for readers of older snapshots, at most ``WAL_RESTART_WAIT_MS`` (writers
+        wait with it); if one is still reading, the next try is ``WAL_RESTART_BACKOFF_S``
+        later.
         """
         db = connect(self.path, cache_mb=1)
+        restart_after = 0.0
         try:
+            db.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
             page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
             while not self._stop.wait(CHECKPOINT_INTERVAL_S):
                 try:
                     _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if frames * page_size > WAL_RESTART_BYTES:
-                        db.execute("PRAGMA wal_checkpoint(RESTART)")
+                    if frames * page_size > WAL_RESTART_BYTES and time.monotonic() > restart_after:
+                        busy, _, _ = db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                        if busy:
+                            restart_after = time.monotonic() + WAL_RESTART_BACKOFF_S
                 except sqlite3.OperationalError:
                     continue  # busy: try again next time
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -216,8 +246,10 @@ class Database:
             if not future.set_running_or_notify_cancel():
                 continue
             conn = self._writer_db.conn
-            self._thread_turn.take()
+            taken = False
             try:
+                self._thread_turn.take()
+                taken = True
                 # IMMEDIATE takes the write lock first (waiting up to busy_timeout): a deferred
                 # transaction that read before writing would fail at once with "database is
                 # locked" if another connection (the event loop's, another process's)
@@ -231,7 +263,8 @@ class Database:
             else:
                 future.set_result(result)
             finally:
-                self._thread_turn.give()
+                if taken:
+                    self._thread_turn.give()
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Queue ``fn(db, *args)`` to run in one transaction on the writer thread."""

@@ -15,9 +15,12 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 if TYPE_CHECKING:
     from hub.config import HubSettings
 
+log = structlog.get_logger("hub.workers")
 FRAME = struct.Struct("!I")
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -101,7 +104,10 @@ class Channel:
                 return None
             message: object = pickle.loads(await self._reader.readexactly(size))  # noqa: S301
             return message
-        except (asyncio.IncompleteReadError, ConnectionError, pickle.UnpicklingError, EOFError):
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+        except Exception:  # a message this side cannot rebuild (e.g. code changed on disk)
+            log.exception("unreadable message on the worker channel")
             return None
 
     def close(self) -> None:

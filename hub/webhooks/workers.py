@@ -136,6 +136,9 @@ class IngestWorkers:
             except OSError as exc:  # could not start a process at all
                 code = None
                 log.error("ingest worker could not start", worker=index, error=str(exc))
+            except Exception:  # whatever went wrong, the worker is started again
+                code = None
+                log.exception("ingest worker failed", worker=index)
             worker.ready.set()  # nobody waits for a worker that is not there
             worker.state = "stopped" if self._stopping else "restarting"
             worker.pid, worker.channel = None, None

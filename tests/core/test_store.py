@@ -776,3 +776,50 @@ async def test_a_wal_past_its_bound_is_started_over_and_a_small_one_is_left(tmp_
         assert "PRAGMA wal_checkpoint(RESTART)" in statements
     finally:
         db.close()
+
+
+async def test_a_wal_restart_kept_waiting_by_a_reader_gives_up_soon_and_backs_off(
+    tmp_path, monkeypatch
+):
+    """A reader on an old snapshot keeps a restart from finishing: writers must not wait for
+    it for SQLite's whole busy timeout, and the restart is not tried again every second."""
+    import sqlite3
+
+    from hub.store import database
+
+    statements: list[str] = []
+
+    def recording_connect(path: Path, cache_mb: int = 4) -> sqlite_utils.Database:
+        db = connect(path, cache_mb)
+        if cache_mb == 1:
+            original = db.execute
+            db.execute = lambda sql, *a: statements.append(sql) or original(sql, *a)  # type: ignore[method-assign]
+        return db
+
+    monkeypatch.setattr(database, "connect", recording_connect)
+    monkeypatch.setattr(database, "CHECKPOINT_INTERVAL_S", 0.02)
+    monkeypatch.setattr(database, "WAL_RESTART_BYTES", 64 * 1024)
+    db = Database(tmp_path / "hub.db")
+    reader = sqlite3.connect(tmp_path / "hub.db", isolation_level=None)
+    try:
+        await db.write(lambda conn: conn.execute("CREATE TABLE t (v BLOB)"))
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM t").fetchone()  # holds this snapshot
+        blob = os.urandom(4096)
+        await db.write(
+            lambda conn: conn.conn.executemany("INSERT INTO t VALUES (?)", [(blob,)] * 64)
+        )
+        for _ in range(500):
+            if "PRAGMA wal_checkpoint(RESTART)" in statements:
+                break
+            await asyncio.sleep(0.01)
+        assert "PRAGMA wal_checkpoint(RESTART)" in statements
+        for _ in range(20):  # writers get through while the reader still holds the restart up
+            await asyncio.wait_for(
+                db.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)")), 5
+            )
+        await asyncio.sleep(0.3)  # many checkpoint rounds
+        assert statements.count("PRAGMA wal_checkpoint(RESTART)") == 1  # backed off
+    finally:
+        reader.close()
+        db.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.errors import StoreError
 from hub.store.database import Database, WriteBusy, WriteTurn
 from hub.store.inbox import CHUNK_SIZES, NewEvent, WebhookDelivery, insert_webhooks
 from hub.testing import generic_signature, wait_for_run
@@ -245,3 +246,24 @@ async def test_under_concurrency_a_group_lingers_to_gather_more_and_a_lone_reque
     fourth = asyncio.create_task(committer.store(delivery("g")))
     await asyncio.gather(third, fourth)
     assert committed == [2, 2, 1, 1, 1]  # after a lone request, f did not wait for g
+
+
+async def test_a_turn_held_past_the_timeout_fails_that_write_and_the_writer_goes_on(
+    db, tmp_path, monkeypatch
+):
+    """A hub process stopped mid-write (Ctrl-Z on a CLI sync) holds the turn: writes fail
+    after the timeout, as they did after SQLite's busy timeout, instead of hanging for good."""
+    from hub.store import database
+
+    monkeypatch.setattr(database, "WRITE_TURN_TIMEOUT_S", 0.2)
+    stuck = WriteTurn(tmp_path / "hub.db")
+    stuck.take()
+    try:
+        with pytest.raises(StoreError, match="write turn"):
+            await asyncio.wait_for(GroupCommitter(db).store(delivery("blocked")), 10)
+    finally:
+        stuck.give()
+        stuck.close()
+    stored = await asyncio.wait_for(GroupCommitter(db).store(delivery("after")), 10)
+    assert stored.created == 1  # the writer thread survived
+    assert count(db, "SELECT count(*) FROM events") == 1

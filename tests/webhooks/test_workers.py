@@ -36,8 +36,8 @@ secret = "{SECRET}"
 """
 
 
-def start(folder: Path) -> Daemon:
-    return Daemon(folder, CONFIG)
+def start(folder: Path, port: int = 0) -> Daemon:
+    return Daemon(folder, CONFIG, port=port)
 
 
 async def post_webhooks(url: str, ids: list[str]) -> list[int]:
@@ -114,7 +114,7 @@ async def test_workers_store_what_the_daemon_delivers_and_share_everything_else(
         pids = {w["pid"] for w in workers}
         assert len(pids) == 2 and daemon.proc.pid not in pids and all(map(alive, pids))
         warned = "more ingest workers than spare cores" in (tmp_path / "daemon.log").read_text()
-        assert warned == (2 >= (os.cpu_count() or 1))
+        assert warned == ((os.cpu_count() or 1) <= 2)
 
         status, created = await daemon.api(
             session, "POST", "/api/subscriptions", json={"url": hook_url, "events": ["generic.*"]}
@@ -182,7 +182,7 @@ async def test_workers_leave_when_the_daemon_is_killed(tmp_path, reap_daemons):
     while any(map(alive, pids)):
         assert time.monotonic() < deadline, "orphaned ingest workers kept running"
         await asyncio.sleep(0.05)
-    restarted = start(tmp_path)  # the port is free for the next daemon and its workers
+    restarted = start(tmp_path, daemon.port)  # the port is free again for the next daemon
     async with aiohttp.ClientSession() as session:
         await restarted.ready(session, "/readyz")
     assert restarted.stop() == 0
