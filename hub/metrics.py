@@ -117,10 +117,12 @@ class Metrics:
         self._absorbed[origin] = families
 
     def retire(self, origin: str) -> None:
-        """``origin`` exited: keep its last counts for good (a replacement starts at zero)."""
+        """``origin`` exited: keep its last counts for good (a replacement starts at zero);
+        its gauges, which said how things stood in a process that is gone, are dropped."""
         last = self._absorbed.pop(origin, None)
         if last is not None:
-            self._retired = merge_families([self._retired, last])
+            counts = [family for family in last if family.type != "gauge"]
+            self._retired = merge_families([self._retired, counts])
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric, workers' counts included."""

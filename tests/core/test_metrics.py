@@ -40,9 +40,13 @@ def test_a_workers_counts_and_histograms_add_to_the_daemons():
     daemon.absorb("worker-0", worker.snapshot())
     assert values(daemon)[accepted] == 5
 
-    # the worker exits: its counts stay; its replacement starts from zero and adds on
+    # the worker exits: its counts stay, its gauges go; its replacement starts from zero
+    worker.syncs_running.set(2)
+    daemon.absorb("worker-0", worker.snapshot())
+    assert values(daemon)["hub_syncs_running", ()] == 2
     daemon.retire("worker-0")
     assert values(daemon)[accepted] == 5
+    assert values(daemon)["hub_syncs_running", ()] == 0
     replacement = Metrics()
     replacement.webhook("generic", "accepted")
     daemon.absorb("worker-0", replacement.snapshot())
