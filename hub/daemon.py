@@ -30,7 +30,6 @@ from hub.web.keys import HUB
 from hub.webhooks.workers import IngestWorkers
 
 log = structlog.get_logger("hub")
-LISTEN_BACKLOG = 128
 
 
 def _only_daemon(database: Path) -> TextIO | None:
@@ -84,14 +83,10 @@ async def _serve(settings: HubSettings) -> int:
     await runner.setup()
     host, port = settings.server.host, settings.server.port
     workers = settings.webhooks.workers
-    listeners: list[socket.socket] = []
     try:
-        if workers:  # the daemon's sockets, shared with its workers (one accept queue)
-            listeners = listening_sockets(host, port)
-            for sock in listeners:
-                await web.SockSite(runner, sock).start()
-        else:
-            await web.TCPSite(runner, host, port).start()
+        if workers:
+            port = free_port_of(host, port)
+        await web.TCPSite(runner, host, port, reuse_port=bool(workers)).start()
     except OSError as exc:
         await runner.cleanup()
         print(
@@ -104,7 +99,7 @@ async def _serve(settings: HubSettings) -> int:
         loop.add_signal_handler(sig, stop.set)
     with tempfile.TemporaryDirectory(prefix="advisoros-hub-") as private:  # mode 0700
         if workers:
-            await _start_workers(app[HUB], runner, listeners, f"{private}/daemon.sock")
+            await _start_workers(app[HUB], runner, port, f"{private}/daemon.sock")
         gc.collect()
         gc.freeze()  # start-up objects never need collecting: keeps full collections short
         url = f"http://{host}:{port}"
@@ -127,41 +122,35 @@ async def _serve(settings: HubSettings) -> int:
     return 0
 
 
-def listening_sockets(host: str, port: int) -> list[socket.socket]:
-    """Listening sockets on every address of ``host`` (as ``TCPSite`` binds them), all on
-    one port (the first one's, if ``port`` is 0).
+def free_port_of(host: str, port: int) -> int:
+    """``port`` (or, if 0, one the system picks) after checking that nothing listens there.
 
-    With ingest workers the daemon hands these very sockets to its workers rather than have
-    them bind the address again with ``SO_REUSEPORT``: that would let any process of the same
-    user (a second hub on another database) share the port unnoticed, and connections queued
-    on a worker that exits would be reset. A shared socket has one accept queue.
+    The daemon and its ingest workers share the port with ``SO_REUSEPORT`` (the kernel
+    spreads connections evenly over them), which any process of the same user could join
+    too: a second hub on another database would then share the port unnoticed. Binding every
+    address of ``host`` once without the option fails if anything holds the port.
+
+    :raise OSError: the port is taken (``EADDRINUSE``) or the address is not usable here.
     """
-    sockets: list[socket.socket] = []
-    addresses = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
+    probes: list[socket.socket] = []
     try:
-        for family, kind, proto, _, address in addresses:
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            probe = socket.socket(family, kind, proto)
+            probes.append(probe)
             if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((*address[:1], port, *address[2:]))
-            sock.listen(LISTEN_BACKLOG)
-            sock.setblocking(False)
-            port = sock.getsockname()[1]
-    except OSError:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            probe.bind((address[0], port, *address[2:]))
+            port = probe.getsockname()[1]  # every address on the port the first one got
+    finally:
+        for probe in probes:
+            probe.close()
+    return port
 
 
-async def _start_workers(
-    hub: Hub, runner: web.AppRunner, listeners: list[socket.socket], upstream: str
-) -> None:
-    """Start ``webhooks.workers`` ingest workers on the daemon's listening sockets; the
+async def _start_workers(hub: Hub, runner: web.AppRunner, port: int, upstream: str) -> None:
+    """Start ``webhooks.workers`` ingest workers listening beside the daemon on ``port``; the
     daemon answers what they forward on the private socket ``upstream``."""
     cores = os.cpu_count() or 1
     if hub.settings.webhooks.workers >= cores:
@@ -172,8 +161,9 @@ async def _start_workers(
             advice=f"webhooks.workers = {max(cores - 1, 0)}",
         )
     await web.UnixSite(runner, upstream).start()
-    listening = tuple(sock.fileno() for sock in listeners)
-    workers = IngestWorkers(hub, hub.settings.webhooks.workers, listening, upstream)
+    workers = IngestWorkers(
+        hub, hub.settings.webhooks.workers, hub.settings.server.host, port, upstream
+    )
     hub.workers = workers
     await workers.start()
 

@@ -31,8 +31,8 @@ class WorkerStart:
 
     index: int
     settings: HubSettings
-    listening: tuple[int, ...]
-    """The daemon's listening sockets, inherited under the same descriptor numbers."""
+    host: str
+    port: int
     upstream: str
     """The daemon's private Unix socket, where requests other than webhooks are forwarded."""
 

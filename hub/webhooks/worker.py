@@ -1,9 +1,9 @@
 """An ingest worker process: ``python -m hub.webhooks.worker FD``, started by the daemon
 (``webhooks.workers``; see :mod:`hub.webhooks.workers`), never by hand.
 
-It reads its settings from the daemon over the socketpair ``FD``, opens the store, accepts
-connections on the daemon's listening sockets (inherited), answers webhooks exactly as the
-daemon does and forwards everything else to it. It stops on SIGTERM or SIGINT, or when the
+It reads its settings from the daemon over the socketpair ``FD``, opens the store, listens
+on the daemon's address beside it (``SO_REUSEPORT``), answers webhooks exactly as the daemon
+does and forwards everything else to it. It stops on SIGTERM or SIGINT, or when the
 daemon is gone, after finishing the requests in flight.
 """
 
@@ -71,8 +71,11 @@ async def _work(sock: socket.socket) -> int:
     )
     try:
         await runner.setup()
-        for descriptor in start.listening:
-            await web.SockSite(runner, socket.socket(fileno=descriptor)).start()
+        try:
+            await web.TCPSite(runner, start.host, start.port, reuse_port=True).start()
+        except OSError as exc:
+            log.error("ingest worker cannot listen", port=start.port, error=exc.strerror)
+            return 1
         gc.collect()
         gc.freeze()
         channel.send(messages.Ready(os.getpid()))

@@ -1,13 +1,14 @@
 """Ingest workers, the daemon's side: ``webhooks.workers`` processes that receive webhooks on
 the daemon's port beside it, so verifying, parsing and committing use more than one core.
 
-The workers inherit the daemon's listening sockets: whichever process is ready first
-accepts the next connection (a busy process accepts fewer). A worker answers webhooks itself
-(same plugins, same store, same group commit: a request is answered after its rows are
-committed) and forwards every other request to the daemon's private Unix socket. Over a
-socketpair each worker tells the daemon when it stored events with handlers (the daemon's
-dispatcher delivers them) and sends its metrics; the daemon tells workers to re-read
-subscriptions when they change and waits for them, so an event stored after a
+The daemon and its workers listen on the same address with ``SO_REUSEPORT``: the kernel
+spreads connections evenly over them (a shared socket let one process take a whole burst of
+new connections; the daemon checks first that nothing else holds the port). A worker
+answers webhooks itself (same plugins, same store, same group commit: a request is answered
+after its rows are committed) and forwards every other request to the daemon's private Unix
+socket. Over a socketpair each worker tells the daemon when it stored events with handlers
+(the daemon's dispatcher delivers them) and sends its metrics; the daemon tells workers to
+re-read subscriptions when they change and waits for them, so an event stored after a
 subscription's ``201`` is delivered to it.
 
 A worker that exits is started again (1 s, doubling to 60 s between attempts); a worker
@@ -66,11 +67,10 @@ class _Worker:
 class IngestWorkers:
     """Starts, watches and stops the ingest worker processes of one daemon."""
 
-    def __init__(self, hub: Hub, count: int, listening: tuple[int, ...], upstream: str) -> None:
+    def __init__(self, hub: Hub, count: int, host: str, port: int, upstream: str) -> None:
         self._hub = hub
-        self._listening = listening
         self._start = {
-            index: WorkerStart(index, hub.settings, listening, upstream) for index in range(count)
+            index: WorkerStart(index, hub.settings, host, port, upstream) for index in range(count)
         }
         self._workers = {index: _Worker(index) for index in range(count)}
         self._processes: dict[int, asyncio.subprocess.Process] = {}
@@ -167,7 +167,7 @@ class IngestWorkers:
                 "-m",
                 "hub.webhooks.worker",
                 str(theirs.fileno()),
-                pass_fds=(theirs.fileno(), *self._listening),
+                pass_fds=(theirs.fileno(),),
                 start_new_session=True,  # Ctrl-C reaches the daemon, which stops workers in order
             )
         except BaseException:

@@ -114,6 +114,11 @@ async def test_workers_store_what_the_daemon_delivers_and_share_everything_else(
         pids = {w["pid"] for w in workers}
         assert len(pids) == 2 and daemon.proc.pid not in pids and all(map(alive, pids))
         warned = "more ingest workers than spare cores" in (tmp_path / "daemon.log").read_text()
+        # another hub (another database) cannot join the port the workers share
+        (tmp_path / "other").mkdir()
+        intruder = start(tmp_path / "other", daemon.port)
+        assert intruder.proc.wait(timeout=60) == 1
+        assert "cannot listen" in (tmp_path / "other" / "daemon.log").read_text()
         assert warned == ((os.cpu_count() or 1) <= 2)
 
         status, created = await daemon.api(
