@@ -740,9 +740,9 @@ def test_ids_carry_the_process_tag_and_never_repeat(monkeypatch):
         clock.set_id_tag(100)
 
 
-async def test_a_wal_past_its_bound_is_started_over_and_a_small_one_is_left(tmp_path, monkeypatch):
-    """Writes that never pause keep a passive checkpoint from ever catching up: past
-    ``WAL_RESTART_BYTES`` the checkpointer restarts the WAL (writers wait a moment)."""
+def record_checkpoints(monkeypatch: pytest.MonkeyPatch, restart_bytes: int) -> list[str]:
+    """The statements the checkpointer runs from now on (once every 20 ms, restarting the
+    WAL past ``restart_bytes``)."""
     from hub.store import database
 
     statements: list[str] = []
@@ -756,7 +756,14 @@ async def test_a_wal_past_its_bound_is_started_over_and_a_small_one_is_left(tmp_
 
     monkeypatch.setattr(database, "connect", recording_connect)
     monkeypatch.setattr(database, "CHECKPOINT_INTERVAL_S", 0.02)
-    monkeypatch.setattr(database, "WAL_RESTART_BYTES", 1024 * 1024)
+    monkeypatch.setattr(database, "WAL_RESTART_BYTES", restart_bytes)
+    return statements
+
+
+async def test_a_wal_past_its_bound_is_started_over_and_a_small_one_is_left(tmp_path, monkeypatch):
+    """Writes that never pause keep a passive checkpoint from ever catching up: past
+    ``WAL_RESTART_BYTES`` the checkpointer restarts the WAL (writers wait a moment)."""
+    statements = record_checkpoints(monkeypatch, restart_bytes=1024 * 1024)
     db = Database(tmp_path / "hub.db")
     try:
         await db.write(lambda conn: conn.execute("CREATE TABLE t (v BLOB)"))
@@ -785,20 +792,7 @@ async def test_a_wal_restart_kept_waiting_by_a_reader_gives_up_soon_and_backs_of
     it for SQLite's whole busy timeout, and the restart is not tried again every second."""
     import sqlite3
 
-    from hub.store import database
-
-    statements: list[str] = []
-
-    def recording_connect(path: Path, cache_mb: int = 4) -> sqlite_utils.Database:
-        db = connect(path, cache_mb)
-        if cache_mb == 1:
-            original = db.execute
-            db.execute = lambda sql, *a: statements.append(sql) or original(sql, *a)  # type: ignore[method-assign]
-        return db
-
-    monkeypatch.setattr(database, "connect", recording_connect)
-    monkeypatch.setattr(database, "CHECKPOINT_INTERVAL_S", 0.02)
-    monkeypatch.setattr(database, "WAL_RESTART_BYTES", 64 * 1024)
+    statements = record_checkpoints(monkeypatch, restart_bytes=64 * 1024)
     db = Database(tmp_path / "hub.db")
     reader = sqlite3.connect(tmp_path / "hub.db", isolation_level=None)
     try:
