@@ -133,12 +133,19 @@ def free_port_of(host: str, port: int) -> int:
     :raise OSError: the port is taken (``EADDRINUSE``) or the address is not usable here.
     """
     probes: list[socket.socket] = []
+    addresses = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
     try:
-        for family, kind, proto, _, address in socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        ):
-            probe = socket.socket(family, kind, proto)
+        for family, kind, proto, _, address in dict.fromkeys(addresses):  # as asyncio binds
+            try:
+                probe = socket.socket(family, kind, proto)
+            except OSError:
+                continue  # a family this machine lacks (IPv6 off): asyncio skips it too
             probes.append(probe)
+            # SO_REUSEADDR, as asyncio sets it: a stopped hub's connections in TIME_WAIT
+            # must not count, while a listener (with or without SO_REUSEPORT) still does
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             probe.bind((address[0], port, *address[2:]))

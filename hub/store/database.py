@@ -93,7 +93,8 @@ class WriteTurn:
     SQLite's own write lock has no queue: a connection that finds it taken sleeps 1, 2, 5, ...
     up to 100 ms between tries, while one that tries again at once takes it the moment it is
     free. With ingest workers beside the daemon, a group commit waiting that way starved for
-    hundreds of milliseconds. A blocked ``flock`` is woken as soon as the lock is released.
+    hundreds of milliseconds. A writer waiting for the turn tries again every 0.1 to 1 ms
+    (at most ``WRITE_TURN_TIMEOUT_S``); there is no queue either, but no wait grows long.
     Each holder opens the file itself: locks of one open file would not exclude each other.
 
     Taking a free turn and giving it back call ``flock`` through :data:`_LIBC`, keeping the

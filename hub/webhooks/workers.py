@@ -176,6 +176,9 @@ class IngestWorkers:
         finally:
             theirs.close()
         self._processes[worker.index] = process
+        if self._stopping:  # stop() ran while it was being started
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
         channel = await Channel.open(ours)
         worker.channel = channel
         channel.send(self._start[worker.index])
@@ -210,18 +213,20 @@ class IngestWorkers:
     async def _reload_subscriptions(self) -> None:
         """Have every running worker re-read subscriptions; wait for them (bounded)."""
         loop = asyncio.get_running_loop()
-        waiters = []
+        waiters: dict[int, asyncio.Future[None]] = {}
         for worker in self._workers.values():
             if worker.channel is None:
                 continue  # a worker that starts later reads them then
             number = next(self._numbers)
-            waiter = worker.reloaded[number] = loop.create_future()
+            waiters[worker.index] = worker.reloaded[number] = loop.create_future()
             worker.channel.send(ReloadSubscriptions(number))
-            waiters.append(waiter)
         if not waiters:
             return
-        try:
-            async with asyncio.timeout(RELOAD_TIMEOUT_S):
-                await asyncio.gather(*waiters)
-        except TimeoutError:
-            log.error("an ingest worker did not re-read subscriptions in time")
+        await asyncio.wait(waiters.values(), timeout=RELOAD_TIMEOUT_S)
+        for index, waiter in waiters.items():
+            process = self._processes.get(index)
+            if not waiter.done() and process is not None:
+                # its own copy of the subscriptions is stale: a new worker reads them afresh
+                log.error("an ingest worker did not re-read subscriptions in time; restarting it")
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()

@@ -172,22 +172,38 @@ async def test_workers_store_what_the_daemon_delivers_and_share_everything_else(
         total = len(ids) + len(more)
         await eventually(lambda: accepted_is(daemon, session, total), timeout=10)
 
+        # a worker that cannot confirm new subscriptions (frozen) is replaced, not trusted
+        frozen = (await workers_of(daemon, session))[1]
+        os.kill(frozen["pid"], signal.SIGSTOP)
+        status, _ = await daemon.api(
+            session, "POST", "/api/subscriptions", json={"url": hook_url, "events": ["x.*"]}
+        )
+        assert status == 201
+
+        async def thawed() -> bool:
+            now = (await workers_of(daemon, session))[1]
+            return bool(now["state"] == "running" and now["pid"] != frozen["pid"])
+
+        await eventually(thawed)
+        assert not alive(frozen["pid"])
+
         current = {w["pid"] for w in await workers_of(daemon, session)}
     assert daemon.stop() == 0
     assert not any(map(alive, current))  # the daemon stopped its workers
 
 
 async def test_workers_leave_when_the_daemon_is_killed(tmp_path, reap_daemons):
+    """...and the next daemon gets the port at once, though the killed processes' connections
+    leave it with connections in TIME_WAIT."""
     daemon = start(tmp_path)
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as session:  # keep-alive: open through the kill
         await daemon.ready(session, "/readyz")
         pids = [w["pid"] for w in await workers_of(daemon, session)]
-    daemon.kill()
-    deadline = time.monotonic() + 20
-    while any(map(alive, pids)):
-        assert time.monotonic() < deadline, "orphaned ingest workers kept running"
-        await asyncio.sleep(0.05)
-    restarted = start(tmp_path, daemon.port)  # the port is free again for the next daemon
-    async with aiohttp.ClientSession() as session:
+        daemon.kill()
+        deadline = time.monotonic() + 20
+        while any(map(alive, pids)):
+            assert time.monotonic() < deadline, "orphaned ingest workers kept running"
+            await asyncio.sleep(0.05)
+        restarted = start(tmp_path, daemon.port)
         await restarted.ready(session, "/readyz")
     assert restarted.stop() == 0
