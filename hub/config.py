@@ -52,6 +52,9 @@ class StoreSettings(Section):
     synchronous: Literal["normal", "full"] = "normal"
     """``normal``: a commit survives a crash of the process (kill -9); ``full``: it also
     survives a power cut or an OS crash (one fsync per commit group; slower writes)."""
+    history_days: int = Field(default=180, ge=1)
+    """Finished sync runs, health changes and resolved alerts are deleted after this many
+    days (each connection keeps its latest health change)."""
 
 
 class AdminSettings(Section):

@@ -82,6 +82,12 @@ class Scheduler:
             self._prune_inbox, IntervalTrigger(hours=6), id="inbox-prune", name="inbox pruning"
         )
         self.scheduler.add_job(
+            self._prune_history,
+            IntervalTrigger(hours=6),
+            id="history-prune",
+            name="run and health history pruning",
+        )
+        self.scheduler.add_job(
             self._sweep_runs, IntervalTrigger(minutes=1), id="runs-sweep", name="stale run sweep"
         )
         self.scheduler.start()
@@ -133,6 +139,19 @@ class Scheduler:
         events, requests = await self._hub.store.inbox.prune(days)
         if events or requests:
             log.info("inbox pruned", events=events, requests=requests, older_than_days=days)
+
+    async def _prune_history(self) -> None:
+        days = self._hub.settings.store.history_days
+        runs = await self._hub.store.runs.prune(days)
+        changes, alerts = await self._hub.store.health.prune(days)
+        if runs or changes or alerts:
+            log.info(
+                "history pruned",
+                runs=runs,
+                health_changes=changes,
+                alerts=alerts,
+                older_than_days=days,
+            )
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job with its next run time (ISO 8601), for ``/api/status``."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -80,6 +80,27 @@ class HealthLog:
                 ],
             )
             return int(cursor.lastrowid or 0), previous
+
+        return await self._db.write(write)
+
+    async def prune(self, older_than_days: int) -> tuple[int, int]:
+        """Delete health changes and resolved alerts older than ``older_than_days``; each
+        connection keeps its latest change, and open alerts stay.
+
+        :return: (changes deleted, alerts deleted).
+        """
+        cutoff = (datetime.now(UTC) - timedelta(days=older_than_days)).isoformat()
+
+        def write(db: sqlite_utils.Database) -> tuple[int, int]:
+            changes = db.execute(
+                "DELETE FROM health_history WHERE at < ? AND id NOT IN "
+                "(SELECT max(id) FROM health_history GROUP BY connection_id)",
+                [cutoff],
+            ).rowcount
+            alerts = db.execute(
+                "DELETE FROM alerts WHERE resolved_at IS NOT NULL AND resolved_at < ?", [cutoff]
+            ).rowcount
+            return changes, alerts
 
         return await self._db.write(write)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -158,6 +159,19 @@ class Runs:
 
         await self._db.write(write)
         return len(dead)
+
+    async def prune(self, older_than_days: int) -> int:
+        """Delete runs that finished more than ``older_than_days`` ago; return how many.
+        Running and queued runs stay, and so do cursors and stream statistics."""
+        cutoff = (datetime.now(UTC) - timedelta(days=older_than_days)).isoformat()
+        return await self._db.write(
+            lambda db: (
+                db.execute(
+                    "DELETE FROM sync_runs WHERE finished_at IS NOT NULL AND finished_at < ?",
+                    [cutoff],
+                ).rowcount
+            )
+        )
 
     async def cursors(self, connection_id: str) -> dict[str, StreamCursor]:
         """Every stream's committed cursor for a connection."""
