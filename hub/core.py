@@ -329,7 +329,8 @@ class Hub:
     # ------------------------------------------------------------------ engine callbacks
 
     async def sync_finished(self, connection: Connection, result: SyncResult) -> None:
-        """Called by the engine after every run: health bookkeeping and the hub event."""
+        """Called by the engine after every run: health bookkeeping and the hub event (a
+        run that failed on authentication is then checked, after its slot is given back)."""
         self.health.sync_finished(connection, result)
         kind = "sync.completed" if result.state == "succeeded" else f"sync.{result.state}"
         await self.emit(
@@ -345,5 +346,3 @@ class Hub:
                 "error_class": result.error_class,
             },
         )
-        if result.error_class == "authentication":
-            await self.health.check(connection.id)

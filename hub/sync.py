@@ -207,10 +207,14 @@ class SyncEngine:
                 with structlog.contextvars.bound_contextvars(
                     integration=connection.integration, connection=connection_id, run=run_id
                 ):
-                    return await self._run(run_id, connection, names, mode, progress)
+                    result = await self._run(run_id, connection, names, mode, progress)
             finally:
                 hub.metrics.syncs_running.dec()
                 self._slots.release()
+            if result.error_class == "authentication":
+                # with the slot given back: other syncs need not wait for the provider
+                await hub.health.check(connection_id)
+            return result
         finally:
             del self._active[connection_id]
             if current is not None:

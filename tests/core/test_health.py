@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,15 @@ import hub.health
 from hub import hookimpl
 from hub.core import Hub
 from hub.errors import AuthenticationError
-from hub.model import Alert, Connection, HealthCheck, HealthReport, HealthStatus, Integration
+from hub.model import (
+    Alert,
+    Connection,
+    HealthCheck,
+    HealthReport,
+    HealthStatus,
+    Integration,
+    Stream,
+)
 from hub.store.clock import parse, utcnow
 from hub.web.keys import HUB
 from tests.conftest import ledger_config
@@ -393,3 +402,49 @@ async def test_two_processes_seeing_one_change_alert_it_once(make_hub: Any) -> N
         ("error", "healthy"),
         ("healthy", None),
     ]
+
+
+class Gate:
+    """Connection ``bad`` fails its sync on authentication and its health check waits at the
+    gate; connection ``good`` syncs nothing."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.checking = asyncio.Event()
+
+    @hookimpl
+    def register(self) -> Integration:
+        return Integration(
+            name="gate", title="Gate", streams=(Stream("items"),), default_sync_interval=None
+        )
+
+    @hookimpl
+    async def sync(self, connection: Connection) -> AsyncIterator[Any]:
+        if connection.key == "bad":
+            raise AuthenticationError("token revoked")
+        for _ in ():
+            yield
+
+    @hookimpl
+    async def health(self, connection: Connection) -> HealthReport:
+        self.checking.set()
+        await self.gate.wait()
+        return HealthReport(HealthStatus.DISCONNECTED, "token revoked")
+
+
+async def test_the_health_check_after_an_auth_failure_leaves_the_sync_slot_free(
+    make_hub: Any,
+) -> None:
+    gate = Gate()
+    hub: Hub = await make_hub(plugins=[gate], config={"sync": {"max_concurrent": 1}})
+    await hub.add_connection("gate", "bad", "Bad", {}, origin="test")
+    await hub.add_connection("gate", "good", "Good", {}, origin="test")
+    failing = asyncio.create_task(hub.engine.run("gate:bad", trigger="test"))
+    await asyncio.wait_for(gate.checking.wait(), 10)  # its health check is under way
+    other = await asyncio.wait_for(hub.engine.run("gate:good", trigger="test"), 10)
+    assert other.state == "succeeded"  # the only slot was free meanwhile
+    assert not failing.done()  # the run returns once its connection's health is known
+    gate.gate.set()
+    result = await asyncio.wait_for(failing, 10)
+    assert (result.state, result.error_class) == ("failed", "authentication")
+    assert hub.health.state("gate:bad").status is HealthStatus.DISCONNECTED
