@@ -61,6 +61,9 @@ class Hub:
         self.workers: IngestWorkers | None = None
         """The daemon's ingest worker processes while they run (``webhooks.workers``)."""
         self._plugins_started = False
+        self._record_tables: set[str] = set()
+        """Record tables ``write_records`` created or brought up to date (once per process:
+        webhook handlers call it per event)."""
         self._flights: dict[str, asyncio.Lock] = {}
         self.started_at = time.time()
         self.loaded = False
@@ -298,13 +301,17 @@ class Hub:
         """
         integration = self.plugins.integrations[connection.integration]
         table = RecordTable(integration.name, integration.stream(stream))
+        ready = table.name in self._record_tables
 
         def write(db: sqlite_utils.Database) -> BatchCounts:
-            table.create(db, stream, integration.name)
+            if not ready:
+                table.create(db, stream, integration.name)
             gen = full_generation(db, connection.id, stream)
             return table.write(db, connection.id, records, deleted, utcnow(), gen)
 
-        return await self.store.db.write(write)
+        counts = await self.store.db.write(write)
+        self._record_tables.add(table.name)
+        return counts
 
     def single_flight(self, key: str) -> asyncio.Lock:
         """The lock for ``key``: hold it around a token refresh so only one runs at a time."""

@@ -60,6 +60,23 @@ async def test_write_records_upserts_and_tombstones_without_cursors(make_hub):
         await hub.write_records(connection, "nope", [])
 
 
+async def test_write_records_brings_the_table_up_to_date_once_per_process(make_hub, monkeypatch):
+    """Webhook handlers call it per event: the table is created or checked the first time
+    only (its DDL and bookkeeping write cost more than a few rows)."""
+    from hub.store.records import RecordTable
+
+    created: list[str] = []
+    original = RecordTable.create
+    monkeypatch.setattr(
+        RecordTable, "create", lambda self, *a: created.append(self.name) or original(self, *a)
+    )
+    hub, connection = await notes_hub(make_hub, NotesPlugin())
+    for number in range(3):
+        await hub.write_records(connection, "notes", [note(number)])
+    assert created == ["records_notes_notes"]
+    assert len((await stored_records(hub, "notes", CONNECTION))["notes"]) == 3
+
+
 async def test_records_written_during_a_full_sync_are_not_swept(make_hub):
     plugin = NotesPlugin()
     hub, connection = await notes_hub(make_hub, plugin)
