@@ -97,8 +97,9 @@ async def _serve(settings: HubSettings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # from here on, a signal stops in order
         loop.add_signal_handler(sig, stop.set)
-    with tempfile.TemporaryDirectory(prefix="advisoros-hub-") as private:  # mode 0700
-        if workers:
+    with contextlib.ExitStack() as private_files:
+        if workers:  # the forwarding socket lives in a folder of mode 0700
+            private = private_files.enter_context(tempfile.TemporaryDirectory(prefix="hub-"))
             await _start_workers(app[HUB], runner, port, f"{private}/daemon.sock")
         gc.collect()
         gc.freeze()  # start-up objects never need collecting: keeps full collections short
