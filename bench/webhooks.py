@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=max(1, (os.cpu_count() or 2) - 1),
+        default=max(0, (os.cpu_count() or 1) - 1),
         help="the hub's webhooks.workers (default: one per core beside the daemon's; 0: the "
         "daemon alone)",
     )
