@@ -13,7 +13,9 @@ taken in provider-id order, so the same store and input always give the same res
 When the evidence is not clear-cut — several clients share the name or the e-mail, the name
 and the e-mail point at different clients, or the client found is already linked to another
 record of the same connection — the candidate is reported *ambiguous* and left unlinked for a
-person to settle with :meth:`Clients.link`. Nothing is ever merged silently.
+person to settle with :meth:`Clients.link`. Nothing is ever merged silently. Ambiguous
+candidates are kept in ``client_reviews`` (:meth:`Clients.reviews`) until they are linked by
+hand or a later match settles them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 import sqlite_utils
 
 from hub.store.clock import utcnow
@@ -209,6 +212,41 @@ class _Matcher:
         return MatchResult(result.provider_id, "created", client_id, "created")
 
 
+def _keep_reviews(
+    db: sqlite_utils.Database,
+    integration: str,
+    connection_id: str,
+    candidates: Sequence[Candidate],
+    report: MatchReport,
+) -> None:
+    """Record this match's ambiguous candidates for review; forget those it settled."""
+    by_id = {candidate.provider_id: candidate for candidate in candidates}
+    scope = (integration, connection_id)
+    settled = [(*scope, r.provider_id) for r in report.results if r.outcome != "ambiguous"]
+    db.conn.executemany(
+        "DELETE FROM client_reviews WHERE integration = ? AND connection_id = ? "
+        "AND provider_id = ?",
+        settled,
+    )
+    now = utcnow()
+    db.conn.executemany(
+        "INSERT OR REPLACE INTO client_reviews (integration, connection_id, provider_id, name, "
+        "email, reason, candidates, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                *scope,
+                r.provider_id,
+                by_id[r.provider_id].name,
+                by_id[r.provider_id].email,
+                r.reason,
+                orjson.dumps(list(r.candidates)).decode(),
+                now,
+            )
+            for r in report.of("ambiguous")
+        ],
+    )
+
+
 class Clients:
     """The clients registry: deterministic matching of provider records, links, listings."""
 
@@ -228,7 +266,9 @@ class Clients:
         def write(db: sqlite_utils.Database) -> MatchReport:
             matcher = _Matcher(db, integration, connection_id)
             matcher.load(unique)
-            return MatchReport([matcher.settle(candidate) for candidate in unique])
+            report = MatchReport([matcher.settle(candidate) for candidate in unique])
+            _keep_reviews(db, integration, connection_id, unique, report)
+            return report
 
         if not unique:
             return MatchReport()
@@ -259,8 +299,36 @@ class Clients:
                 "created_at = excluded.created_at",
                 [client_id, integration, connection_id, provider_id, matched_by, utcnow()],
             )
+            db.conn.execute(
+                "DELETE FROM client_reviews WHERE integration = ? AND connection_id = ? "
+                "AND provider_id = ?",
+                [integration, connection_id, provider_id],
+            )
 
         await self._db.write(write)
+
+    async def reviews(self) -> list[dict[str, Any]]:
+        """Candidates matching left ambiguous, each with the clients it could belong to
+        (``candidates``: id and name), oldest first."""
+
+        def read(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+            rows = list(
+                db.query(
+                    "SELECT integration, connection_id, provider_id, name, email, reason, "
+                    "candidates, seen_at FROM client_reviews ORDER BY seen_at, provider_id"
+                )
+            )
+            wanted = {cid for row in rows for cid in orjson.loads(row["candidates"])}
+            names = dict(
+                _chunked(db, "SELECT id, name FROM clients WHERE id IN ({marks})", (), wanted)
+            )
+            for row in rows:
+                row["candidates"] = [
+                    {"id": cid, "name": names.get(cid)} for cid in orjson.loads(row["candidates"])
+                ]
+            return rows
+
+        return await self._db.read(read)
 
     async def list(self) -> list[dict[str, Any]]:
         """Every client with its links (``links``: integration, connection, provider id, how)."""

@@ -185,12 +185,32 @@ def _m005_run_owner(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE sync_runs ADD COLUMN owner TEXT")
 
 
+def _m006_client_reviews(db: sqlite_utils.Database) -> None:
+    # candidates left ambiguous by matching, until a person links them (or matching settles)
+    db.execute(
+        """
+        CREATE TABLE client_reviews (
+            integration TEXT NOT NULL,
+            connection_id TEXT NOT NULL,
+            provider_id TEXT NOT NULL,
+            name TEXT,
+            email TEXT,
+            reason TEXT NOT NULL,
+            candidates TEXT NOT NULL,
+            seen_at TEXT NOT NULL,
+            PRIMARY KEY (integration, connection_id, provider_id)
+        )
+        """
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_core", _m001_core),
     ("002_inbox", _m002_inbox),
     ("003_clients", _m003_clients),
     ("004_drop_events_type", _m004_drop_events_type),
     ("005_run_owner", _m005_run_owner),
+    ("006_client_reviews", _m006_client_reviews),
 )
 
 

@@ -17,7 +17,7 @@ from hub.config import HubSettings
 from hub.core import Hub
 from hub.plugins import DEFAULT_PLUGINS
 from hub.schedule import Scheduler
-from hub.web import admin, api, inbox_api
+from hub.web import admin, api, clients_api, inbox_api
 from hub.web.auth import AdminAuth
 from hub.web.forward import Forwarder
 from hub.web.keys import AUTH, HUB, SCHEDULER
@@ -48,7 +48,7 @@ def create_app(
     app[HUB] = hub
     app[SCHEDULER] = Scheduler(hub) if schedule else None
     app.add_routes(guard_routes(inbound.routes))  # first: the hottest routes resolve fastest
-    for core_routes in (api.routes, admin.routes, inbox_api.routes):
+    for core_routes in (api.routes, admin.routes, inbox_api.routes, clients_api.routes):
         app.add_routes(guard_routes(core_routes))
     for plugin, extra in hub.plugins.broadcast_sync("routes", hub=hub):
         try:

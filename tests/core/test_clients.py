@@ -100,3 +100,45 @@ async def test_unclear_evidence_is_ambiguous_never_merged(store):
 async def test_manual_link_needs_an_existing_client(store):
     with pytest.raises(LookupError):
         await store.clients.link(42, "quickbooks", "quickbooks:1", "9")
+
+
+async def test_ambiguous_candidates_wait_for_review_until_settled(store):
+    await store.clients.match(*QBO, [Candidate("1", "Acme", "a@acme.test")])
+    await store.clients.match(*QBO, [Candidate("2", "Bolt", "b@bolt.test")])
+    scope = ("quickbooks", "quickbooks:2")
+    await store.clients.match(*scope, [Candidate("10", "Acme", "b@bolt.test")])
+    (review,) = await store.clients.reviews()
+    assert (review["connection_id"], review["provider_id"], review["email"]) == (
+        "quickbooks:2",
+        "10",
+        "b@bolt.test",
+    )
+    assert "different clients" in review["reason"]
+    assert review["candidates"] == [{"id": 1, "name": "Acme"}, {"id": 2, "name": "Bolt"}]
+
+    await store.clients.match(*scope, [Candidate("10", "Acme", "b@bolt.test")])
+    assert len(await store.clients.reviews()) == 1  # seen again: still one review
+
+    await store.clients.link(2, *scope, "10")  # a person settles it
+    assert await store.clients.reviews() == []
+    again = await store.clients.match(*scope, [Candidate("10", "Acme", "b@bolt.test")])
+    assert outcomes(again) == [("10", "matched", "link")]
+    assert await store.clients.reviews() == []
+
+
+async def test_a_review_goes_when_matching_settles_it_later(store):
+    scope = ("stripe", "stripe:x")
+    await store.clients.match(*QBO, [Candidate("1", "Acme")])
+    await store.clients.match("quickbooks", "quickbooks:9", [Candidate("5", "Acme Inc")])
+    await store.db.write(
+        lambda db: db.execute(
+            "INSERT INTO clients (name, name_key, created_at, updated_at) "
+            "VALUES ('ACME', 'acme', '', '')"
+        )
+    )
+    await store.clients.match(*scope, [Candidate("cus_1", "Acme")])
+    assert [r["provider_id"] for r in await store.clients.reviews()] == ["cus_1"]
+    await store.db.write(lambda db: db.execute("DELETE FROM clients WHERE name = 'ACME'"))
+    settled = await store.clients.match(*scope, [Candidate("cus_1", "Acme")])
+    assert outcomes(settled) == [("cus_1", "matched", "name")]
+    assert await store.clients.reviews() == []
