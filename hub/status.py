@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from hub.schedule import Scheduler
 
 
+REVIEWS_SHOWN = 50
+"""Clients to review listed on the status page (all of them: ``/api/clients/reviews``)."""
+
+
 async def hub_status(hub: Hub, scheduler: Scheduler | None = None) -> dict[str, Any]:
     """Integrations, connections with health and last sync per stream, runs, jobs, plugins."""
     jobs = scheduler.jobs() if scheduler is not None else []
@@ -65,6 +69,10 @@ async def hub_status(hub: Hub, scheduler: Scheduler | None = None) -> dict[str, 
         "runs": await hub.store.runs.recent(limit=15),
         "alerts": await hub.store.health.open_alerts(),
         "inbox": await hub.store.inbox.counts(),
+        "client_reviews": {
+            "count": await hub.store.clients.review_count(),
+            "oldest": await hub.store.clients.reviews(limit=REVIEWS_SHOWN),
+        },
         "jobs": jobs,
         "plugins": [asdict(info) for info in hub.plugins.info.values()],
     }

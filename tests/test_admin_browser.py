@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.store.clients import Candidate
 from hub.testing import ADMIN_TOKEN, sync_records
 from hub.web.keys import HUB
 from tests.browser import browser_page
@@ -49,3 +50,31 @@ async def test_login_status_page_and_sync_button(hub_client, ledger, tmp_path: P
 
     run = await hub.store.runs.get(run_id)
     assert run is not None and run["trigger"] == "api"
+
+
+async def test_a_client_to_review_is_linked_from_the_admin_page(hub_client):
+    client = await hub_client(authorized=False)
+    clients = client.app[HUB].store.clients
+    await clients.match("quickbooks", "quickbooks:1", [Candidate("1", "Acme", "a@acme.test")])
+    await clients.match("quickbooks", "quickbooks:1", [Candidate("2", "Bolt", "b@bolt.test")])
+    await clients.match("quickbooks", "quickbooks:2", [Candidate("10", "Acme", "b@bolt.test")])
+    base = str(client.make_url("")).rstrip("/")
+
+    async with browser_page() as page:
+        await page.goto(base + "/admin/login")
+        await page.fill("#token", ADMIN_TOKEN)
+        await page.click("button[type=submit]")
+        await page.wait_for_url(base + "/admin")
+        row = page.locator("[data-review='quickbooks|quickbooks:2|10']")
+        assert "different clients" in await row.inner_text()
+        await row.locator("select").select_option("2")
+        await row.locator("button[data-link]").click()
+        await page.wait_for_function(
+            "document.querySelector(\"[data-review='quickbooks|quickbooks:2|10'] "
+            "button\").textContent.startsWith('Linked to')"
+        )
+        assert "Bolt" in await row.locator("button").inner_text()
+
+    assert await clients.reviews() == []
+    bolt = next(c for c in await clients.list() if c["id"] == 2)
+    assert any(link["provider_id"] == "10" for link in bolt["links"])

@@ -307,15 +307,17 @@ class Clients:
 
         await self._db.write(write)
 
-    async def reviews(self) -> list[dict[str, Any]]:
+    async def reviews(self, limit: int = -1) -> list[dict[str, Any]]:
         """Candidates matching left ambiguous, each with the clients it could belong to
-        (``candidates``: id and name), oldest first."""
+        (``candidates``: id and name), oldest first; at most ``limit`` (-1: all)."""
 
         def read(db: sqlite_utils.Database) -> list[dict[str, Any]]:
             rows = list(
                 db.query(
                     "SELECT integration, connection_id, provider_id, name, email, reason, "
-                    "candidates, seen_at FROM client_reviews ORDER BY seen_at, provider_id"
+                    "candidates, seen_at FROM client_reviews ORDER BY seen_at, provider_id "
+                    "LIMIT ?",
+                    [limit],
                 )
             )
             wanted = {cid for row in rows for cid in orjson.loads(row["candidates"])}
@@ -329,6 +331,13 @@ class Clients:
             return rows
 
         return await self._db.read(read)
+
+    async def review_count(self) -> int:
+        """How many candidates wait for a person to settle them."""
+        row = await self._db.read(
+            lambda db: db.execute("SELECT count(*) FROM client_reviews").fetchone()
+        )
+        return int(row[0])
 
     async def list(self) -> list[dict[str, Any]]:
         """Every client with its links (``links``: integration, connection, provider id, how)."""

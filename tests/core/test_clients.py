@@ -142,3 +142,18 @@ async def test_a_review_goes_when_matching_settles_it_later(store):
     settled = await store.clients.match(*scope, [Candidate("cus_1", "Acme")])
     assert outcomes(settled) == [("cus_1", "matched", "name")]
     assert await store.clients.reviews() == []
+
+
+async def test_reviews_are_listed_oldest_first_up_to_a_limit(store):
+    await store.clients.match(*QBO, [Candidate("1", "Acme")])
+    await store.db.write(
+        lambda db: db.execute(
+            "INSERT INTO clients (name, name_key, created_at, updated_at) "
+            "VALUES ('ACME', 'acme', '', '')"
+        )
+    )
+    others = [Candidate(str(n), "Acme") for n in range(20, 25)]
+    await store.clients.match("stripe", "stripe:x", others)
+    assert await store.clients.review_count() == 5
+    listed = await store.clients.reviews(limit=2)
+    assert [r["provider_id"] for r in listed] == ["20", "21"]

@@ -15,6 +15,8 @@ async def test_a_person_settles_an_ambiguous_customer_through_the_api(hub_client
     await clients.match("quickbooks", "quickbooks:1", [Candidate("2", "Bolt", "b@bolt.test")])
     await clients.match(*SCOPE, [Candidate("10", "Acme", "b@bolt.test")])
 
+    status = (await (await client.get("/api/status")).json())["client_reviews"]
+    assert status["count"] == 1 and status["oldest"][0]["provider_id"] == "10"
     response = await client.get("/api/clients/reviews")
     assert response.status == 200
     (review,) = (await response.json())["reviews"]
