@@ -760,6 +760,22 @@ def record_checkpoints(monkeypatch: pytest.MonkeyPatch, restart_bytes: int) -> l
     return statements
 
 
+async def ran(statements: list[str], statement: str, timeout: float = 5.0) -> bool:
+    """Whether the checkpointer runs ``statement`` within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while statement not in statements and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return statement in statements
+
+
+async def write_pages(db: Database, count: int) -> None:
+    """Write ``count`` pages' worth of random rows into table ``t``."""
+    blob = os.urandom(4096)
+    await db.write(
+        lambda conn: conn.conn.executemany("INSERT INTO t VALUES (?)", [(blob,)] * count)
+    )
+
+
 async def test_a_wal_past_its_bound_is_started_over_and_a_small_one_is_left(tmp_path, monkeypatch):
     """Writes that never pause keep a passive checkpoint from ever catching up: past
     ``WAL_RESTART_BYTES`` the checkpointer restarts the WAL (writers wait a moment)."""
@@ -767,20 +783,10 @@ async def test_a_wal_past_its_bound_is_started_over_and_a_small_one_is_left(tmp_
     db = Database(tmp_path / "hub.db")
     try:
         await db.write(lambda conn: conn.execute("CREATE TABLE t (v BLOB)"))
-        for _ in range(300):
-            await asyncio.sleep(0.01)
-            if "PRAGMA wal_checkpoint(PASSIVE)" in statements:
-                break
+        assert await ran(statements, "PRAGMA wal_checkpoint(PASSIVE)")
         assert "PRAGMA wal_checkpoint(RESTART)" not in statements  # a small WAL is left be
-        blob = os.urandom(4096)
-        await db.write(
-            lambda conn: conn.conn.executemany("INSERT INTO t VALUES (?)", [(blob,)] * 400)
-        )
-        for _ in range(300):
-            if "PRAGMA wal_checkpoint(RESTART)" in statements:
-                break
-            await asyncio.sleep(0.01)
-        assert "PRAGMA wal_checkpoint(RESTART)" in statements
+        await write_pages(db, 400)
+        assert await ran(statements, "PRAGMA wal_checkpoint(RESTART)")
     finally:
         db.close()
 
@@ -799,15 +805,8 @@ async def test_a_wal_restart_kept_waiting_by_a_reader_gives_up_soon_and_backs_of
         await db.write(lambda conn: conn.execute("CREATE TABLE t (v BLOB)"))
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM t").fetchone()  # holds this snapshot
-        blob = os.urandom(4096)
-        await db.write(
-            lambda conn: conn.conn.executemany("INSERT INTO t VALUES (?)", [(blob,)] * 64)
-        )
-        for _ in range(500):
-            if "PRAGMA wal_checkpoint(RESTART)" in statements:
-                break
-            await asyncio.sleep(0.01)
-        assert "PRAGMA wal_checkpoint(RESTART)" in statements
+        await write_pages(db, 64)
+        assert await ran(statements, "PRAGMA wal_checkpoint(RESTART)")
         for _ in range(20):  # writers get through while the reader still holds the restart up
             await asyncio.wait_for(
                 db.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)")), 5
