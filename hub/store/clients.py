@@ -222,12 +222,16 @@ def _keep_reviews(
     """Record this match's ambiguous candidates for review; forget those it settled."""
     by_id = {candidate.provider_id: candidate for candidate in candidates}
     scope = (integration, connection_id)
-    settled = [(*scope, r.provider_id) for r in report.results if r.outcome != "ambiguous"]
-    db.conn.executemany(
-        "DELETE FROM client_reviews WHERE integration = ? AND connection_id = ? "
-        "AND provider_id = ?",
-        settled,
-    )
+    waiting = db.conn.execute(
+        "SELECT 1 FROM client_reviews WHERE integration = ? AND connection_id = ? LIMIT 1", scope
+    ).fetchone()
+    if waiting:  # usually none: then no delete per settled customer on every sync
+        settled = [(*scope, r.provider_id) for r in report.results if r.outcome != "ambiguous"]
+        db.conn.executemany(
+            "DELETE FROM client_reviews WHERE integration = ? AND connection_id = ? "
+            "AND provider_id = ?",
+            settled,
+        )
     now = utcnow()
     db.conn.executemany(
         "INSERT OR REPLACE INTO client_reviews (integration, connection_id, provider_id, name, "
