@@ -107,13 +107,17 @@ class WebhookSettings(Section):
     """``[webhooks]``: inbound limits, retry budget, generic senders, outbound deliveries."""
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    queue_max_requests: int = Field(default=2048, ge=1)
+    """Webhook requests held at most (bodies being read or waiting for their commit); past it
+    ``POST /webhooks/*`` answers 503 with ``Retry-After`` and stores nothing."""
+    queue_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    """Bytes of webhook bodies held at most (a request reserves its declared length before
+    its body is read); past it, 503 as above."""
     max_attempts: int = Field(default=8, ge=1)
     handler_timeout: float = Field(default=300.0, gt=0)
     """Seconds a handler (``process``, ``event``) may run before the attempt counts as failed."""
     retention_days: int = Field(default=30, ge=1)
     """Finished events and their raw requests are deleted after this many days."""
-    workers: int = Field(default=0, ge=0, le=64)
-    """Processes that receive webhooks beside the daemon on its port (0: the daemon alone)."""
     generic: dict[str, GenericSender] = Field(default_factory=dict)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
 

@@ -31,9 +31,8 @@ from hub.store.records import BatchCounts, RecordTable
 from hub.store.runs import full_generation
 from hub.sync import SyncEngine, SyncResult
 from hub.webhooks.dispatcher import Dispatcher
-from hub.webhooks.ingest import GroupCommitter
+from hub.webhooks.ingest import Admission, GroupCommitter
 from hub.webhooks.outbound import Outbound
-from hub.webhooks.workers import IngestWorkers
 
 log = structlog.get_logger("hub")
 
@@ -58,8 +57,6 @@ class Hub:
         self._ingest: GroupCommitter | None = None
         self.scheduler: Scheduler | None = None
         """The daemon's scheduler while it runs (None in one-off commands and tests)."""
-        self.workers: IngestWorkers | None = None
-        """The daemon's ingest worker processes while they run (``webhooks.workers``)."""
         self._plugins_started = False
         self._record_tables: set[str] = set()
         """Record tables ``write_records`` created or brought up to date (once per process:
@@ -118,24 +115,12 @@ class Hub:
             await self.stop()
             raise
 
-    async def start_ingest(self) -> None:
-        """Open only what receiving webhooks needs: an ingest worker's hub. Nothing is
-        configured, checked, scheduled or delivered here, and no ``startup`` hook runs: the
-        daemon does all that once."""
-        self._open_store(checkpoints=False)  # the daemon checkpoints for every process
-        try:
-            self._ingest = GroupCommitter(self.store.db)
-            await self.dispatcher.start(deliver=False)
-        except BaseException:
-            await self.stop()
-            raise
-
-    def _open_store(self, checkpoints: bool = True) -> None:
+    def _open_store(self) -> None:
         self.load_plugins()
         tune_malloc()
         secret = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
         store = self.settings.store
-        self._store = Store(store.path, secret, store.synchronous, checkpoints)
+        self._store = Store(store.path, secret, store.synchronous)
 
     async def _open(self, deliver: bool) -> None:
         interrupted = await self.store.runs.mark_interrupted()
@@ -145,7 +130,10 @@ class Hub:
             if settings is not None and self.plugins.has_owner_hook(name, "configure"):
                 await self._configure(name, settings)
         await self.health.load()
-        self._ingest = GroupCommitter(self.store.db)
+        webhooks = self.settings.webhooks
+        self._ingest = GroupCommitter(
+            self.store.db, Admission(webhooks.queue_max_requests, webhooks.queue_max_bytes)
+        )
         await self.dispatcher.start(deliver)
         self._plugins_started = True
         await self.plugins.broadcast("startup", hub=self)

@@ -9,7 +9,6 @@ import gc
 import logging
 import os
 import signal
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -23,11 +22,8 @@ from hub.core import Hub
 from hub.errors import SyncBusyError
 from hub.plugins import HubPlugins
 from hub.progress import ProgressDisplay
-from hub.store.clock import set_id_tag
 from hub.sync import SyncProgress
 from hub.web.app import create_app
-from hub.web.keys import HUB
-from hub.webhooks.workers import IngestWorkers
 
 log = structlog.get_logger("hub")
 
@@ -65,7 +61,6 @@ async def serve(settings: HubSettings) -> int:
             file=sys.stderr,
         )
         return 1
-    set_id_tag(0)  # the daemon's ids; its ingest workers take 1 and up
     try:
         return await _serve(settings)
     finally:
@@ -82,11 +77,8 @@ async def _serve(settings: HubSettings) -> int:
     )
     await runner.setup()
     host, port = settings.server.host, settings.server.port
-    workers = settings.webhooks.workers
     try:
-        if workers:
-            port = free_port_of(host, port)
-        await web.TCPSite(runner, host, port, reuse_port=bool(workers)).start()
+        await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
         print(
@@ -97,83 +89,21 @@ async def _serve(settings: HubSettings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # from here on, a signal stops in order
         loop.add_signal_handler(sig, stop.set)
-    with contextlib.ExitStack() as private_files:
-        if workers:  # the forwarding socket lives in a folder of mode 0700
-            private = private_files.enter_context(tempfile.TemporaryDirectory(prefix="hub-"))
-            await _start_workers(app[HUB], runner, port, f"{private}/daemon.sock")
-        gc.collect()
-        gc.freeze()  # start-up objects never need collecting: keeps full collections short
-        url = f"http://{host}:{port}"
-        log.info("hub listening", url=url, admin=f"{url}/admin", ingest_workers=workers)
-        await stop.wait()
-        log.info("hub stopping")
-        workers_limit = settings.server.shutdown_timeout + 5 if workers else 0
-        limit = settings.server.shutdown_timeout * 2 + 10 + workers_limit
-        try:
-            async with asyncio.timeout(limit):
-                hub = app[HUB]
-                if hub.workers is not None:
-                    await hub.workers.stop(workers_limit)
-                    hub.workers = None
-                await runner.cleanup()
-        except TimeoutError:
-            log.error("shutdown did not finish in time; exiting anyway", limit_s=limit)
-            return 1
+    gc.collect()
+    gc.freeze()  # start-up objects never need collecting: keeps full collections short
+    url = f"http://{host}:{port}"
+    log.info("hub listening", url=url, admin=f"{url}/admin")
+    await stop.wait()
+    log.info("hub stopping")
+    limit = settings.server.shutdown_timeout * 2 + 10
+    try:
+        async with asyncio.timeout(limit):
+            await runner.cleanup()
+    except TimeoutError:
+        log.error("shutdown did not finish in time; exiting anyway", limit_s=limit)
+        return 1
     log.info("hub stopped")
     return 0
-
-
-def free_port_of(host: str, port: int) -> int:
-    """``port`` (or, if 0, one the system picks) after checking that nothing listens there.
-
-    The daemon and its ingest workers share the port with ``SO_REUSEPORT`` (the kernel
-    spreads connections evenly over them), which any process of the same user could join
-    too: a second hub on another database would then share the port unnoticed. Binding every
-    address of ``host`` once without the option fails if anything holds the port.
-
-    :raise OSError: the port is taken (``EADDRINUSE``) or the address is not usable here.
-    """
-    probes: list[socket.socket] = []
-    addresses = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
-    try:
-        for family, kind, proto, _, address in dict.fromkeys(addresses):  # as asyncio binds
-            try:
-                probe = socket.socket(family, kind, proto)
-            except OSError:
-                continue  # a family this machine lacks (IPv6 off): asyncio skips it too
-            probes.append(probe)
-            # SO_REUSEADDR, as asyncio sets it: a stopped hub's connections in TIME_WAIT
-            # must not count, while a listener (with or without SO_REUSEPORT) still does
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            probe.bind((address[0], port, *address[2:]))
-            port = probe.getsockname()[1]  # every address on the port the first one got
-    finally:
-        for probe in probes:
-            probe.close()
-    return port
-
-
-async def _start_workers(hub: Hub, runner: web.AppRunner, port: int, upstream: str) -> None:
-    """Start ``webhooks.workers`` ingest workers listening beside the daemon on ``port``; the
-    daemon answers what they forward on the private socket ``upstream``."""
-    cores = os.cpu_count() or 1
-    if hub.settings.webhooks.workers >= cores:
-        log.warning(
-            "more ingest workers than spare cores: webhooks get slower, not faster",
-            workers=hub.settings.webhooks.workers,
-            cores=cores,
-            advice=f"webhooks.workers = {max(cores - 1, 0)}",
-        )
-    await web.UnixSite(runner, upstream).start()
-    workers = IngestWorkers(
-        hub, hub.settings.webhooks.workers, hub.settings.server.host, port, upstream
-    )
-    hub.workers = workers
-    await workers.start()
 
 
 async def demo(settings: HubSettings) -> int:

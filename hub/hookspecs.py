@@ -118,10 +118,6 @@ def sync(
 def webhook(request: web.Request, body: bytes, hub: Hub) -> Sequence[WebhookEvent]:
     """Verify and parse a ``POST /webhooks/{source}`` request for this plugin's source.
 
-    With ``webhooks.workers`` set it runs in the ingest worker processes as well as in the
-    daemon: depend only on the arguments, ``hub.settings``/``hub.settings_for`` and the store,
-    never on state a ``startup`` hook keeps in memory.
-
     :param body: the raw request body (already read, within the size limit).
     :return: the verified events, each with the provider's event id.
     :raise hub.errors.SignatureError: bad or missing signature (401, nothing stored).

@@ -1,16 +1,8 @@
-"""Prometheus metrics, one registry per hub (tests run many hubs in one process).
-
-Ingest workers count their own requests and send the daemon their metrics every second;
-the daemon's ``/metrics`` adds them to its own (a worker that exits keeps its counts).
-"""
+"""Prometheus metrics, one registry per hub (tests run many hubs in one process)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.samples import Sample
 
 from hub.store.records import BatchCounts
 
@@ -58,6 +50,12 @@ class Metrics:
             ["source", "outcome"],
             registry=r,
         )
+        self.webhooks_rejected = Counter(
+            "hub_webhooks_rejected",
+            "Webhook requests refused before anything was stored, by reason",
+            ["reason"],
+            registry=r,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._webhook_children: dict[tuple[str, str], Counter] = {}
         self.connection_health = Gauge(
@@ -66,8 +64,6 @@ class Metrics:
             ["integration", "connection"],
             registry=r,
         )
-        self._absorbed: dict[str, list[Metric]] = {}
-        self._retired: list[Metric] = []
 
     def request_served(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count and time one HTTP request (label children are cached: this is a hot path)."""
@@ -108,62 +104,6 @@ class Metrics:
         if state == "failed" and error_class:
             self.sync_errors.labels(integration, error_class).inc()
 
-    def snapshot(self) -> list[Metric]:
-        """Every metric's current samples (what a worker sends the daemon)."""
-        return list(self.registry.collect())
-
-    def absorb(self, origin: str, families: list[Metric]) -> None:
-        """Keep ``origin``'s latest :meth:`snapshot` (cumulative) to add to :meth:`render`."""
-        self._absorbed[origin] = families
-
-    def retire(self, origin: str) -> None:
-        """``origin`` exited: keep its last counts for good (a replacement starts at zero);
-        its gauges, which said how things stood in a process that is gone, are dropped."""
-        last = self._absorbed.pop(origin, None)
-        if last is not None:
-            counts = [family for family in last if family.type != "gauge"]
-            self._retired = merge_families([self._retired, counts])
-
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric, workers' counts included."""
-        if not self._absorbed and not self._retired:
-            return generate_latest(self.registry)
-        groups = [self.snapshot(), self._retired, *self._absorbed.values()]
-        return generate_latest(_Collected(merge_families(groups)))
-
-
-class _Collected:
-    """Families already collected, in the shape ``generate_latest`` reads."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> list[Metric]:
-        return self._families
-
-
-def merge_families(groups: Iterable[Iterable[Metric]]) -> list[Metric]:
-    """Several processes' metrics as one: samples with the same name and labels are added
-    (counters, histogram buckets, sums and counts, gauges); ``_created`` keeps the earliest."""
-    merged: dict[str, Metric] = {}
-    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], Sample]] = {}
-    for group in groups:
-        for family in group:
-            if family.name not in merged:
-                merged[family.name] = Metric(
-                    family.name, family.documentation, family.type, family.unit
-                )
-                values[family.name] = {}
-            samples = values[family.name]
-            for sample in family.samples:
-                key = (sample.name, tuple(sorted(sample.labels.items())))
-                known = samples.get(key)
-                if known is None:
-                    samples[key] = sample
-                elif sample.name.endswith("_created"):
-                    samples[key] = known._replace(value=min(known.value, sample.value))
-                else:
-                    samples[key] = known._replace(value=known.value + sample.value)
-    for name, family in merged.items():
-        family.samples = list(values[name].values())
-    return list(merged.values())
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

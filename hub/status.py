@@ -63,7 +63,6 @@ async def hub_status(hub: Hub, scheduler: Scheduler | None = None) -> dict[str, 
         "hub": {
             "version": __version__,
             "uptime_s": round(time.time() - hub.started_at, 1),
-            "ingest_workers": hub.workers.status() if hub.workers is not None else [],
         },
         "integrations": integrations,
         "runs": await hub.store.runs.recent(limit=15),

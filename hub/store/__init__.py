@@ -24,10 +24,9 @@ class Store:
         path: Path,
         secret_key: str | None = None,
         synchronous: str = "normal",
-        checkpoints: bool = True,
     ) -> None:
         self.path = path
-        self.db = Database(path, synchronous, checkpoints)
+        self.db = Database(path, synchronous)
         try:
             self.vault = Vault(load_or_create_key(secret_key, path))
         except BaseException:

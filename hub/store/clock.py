@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 
@@ -22,31 +21,17 @@ def utcnow() -> str:
     return f"{text}.{int((now - second) * 1_000_000):06d}+00:00"
 
 
-ID_TAGS = 1000
 _last_id = 0
-_tag = 100 + os.getpid() % (ID_TAGS - 100)
-"""This process's last three digits of every id: the daemon's and its ingest workers' are
-set (0-99, one each), other processes' (a CLI sync beside the daemon) come from the pid."""
-
-
-def set_id_tag(tag: int) -> None:
-    """Give this process's ids the tag ``tag`` (0-99), distinct among the processes writing
-    one database at once: the daemon 0, ingest worker ``n`` ``n + 1``."""
-    global _tag
-    if not 0 <= tag < 100:
-        raise ValueError(f"id tag {tag} is not in 0-99")
-    _tag = tag
 
 
 def next_id() -> int:
-    """A unique, increasing integer id: microseconds since the epoch, then the process's tag
-    as the last three digits (bumped by a thousand on ties, which keeps the tag).
+    """A unique, increasing integer id: microseconds since the epoch, bumped by one on ties.
 
-    Rows keyed by it are appended in order, like rowids, without asking the database first;
-    processes writing at once never make the same id (nanoseconds alone collided).
+    Rows keyed by it are appended in order, like rowids, without asking the database first.
+    Only the store's one writer makes these ids, so unique within this process is unique.
     """
     global _last_id
-    _last_id = max(time.time_ns() // 1000 * ID_TAGS + _tag, _last_id + ID_TAGS)
+    _last_id = max(time.time_ns() // 1000, _last_id + 1)
     return _last_id
 
 

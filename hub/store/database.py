@@ -1,22 +1,19 @@
 """Opening the SQLite database: checks, pragmas, migrations, and one writer thread.
 
-Writes go through one thread fed by a queue (as datasette does), so the event loop never
-waits for SQLite's lock and this process's writes never contend with each other (another
-process, such as a CLI sync, waits for the lock up to ``busy_timeout``); reads run on a small
-pool with their own connections (WAL lets them proceed beside the writer). The one exception
-is :meth:`Database.write_now`: a short write the event loop makes itself when the lock is free
-at that instant, for the webhook path, where a hop to another thread costs more than the SQL.
+Every write transaction runs on one thread fed by two queues (as datasette does), so the
+event loop never runs SQL that writes, never waits for SQLite's lock, and this process's writes
+never contend with each other (a one-off CLI sync beside the daemon waits for the lock up to
+``busy_timeout``). Urgent work (webhook group commits, which requests are waiting on) goes
+before regular work (sync batches, bookkeeping), but a regular item never waits behind more
+than ``URGENT_RUN`` urgent ones: a long sync cannot starve webhooks, nor a burst the sync.
+Reads run on a small pool with their own connections (WAL lets them proceed beside the writer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import ctypes
-import errno
-import fcntl
-import os
-import queue
 import sqlite3
 import threading
 import time
@@ -38,10 +35,9 @@ WAL_RESTART_WAIT_MS = 100
 """How long a restarting checkpoint waits for readers (writers wait meanwhile)."""
 WAL_RESTART_BACKOFF_S = 60.0
 """After a restart that readers kept from finishing, the next try waits this long."""
-WRITE_TURN_TIMEOUT_S = 30.0
-TURN_RETRY_MIN_S = 0.0001
-TURN_RETRY_MAX_S = 0.001
 WRITER_CACHE_MB = 16
+URGENT_RUN = 4
+"""Urgent items the writer runs in a row at most while a regular item waits."""
 
 
 def connect(path: Path, cache_mb: int = 4) -> sqlite_utils.Database:
@@ -82,90 +78,55 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-_LIBC = ctypes.PyDLL(None, use_errno=True)
-"""The C library, called with the GIL held (``PyDLL``): only for calls that never block."""
+Job = tuple[Callable[..., Any], tuple[Any, ...], Future[Any]]
 
 
-class WriteTurn:
-    """Whose turn it is to write among the connections of every hub process on one database:
-    an exclusive ``flock`` on ``<database>.write-lock``, taken around each write transaction.
+class WriteQueue:
+    """The writer thread's two queues: urgent before regular, regular never starved.
 
-    SQLite's own write lock has no queue: a connection that finds it taken sleeps 1, 2, 5, ...
-    up to 100 ms between tries, while one that tries again at once takes it the moment it is
-    free. With ingest workers beside the daemon, a group commit waiting that way starved for
-    hundreds of milliseconds. A writer waiting for the turn tries again every 0.1 to 1 ms
-    (at most ``WRITE_TURN_TIMEOUT_S``); there is no queue either, but no wait grows long.
-    Each holder opens the file itself: locks of one open file would not exclude each other.
-
-    Taking a free turn and giving it back call ``flock`` through :data:`_LIBC`, keeping the
-    GIL (a non-blocking ``flock`` returns at once): ``fcntl.flock`` releases it, and the event
-    loop's thread then kept it for its switch interval twice per transaction, which made
-    syncs 10-15% slower. Only waiting for a taken turn releases the GIL.
+    After ``URGENT_RUN`` urgent items in a row with a regular item waiting, the regular item
+    goes next. ``None`` (stop) is taken once both queues are empty.
     """
 
-    def __init__(self, database: Path) -> None:
-        path = f"{database}.write-lock"
-        try:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot open: {exc.strerror}") from None
+    def __init__(self) -> None:
+        self._urgent: collections.deque[Job] = collections.deque()
+        self._regular: collections.deque[Job] = collections.deque()
+        self._ready = threading.Condition()
+        self._urgent_run = 0
+        self._stopping = False
 
-    def take_now(self) -> bool:
-        """Take the turn if nobody has it; False if somebody does."""
-        while _LIBC.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB) != 0:
-            error = ctypes.get_errno()
-            if error in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return False
-            if error != errno.EINTR:
-                raise OSError(error, os.strerror(error))
-        return True
+    def put(self, job: Job, urgent: bool) -> None:
+        """Queue ``job`` in its lane."""
+        with self._ready:
+            (self._urgent if urgent else self._regular).append(job)
+            self._ready.notify()
 
-    def take(self, timeout: float | None = None) -> None:
-        """Wait for the turn, at most ``timeout`` seconds (as long as SQLite's busy timeout),
-        and take it. Waiting tries again every fraction of a millisecond, then every
-        millisecond: a writer done with it has given it up by then.
+    def stop(self) -> None:
+        """Let :meth:`get` return None once everything queued has been taken."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
 
-        :param timeout: default ``WRITE_TURN_TIMEOUT_S``.
-        :raise StoreError: still taken after ``timeout`` (a hub process stopped mid-write).
-        """
-        timeout = WRITE_TURN_TIMEOUT_S if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        pause = TURN_RETRY_MIN_S
-        while not self.take_now():
-            if time.monotonic() >= deadline:
-                raise StoreError(
-                    f"waited {timeout:g} s for the database's write turn: another hub process "
-                    "is stuck in a write"
-                )
-            time.sleep(pause)
-            pause = min(pause * 2, TURN_RETRY_MAX_S)
-
-    def give(self) -> None:
-        """Give the turn back."""
-        _LIBC.flock(self._fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        """Close the lock file (giving the turn back if held)."""
-        os.close(self._fd)
-
-
-class WriteBusy(Exception):
-    """:meth:`Database.write_now` found SQLite's write lock taken; nothing was written."""
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None) or 0
-    return code & 0xFF in {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}  # extended codes too
+    def get(self) -> Job | None:
+        """The next job (waiting for one), or None when stopped and empty."""
+        with self._ready:
+            while not self._urgent and not self._regular:
+                if self._stopping:
+                    return None
+                self._ready.wait()
+            if self._urgent and (not self._regular or self._urgent_run < URGENT_RUN):
+                self._urgent_run += 1
+                return self._urgent.popleft()
+            self._urgent_run = 0
+            return self._regular.popleft()
 
 
 class Database:
     """The hub's database: one writer thread, a pool of readers, migrations applied at open."""
 
-    def __init__(self, path: Path, synchronous: str = "normal", checkpoints: bool = True) -> None:
+    def __init__(self, path: Path, synchronous: str = "normal") -> None:
         """Open (creating and migrating) the database; ``synchronous`` applies to the writer:
-        ``normal`` survives a process crash, ``full`` also a power cut. ``checkpoints=False``
-        leaves copying the WAL back to another process (the daemon does it for its ingest
-        workers: two checkpointers on one WAL doubled the I/O and stalled commits)."""
+        ``normal`` survives a process crash, ``full`` also a power cut."""
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,29 +142,20 @@ class Database:
         except sqlite3.DatabaseError as exc:
             self._writer_db.close()
             raise StoreError(f"{path}: cannot migrate database: {exc}") from None
-        self._thread_turn = WriteTurn(path)
-        self._loop_turn = WriteTurn(path)
-        self._queue: queue.SimpleQueue[
-            tuple[Callable[..., Any], tuple[Any, ...], Future[Any]] | None
-        ] = queue.SimpleQueue()
+        self._queue = WriteQueue()
         self._writer = threading.Thread(
             target=self._write_loop, name="hub-store-writer", daemon=True
         )
         self._writer.start()
         self._stop = threading.Event()
-        self._checkpointer: threading.Thread | None = None
-        if checkpoints:
-            self._checkpointer = threading.Thread(
-                target=self._checkpoint_loop, name="hub-store-checkpoint", daemon=True
-            )
-            self._checkpointer.start()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="hub-store-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
         self._local = threading.local()
         self._readers: list[sqlite_utils.Database] = []
         self._reader_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hub-store-reader")
-        self._immediate_db: sqlite_utils.Database | None = None
-        self.waits_for_disk = synchronous == "full"
-        """Commits fsync (``synchronous = full``): too slow for :meth:`write_now`."""
         self._closed = False
 
     def _checkpoint_loop(self) -> None:
@@ -247,14 +199,10 @@ class Database:
             if not future.set_running_or_notify_cancel():
                 continue
             conn = self._writer_db.conn
-            taken = False
             try:
-                self._thread_turn.take()
-                taken = True
                 # IMMEDIATE takes the write lock first (waiting up to busy_timeout): a deferred
                 # transaction that read before writing would fail at once with "database is
-                # locked" if another connection (the event loop's, another process's)
-                # committed in between.
+                # locked" if another process (a CLI sync) committed in between.
                 conn.execute("BEGIN IMMEDIATE")
                 result = fn(self._writer_db, *args)
                 conn.commit()
@@ -263,48 +211,18 @@ class Database:
                 future.set_exception(exc)
             else:
                 future.set_result(result)
-            finally:
-                if taken:
-                    self._thread_turn.give()
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        """Queue ``fn(db, *args)`` to run in one transaction on the writer thread."""
-        if self._closed:
-            raise StoreError("the store is closed")
-        future: Future[T] = Future()
-        self._queue.put((fn, args, future))
-        return future
+    def submit(self, fn: Callable[..., T], *args: Any, urgent: bool = False) -> Future[T]:
+        """Queue ``fn(db, *args)`` to run in one transaction on the writer thread.
 
-    def write_now(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(db, *args)`` in one transaction on the calling thread, without waiting.
-
-        For short writes from the event loop. Never waits for SQLite's lock: if another
-        connection (the writer thread, another process) holds it, nothing is written and
-        :class:`WriteBusy` is raised, so the caller can hand the work to :meth:`submit`.
+        :param urgent: someone waits on it now (a webhook group commit): it goes before
+            regular work, within the fairness bound of :class:`WriteQueue`.
         """
         if self._closed:
             raise StoreError("the store is closed")
-        db = self._immediate_db
-        if db is None:
-            db = self._immediate_db = connect(self.path, cache_mb=WRITER_CACHE_MB)
-            db.conn.isolation_level = None  # transactions are begun and ended here
-            db.execute("PRAGMA busy_timeout=0")
-            db.execute("PRAGMA wal_autocheckpoint=0")
-        if not self._loop_turn.take_now():
-            raise WriteBusy("another connection is writing")
-        conn = db.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            result = fn(db, *args)
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            _rollback(conn)
-            if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
-                raise WriteBusy(str(exc)) from None
-            raise
-        finally:
-            self._loop_turn.give()
-        return result
+        future: Future[T] = Future()
+        self._queue.put((fn, args, future), urgent)
+        return future
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(db, *args)`` in one transaction on the writer thread and return its result."""
@@ -333,17 +251,12 @@ class Database:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
+        self._queue.stop()
         self._writer.join()
         self._stop.set()
-        if self._checkpointer is not None:
-            self._checkpointer.join()
+        self._checkpointer.join()
         self._pool.shutdown(wait=True)
         with self._reader_lock:
             for db in self._readers:
                 db.close()
         self._writer_db.close()
-        if self._immediate_db is not None:
-            self._immediate_db.close()
-        self._thread_turn.close()
-        self._loop_turn.close()

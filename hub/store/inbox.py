@@ -1,7 +1,9 @@
 """The durable inbox: webhook requests, events (webhook and hub), and per-handler deliveries.
 
-An event's state is derived from its deliveries: ``pending`` while any is pending, ``dead``
-when any was dead-lettered, else ``done``.
+Storing an event records the event only (``routed = 0``); the dispatcher routes it when it
+delivers, resolving its handlers then (:meth:`Inbox.route`), so handlers and subscriptions
+added or removed in between are honoured. An event's state: ``pending`` while unrouted or any
+delivery is pending, ``dead`` when any was dead-lettered, else ``done``.
 """
 
 from __future__ import annotations
@@ -25,32 +27,30 @@ EVENT_STATES = ("pending", "dead", "done")
 
 @dataclass(slots=True)
 class NewEvent:
-    """An event to store, with the handlers that must each process it once."""
+    """An event to store; its handlers are resolved when it is routed."""
 
     source: str
     event_id: str
     type: str
     data: Any
     connection_key: str | None
-    handlers: Sequence[str]
 
 
 @dataclass(slots=True)
 class PreparedEvents:
     """Events turned into row tuples before the commit, so the transaction only runs SQL.
 
-    ``batch`` marks the rows this insert creates (a duplicate keeps its first batch), which
-    is how deliveries are added only for events that are new.
+    ``batch`` is the webhook request the events came with; it also marks the rows this insert
+    creates (a duplicate keeps its first batch), which is how new events are counted.
     """
 
     batch: int
     event_rows: list[tuple[Any, ...]]
-    delivery_rows: list[tuple[Any, ...]]
 
     @classmethod
     def build(cls, events: Sequence[NewEvent]) -> PreparedEvents:
-        """Serialise ``events`` and their deliveries (due now)."""
-        batch, now, at = next_id(), utcnow(), time.time()
+        """Serialise ``events`` under a new request id."""
+        batch, now = next_id(), utcnow()
         event_rows = [
             (
                 e.source,
@@ -63,16 +63,7 @@ class PreparedEvents:
             )
             for e in events
         ]
-        # An id repeated within the batch is a duplicate (INSERT OR IGNORE keeps the first row),
-        # so only its first occurrence gets deliveries: a second set would break the primary key.
-        seen: set[tuple[str, str]] = set()
-        delivery_rows: list[tuple[Any, ...]] = []
-        for e in events:
-            if (e.source, e.event_id) in seen:
-                continue
-            seen.add((e.source, e.event_id))
-            delivery_rows += [(e.source, e.event_id, batch, h, at, now) for h in e.handlers]
-        return cls(batch, event_rows, delivery_rows)
+        return cls(batch, event_rows)
 
 
 @dataclass(slots=True)
@@ -107,6 +98,17 @@ class Stored:
 
 
 @dataclass(frozen=True)
+class Unrouted:
+    """A stored event waiting for its handlers to be resolved."""
+
+    event: int
+    source: str
+    type: str
+    webhook: bool
+    """It came with a webhook request (its source's ``process`` handles it), not ``emit``."""
+
+
+@dataclass(frozen=True)
 class Due:
     """A delivery whose time has come."""
 
@@ -121,6 +123,7 @@ class Due:
     created_at: str
 
 
+# new events are unrouted (the column's default)
 EVENTS_SQL = (
     "INSERT OR IGNORE INTO events (source, event_id, type, connection_key, data, request_id, "
     "created_at) VALUES {values}"
@@ -128,12 +131,8 @@ EVENTS_SQL = (
 REQUESTS_SQL = (
     "INSERT INTO webhook_requests (id, source, received_at, headers, body) VALUES {values}"
 )
-# Deliveries for the events this insert created: a duplicate keeps its first request_id.
 DELIVERIES_SQL = (
-    "WITH d (source, event_id, request_id, handler, next_at, updated_at) AS (VALUES {values}) "
-    "INSERT INTO deliveries (event, handler, state, next_at, updated_at) "
-    "SELECT e.id, d.handler, 'pending', d.next_at, d.updated_at FROM d JOIN events e "
-    "ON e.source = d.source AND e.event_id = d.event_id AND e.request_id = d.request_id"
+    "INSERT OR IGNORE INTO deliveries (event, handler, state, next_at, updated_at) VALUES {values}"
 )
 # NOT IN over one scan of events, not a lookup per request: events have no index on
 # request_id (the webhook path writes them too often to keep one).
@@ -142,16 +141,17 @@ PRUNE_REQUESTS_SQL = (
     "(SELECT request_id FROM events WHERE request_id IS NOT NULL)"
 )
 EVENT_LIST_SQL = (
-    "SELECT e.id, e.source, e.event_id, e.type, e.connection_key, e.created_at, e.data "
-    "FROM events e {where} ORDER BY e.id DESC LIMIT ?"
+    "SELECT e.id, e.source, e.event_id, e.type, e.connection_key, e.created_at, e.data, "
+    "e.routed FROM events e {where} ORDER BY e.id DESC LIMIT ?"
 )
 EVENT_FILTERS = {
     None: "",
     # from the deliveries' state index to the events, not a scan of every event
-    "pending": "WHERE e.id IN (SELECT d.event FROM deliveries d WHERE d.state = 'pending')",
+    "pending": "WHERE e.routed = 0 OR e.id IN "
+    "(SELECT d.event FROM deliveries d WHERE d.state = 'pending')",
     "dead": "WHERE e.id IN (SELECT d.event FROM deliveries d WHERE d.state = 'dead')",
-    "done": "WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id "
-    "AND d.state != 'done')",
+    "done": "WHERE e.routed = 1 AND NOT EXISTS (SELECT 1 FROM deliveries d "
+    "WHERE d.event = e.id AND d.state != 'done')",
 }
 # Rows per statement, largest first (at most 128 x 7 = 896 bound values, under SQLite's
 # oldest limit of 999): a group of n rows takes at most one statement per set bit of n.
@@ -189,8 +189,8 @@ def insert_rows(conn: sqlite3.Connection, template: str, rows: Sequence[tuple[An
 def insert_event_groups(
     db: sqlite_utils.Database, groups: Sequence[PreparedEvents]
 ) -> list[Stored]:
-    """Insert each group's events (ignoring known (source, event id)) and, for the new ones,
-    their deliveries; what each group created and ignored, in order."""
+    """Insert each group's events, unrouted, ignoring known (source, event id); what each group
+    created and ignored, in order."""
     conn = db.conn
     rows = [row for group in groups for row in group.event_rows]
     created_total = insert_rows(conn, EVENTS_SQL, rows)  # not total_changes: it wraps at 2**31
@@ -207,11 +207,9 @@ def insert_event_groups(
             else []
         )
         created = [counts.get(group.batch, 0) for group in groups]
-    outcome = list(zip(groups, created, strict=True))
-    insert_rows(
-        conn, DELIVERIES_SQL, [row for group, new in outcome if new for row in group.delivery_rows]
-    )
-    return [Stored(new, len(group.event_rows) - new) for group, new in outcome]
+    return [
+        Stored(new, len(group.event_rows) - new) for group, new in zip(groups, created, strict=True)
+    ]
 
 
 def insert_webhooks(db: sqlite_utils.Database, requests: Sequence[WebhookDelivery]) -> list[Stored]:
@@ -226,10 +224,42 @@ class Inbox:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def add_event(self, event: NewEvent) -> Stored:
-        """Store one event (a hub event from the bus) with its deliveries."""
-        stored = await self._db.write(insert_event_groups, [PreparedEvents.build([event])])
-        return stored[0]
+    async def add_event(self, event: NewEvent) -> bool:
+        """Store one hub event (from the bus, no webhook request); False if its id is known."""
+        row = (
+            event.source,
+            event.event_id,
+            event.type,
+            event.connection_key,
+            orjson.dumps(event.data).decode(),
+            None,
+            utcnow(),
+        )
+        created = await self._db.write(lambda db: insert_rows(db.conn, EVENTS_SQL, [row]))
+        return created == 1
+
+    async def unrouted(self, limit: int = 500) -> list[Unrouted]:
+        """Up to ``limit`` stored events whose handlers are not resolved yet, oldest first."""
+        rows = await self._db.read(
+            lambda db: db.execute(
+                "SELECT id, source, type, request_id IS NOT NULL FROM events "
+                "WHERE routed = 0 ORDER BY id LIMIT ?",
+                [limit],
+            ).fetchall()
+        )
+        return [Unrouted(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    async def route(self, routes: Sequence[tuple[int, Sequence[str]]]) -> None:
+        """Give each (event, handlers) its deliveries, due now, and mark the events routed."""
+        at, now = time.time(), utcnow()
+        deliveries = [(e, h, "pending", at, now) for e, handlers in routes for h in handlers]
+        events = [(e,) for e, _ in routes]
+
+        def write(db: sqlite_utils.Database) -> None:
+            insert_rows(db.conn, DELIVERIES_SQL, deliveries)
+            db.conn.executemany("UPDATE events SET routed = 1 WHERE id = ?", events)
+
+        await self._db.write(write)
 
     async def due(
         self, limit: int = 200, skip: Collection[tuple[int, str]] = frozenset()
@@ -305,6 +335,8 @@ class Inbox:
                     )
                 )
                 states = {d["state"] for d in event["deliveries"]}
+                if not event.pop("routed"):
+                    states.add("pending")
                 event["state"] = (
                     "dead" if "dead" in states else "pending" if "pending" in states else "done"
                 )
@@ -313,13 +345,18 @@ class Inbox:
         return await self._db.read(read)
 
     async def counts(self) -> dict[str, int]:
-        """Delivery counts by state (for /api/status and the admin page)."""
+        """Delivery counts by state (for /api/status and the admin page); an event not yet
+        routed counts as one pending."""
         rows = await self._db.read(
             lambda db: db.execute(
-                "SELECT state, count(*) FROM deliveries GROUP BY state"
+                "SELECT state, count(*) FROM deliveries GROUP BY state UNION ALL "
+                "SELECT 'pending', count(*) FROM events WHERE routed = 0"
             ).fetchall()
         )
-        return {state: 0 for state in EVENT_STATES} | {r[0]: int(r[1]) for r in rows}
+        counts = {state: 0 for state in EVENT_STATES}
+        for state, count in rows:
+            counts[state] = counts.get(state, 0) + int(count)
+        return counts
 
     async def exists(self, event: int) -> bool:
         """True if an event with this row id exists."""
@@ -339,8 +376,8 @@ class Inbox:
         def write(db: sqlite_utils.Database) -> tuple[int, int]:
             conn = db.conn
             events = conn.execute(
-                "DELETE FROM events WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM "
-                "deliveries d WHERE d.event = events.id AND d.state != 'done')",
+                "DELETE FROM events WHERE created_at < ? AND routed = 1 AND NOT EXISTS "
+                "(SELECT 1 FROM deliveries d WHERE d.event = events.id AND d.state != 'done')",
                 [cutoff],
             ).rowcount
             conn.execute("DELETE FROM deliveries WHERE event NOT IN (SELECT id FROM events)")

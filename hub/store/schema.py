@@ -204,6 +204,18 @@ def _m006_client_reviews(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m007_event_routing(db: sqlite_utils.Database) -> None:
+    # handlers are resolved when the dispatcher routes an event, not when it is stored;
+    # events stored before this migration already have their deliveries
+    db.executescript(
+        """
+        ALTER TABLE events ADD COLUMN routed INTEGER NOT NULL DEFAULT 0;
+        UPDATE events SET routed = 1;
+        CREATE INDEX events_unrouted ON events (id) WHERE routed = 0;
+        """
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_core", _m001_core),
     ("002_inbox", _m002_inbox),
@@ -211,6 +223,7 @@ MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("004_drop_events_type", _m004_drop_events_type),
     ("005_run_owner", _m005_run_owner),
     ("006_client_reviews", _m006_client_reviews),
+    ("007_event_routing", _m007_event_routing),
 )
 
 

@@ -28,7 +28,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz", name="readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: database answers, scheduler runs, no plugin failed, ingest workers listen."""
+    """Readiness: database answers, scheduler runs, no plugin failed."""
     hub, scheduler = request.app[HUB], request.app[SCHEDULER]
     reasons = []
     try:
@@ -38,12 +38,6 @@ async def readyz(request: web.Request) -> web.Response:
     if scheduler is not None and not scheduler.running:
         reasons.append("scheduler: not running")
     reasons += [f"plugin {info.name}: {info.error}" for info in hub.plugins.failed]
-    if hub.workers is not None:
-        reasons += [
-            f"ingest worker {worker['index']}: {worker['state']}"
-            for worker in hub.workers.status()
-            if worker["state"] != "running"
-        ]
     if reasons:
         return json_response({"status": "unavailable", "reasons": reasons}, status=503)
     return json_response({"status": "ready"})

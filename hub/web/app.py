@@ -19,7 +19,6 @@ from hub.plugins import DEFAULT_PLUGINS
 from hub.schedule import Scheduler
 from hub.web import admin, api, clients_api, inbox_api
 from hub.web.auth import AdminAuth
-from hub.web.forward import Forwarder
 from hub.web.keys import AUTH, HUB, SCHEDULER
 from hub.web.policy import UNMATCHED_ROUTE, guard_routes, guarded, unmatched
 from hub.webhooks import inbound
@@ -59,19 +58,6 @@ def create_app(
     app.cleanup_ctx.append(_hub_ctx)
     app.cleanup_ctx.append(_auth_ctx(announce or _print_token))
     app.cleanup_ctx.append(_scheduler_ctx)
-    return app
-
-
-def create_worker_app(hub: Hub, forwarder: Forwarder) -> web.Application:
-    """An ingest worker's app: the webhook routes under the same policy as the daemon's, and
-    every other request forwarded to the daemon (which owns auth, the admin page and the API).
-
-    :param hub: started with :meth:`Hub.start_ingest`.
-    """
-    app = web.Application(client_max_size=hub.settings.webhooks.max_body_bytes)
-    app[HUB] = hub
-    app.add_routes(guard_routes(inbound.routes))
-    app.router.add_route("*", UNMATCHED_ROUTE, forwarder.forward)
     return app
 
 

@@ -1,8 +1,9 @@
 """The dispatcher: delivers stored events to their handlers, at least once, with retries.
 
-Handlers of an event are fixed when it is stored: ``process`` (the owning plugin's handling
-of its own webhook events), ``event:<plugin>`` (each ``event`` hook implementation) and
-``sub:<id>`` (each matching outbound subscription). Each (event, handler) delivery is tracked
+Handlers of an event are resolved when the dispatcher routes it, just before its first
+delivery: ``process`` (the owning plugin's handling of its own webhook events),
+``event:<plugin>`` (each ``event`` hook implementation) and ``sub:<id>`` (each matching
+outbound subscription, as the subscriptions are then). Each (event, handler) delivery is tracked
 on its own: a failure is retried with exponential backoff and jitter without re-running the
 handlers that succeeded, and dead-lettered (and alerted) after the configured attempts.
 Deliveries still pending at a crash or stop run again after the restart.
@@ -16,7 +17,6 @@ import functools
 import hashlib
 import random
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -40,6 +40,8 @@ HANDLER_MAX_DELAY_S = 3600.0
 CONCURRENCY = 16
 HANDLER_CACHE_SIZE = 4096
 """Cached handler lists at most (event types come from senders; the cache is then cleared)."""
+ROUTE_BATCH = 500
+"""Events routed per round at most (one read and one write transaction)."""
 UNRECORDED_RETRY_S = 5.0
 """How long a delivery whose outcome could not be written waits before it runs again."""
 LOOP_ERROR_PAUSE_S = 1.0
@@ -84,19 +86,18 @@ class Dispatcher:
         self._running: dict[tuple[int, str], asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self.subscriptions: list[Subscription] = []
-        self._handlers: dict[tuple[str, str], tuple[str, ...]] = {}
-        """Handlers per (source, event type): the webhook path asks for every request."""
+        self._handlers: dict[tuple[str, str, bool], tuple[str, ...]] = {}
+        """Handlers per (source, event type, from a webhook): routing asks for every event."""
         self._generation = -1
         self._alerted: set[str] = set()
         """Handlers whose dead letters were alerted; cleared when one of theirs succeeds."""
         self._held: dict[tuple[int, str], float] = {}
         """Deliveries whose outcome could not be written: not run again before this time."""
         self._reload_lock = asyncio.Lock()
-        self.reload_listeners: list[Callable[[], Awaitable[None]]] = []
-        """Called after each reload (the daemon tells its ingest workers to reload too)."""
 
     async def start(self, deliver: bool = True) -> None:
-        """Load subscriptions (new events need them) and, if ``deliver``, start delivering."""
+        """Load subscriptions and, if ``deliver``, start routing and delivering (one-off
+        commands only store events: the daemon routes and delivers them)."""
         await self.reload_subscriptions()
         if deliver:
             self._task = asyncio.create_task(self._loop(), name="hub-dispatcher")
@@ -123,21 +124,23 @@ class Dispatcher:
         async with self._reload_lock:  # reads finish out of order: the last one must win
             self.subscriptions = await self._hub.store.subscriptions.list()
             self._handlers.clear()
-        for listener in self.reload_listeners:
-            await listener()
 
-    def handlers_for(self, source: str, event_type: str) -> tuple[str, ...]:
-        """The handlers a new event of ``source`` and ``event_type`` must be delivered to."""
+    def handlers_for(self, source: str, event_type: str, webhook: bool) -> tuple[str, ...]:
+        """The handlers an event of ``source`` and ``event_type`` is delivered to now.
+
+        :param webhook: it came with a webhook request (the source's ``process`` handles it),
+            not from :meth:`hub.core.Hub.emit`.
+        """
         if self._generation != self._hub.plugins.generation:
             self._handlers.clear()
             self._generation = self._hub.plugins.generation
-        key = (source, event_type)
+        key = (source, event_type, webhook)
         handlers = self._handlers.get(key)
         if handlers is None:
             if len(self._handlers) >= HANDLER_CACHE_SIZE:
                 self._handlers.clear()
             hub = self._hub
-            processed = source != "hub" and hub.plugins.has_owner_hook(source, "process")
+            processed = webhook and hub.plugins.has_owner_hook(source, "process")
             owner = ["process"] if processed else []
             handlers = tuple(
                 owner
@@ -148,20 +151,19 @@ class Dispatcher:
         return handlers
 
     def wake(self) -> None:
-        """New deliveries were stored: look for due work now."""
+        """New events were stored: route and deliver now."""
         self._wake.set()
 
-    async def woken(self) -> None:
-        """Wait for the next :meth:`wake` (an ingest worker, which delivers nothing itself,
-        passes them on to the daemon)."""
-        await self._wake.wait()
-        self._wake.clear()
-
     async def drain(self, timeout: float = 10.0) -> None:
-        """Wait until nothing is due now or running (tests and the CLI use this)."""
+        """Wait until nothing is unrouted, due now or running (tests and the CLI use this)."""
         deadline = time.monotonic() + timeout
+        inbox = self._hub.store.inbox
         while time.monotonic() < deadline:
-            if not self._running and not await self._hub.store.inbox.due(limit=1):
+            if (
+                not self._running
+                and not await inbox.unrouted(limit=1)
+                and not await inbox.due(limit=1)
+            ):
                 return
             await asyncio.sleep(0.02)
 
@@ -173,10 +175,22 @@ class Dispatcher:
                 log.exception("dispatcher round failed; retrying")
                 await asyncio.sleep(LOOP_ERROR_PAUSE_S)
 
+    async def _route(self) -> None:
+        """Resolve the handlers of stored events not routed yet, giving them deliveries."""
+        inbox = self._hub.store.inbox
+        while events := await inbox.unrouted(limit=ROUTE_BATCH):
+            await inbox.route(
+                [(e.event, self.handlers_for(e.source, e.type, e.webhook)) for e in events]
+            )
+            if len(events) < ROUTE_BATCH:
+                return
+
     async def _round(self) -> None:
-        """Start what is due, then wait until something may be due (or a wake-up)."""
+        """Route new events, start what is due, then wait until something may be due (or a
+        wake-up)."""
         inbox = self._hub.store.inbox
         self._wake.clear()
+        await self._route()
         now = time.monotonic()
         self._held = {key: until for key, until in self._held.items() if until > now}
         # a delivery finishing during the read may read as due

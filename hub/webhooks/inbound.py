@@ -2,8 +2,9 @@
 
 Answers: 200 stored (with counts; duplicates of a known provider event id are acknowledged
 and not processed again), 401 bad or missing signature (nothing stored), 404 unknown source,
-400 malformed, 405 wrong method, 413 body over ``webhooks.max_body_bytes``. Bad input never
-gets a 5xx.
+400 malformed, 405 wrong method, 413 body over ``webhooks.max_body_bytes``, 503 with
+``Retry-After`` when the ingest is full (nothing read or stored; providers retry). Bad input
+never gets a 5xx.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from hub.web.keys import HUB
 
 if TYPE_CHECKING:
     from hub.core import Hub
+    from hub.webhooks.ingest import Ticket
 
 log = structlog.get_logger("hub.webhooks")
 routes = web.RouteTableDef()
 
 DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
 MAX_EVENTS = 1000
+RETRY_AFTER_S = 5
+"""What a refused request is told to wait: about the time a full queue takes to drain."""
 
 
 def _reject(status: int, reason: str) -> web.Response:
@@ -65,11 +69,27 @@ async def receive(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         metrics.webhook(source, "too_large")
         return _reject(413, f"body over {limit} bytes")
+    ticket = hub.ingest.admission.admit(
+        limit if request.content_length is None else request.content_length
+    )
+    if ticket is None:
+        metrics.webhooks_rejected.labels("overloaded").inc()
+        return _overloaded(hub)
+    try:
+        return await _receive(request, hub, source, ticket)
+    finally:
+        ticket.release()  # nothing if the committer released it with its group
+
+
+async def _receive(request: web.Request, hub: Hub, source: str, ticket: Ticket) -> web.Response:
+    metrics = hub.metrics
+    limit = hub.settings.webhooks.max_body_bytes
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         metrics.webhook(source, "too_large")
         return _reject(413, f"body over {limit} bytes")
+    ticket.resize(len(body))
     try:
         parsed = hub.plugins.call_owner_raw(source, "webhook", request=request, body=body, hub=hub)
         if not isinstance(parsed, list):  # a list is the common, synchronous answer
@@ -89,25 +109,35 @@ async def receive(request: web.Request) -> web.Response:
         metrics.webhook(source, "malformed")
         log.warning("webhook could not be parsed", source=source, error=repr(exc)[:300])
         return _reject(400, "malformed webhook")
-    new_events = [_stored_event(hub, source, event) for event in events]
+    new_events = [_stored_event(source, event) for event in events]
     stored = await hub.ingest.store(
-        WebhookDelivery.build(source, kept_headers(request), body, new_events)
+        WebhookDelivery.build(source, kept_headers(request), body, new_events), ticket
     )
-    if stored.created and any(event.handlers for event in new_events):
+    if stored.created:
         hub.dispatcher.wake()
     metrics.webhook(source, "accepted")
     return json_response({"received": stored.created, "duplicates": stored.duplicates})
 
 
-def _stored_event(hub: Hub, source: str, event: WebhookEvent) -> NewEvent:
-    event_type = f"{source}.{event.type}"
+def _overloaded(hub: Hub) -> web.Response:
+    admission = hub.ingest.admission
+    response = _reject(
+        503,
+        f"the hub is busy: {admission.requests} webhook requests ({admission.bytes} bytes) are "
+        f"being stored (webhooks.queue_max_requests = {admission.max_requests}, "
+        f"webhooks.queue_max_bytes = {admission.max_bytes}); retry in {RETRY_AFTER_S} s",
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+def _stored_event(source: str, event: WebhookEvent) -> NewEvent:
     return NewEvent(
         source=source,
         event_id=storable(str(event.id)),  # ids may come from headers (generic: webhook-id)
-        type=storable(event_type),
+        type=storable(f"{source}.{event.type}"),
         data=event.data if isinstance(event.data, dict) else dict(event.data),
         connection_key=None if event.connection_key is None else storable(event.connection_key),
-        handlers=hub.dispatcher.handlers_for(source, event_type),
     )
 
 
