@@ -47,8 +47,7 @@ class Daemon:
         _started.append(self.proc)
 
     async def ready(self, session: aiohttp.ClientSession, path: str = "/healthz") -> None:
-        """Wait until ``path`` answers 200 (fails if the process exits first); ``/readyz``
-        waits for ingest workers too."""
+        """Wait until ``path`` answers 200 (fails if the process exits first)."""
         for _ in range(300):
             try:
                 async with session.get(f"{self.url}{path}") as response:

@@ -140,7 +140,10 @@ class Dispatcher:
             if len(self._handlers) >= HANDLER_CACHE_SIZE:
                 self._handlers.clear()
             hub = self._hub
-            processed = webhook and hub.plugins.has_owner_hook(source, "process")
+            # a webhook whose plugin is gone (failed to load, uninstalled) still gets
+            # ``process``: it fails, is retried and dead-lettered, and can be replayed later
+            owned = source in hub.plugins.integrations
+            processed = webhook and (not owned or hub.plugins.has_owner_hook(source, "process"))
             owner = ["process"] if processed else []
             handlers = tuple(
                 owner

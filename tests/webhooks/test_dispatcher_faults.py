@@ -10,7 +10,7 @@ import pytest
 
 from hub.hookspecs import hookimpl
 from hub.model import Alert, HubEvent
-from hub.store.inbox import NewEvent
+from hub.store.inbox import NewEvent, WebhookDelivery, insert_webhooks
 from hub.webhooks import dispatcher as dispatcher_module
 from tests.webhooks.test_outbound import wait_until
 
@@ -138,9 +138,10 @@ async def test_a_failed_read_does_not_stop_the_dispatcher_nor_the_hub(make_hub, 
 async def test_each_integrations_process_dead_letters_are_alerted(make_hub):
     alerts = Alerts()
     hub = await make_hub(plugins=[alerts], config={"webhooks": {"max_attempts": 1}})
-    for source in ("alpha", "beta"):  # no plugin owns them: process fails at once
-        await hub.store.inbox.add_event(
-            NewEvent(source, "e1", f"{source}.x", {}, None, ["process"])
+    for source in ("alpha", "beta"):  # no plugin owns them any more: process fails at once
+        event = NewEvent(source, "e1", f"{source}.x", {}, None)
+        await hub.store.db.write(
+            insert_webhooks, [WebhookDelivery.build(source, {}, b"{}", [event])]
         )
     hub.dispatcher.wake()
     await wait_until(lambda: len(alerts.alerts) == 2)
