@@ -98,6 +98,13 @@ def test_unknown_key_names_file_and_key(tmp_path: Path):
     assert problems(exc) == [f"{path}: server.prot: unknown key"]
 
 
+def test_the_removed_ingest_workers_key_is_an_unknown_key(tmp_path: Path):
+    path = write(tmp_path / "hub.toml", "[webhooks]\nworkers = 1\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path)
+    assert problems(exc) == [f"{path}: webhooks.workers: unknown key"]
+
+
 def test_unknown_section_is_an_error(tmp_path: Path):
     path = write(tmp_path / "hub.toml", "[sever]\nport = 8800\n")
     with pytest.raises(ConfigError) as exc:

@@ -222,3 +222,92 @@ async def test_the_dispatcher_does_not_spin_while_a_slow_handler_runs(make_hub):
     await asyncio.sleep(0.45)
     assert reads <= 3  # it waits for the running delivery to end, not polling every 10 ms
     await hub.dispatcher.drain()
+
+
+async def test_a_burst_over_the_queue_bound_gets_503_and_stores_nothing_for_it(hub_client):
+    """While the writer is busy (a long sync batch), four requests fill the queue; the rest of
+    the burst is refused with 503 + Retry-After before its body is read, and nothing of it is
+    stored. The four are answered 200 once their commit ends."""
+    import threading
+
+    config = {"webhooks": {**CONFIG["webhooks"], "queue_max_requests": 4}}
+    client = await hub_client(config=config)
+    hub = client.app[HUB]
+    started, gate = threading.Event(), threading.Event()
+
+    def long_batch(_db):
+        started.set()
+        gate.wait(10)
+
+    hub.store.db.submit(long_batch)
+    assert started.wait(10)
+
+    async def post(i: int):
+        body = orjson.dumps({"n": i})
+        response = await client.post(
+            "/webhooks/generic/zapier",
+            data=body,
+            headers={"X-Signature": sign_hex(body), "webhook-id": f"burst-{i}"},
+        )
+        return response.status, response.headers.get("Retry-After"), await response.json()
+
+    posts = [asyncio.create_task(post(i)) for i in range(12)]
+    done, _ = await asyncio.wait(posts, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.sleep(0.2)
+    refused = [task.result() for task in posts if task.done()]
+    assert len(refused) == 8 and done  # answered at once, while four wait for their commit
+    for status, retry_after, answer in refused:
+        assert status == 503 and retry_after == "5"
+        assert "queue_max_requests = 4" in answer["error"]
+    assert rows(client, "SELECT count(*) FROM events WHERE source = 'generic'") == [(0,)]
+    gate.set()
+    answers = await asyncio.gather(*posts)
+    assert sorted(status for status, _, _ in answers) == [200] * 4 + [503] * 8
+    stored = rows(client, "SELECT count(*) FROM events WHERE source = 'generic'")
+    assert stored == [(4,)]
+    assert rows(client, "SELECT count(*) FROM webhook_requests") == [(4,)]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'hub_webhooks_rejected_total{reason="overloaded"} 8.0' in metrics
+    admission = hub.ingest.admission
+    assert (admission.requests, admission.bytes) == (0, 0)
+
+
+async def test_bodies_in_flight_count_against_the_byte_bound(hub_client):
+    """A request reserves its declared length before its body is read: a second large body
+    is refused while the first is still arriving."""
+    config = {"webhooks": {**CONFIG["webhooks"], "queue_max_bytes": 3000}}
+    client = await hub_client(config=config)
+    body = orjson.dumps({"pad": "x" * 2000})
+    arriving = asyncio.Event()
+
+    async def slow_body():
+        yield body[:10]
+        await arriving.wait()
+        yield body[10:]
+
+    first = asyncio.create_task(
+        client.post(
+            "/webhooks/generic/zapier",
+            data=slow_body(),
+            headers={
+                "X-Signature": sign_hex(body),
+                "webhook-id": "slow",
+                "Content-Length": str(len(body)),
+            },
+        )
+    )
+    await asyncio.sleep(0.2)
+    second = await client.post(
+        "/webhooks/generic/zapier",
+        data=body,
+        headers={"X-Signature": sign_hex(body), "webhook-id": "fast"},
+    )
+    assert second.status == 503
+    arriving.set()
+    assert (await first).status == 200
+    again = await client.post(
+        "/webhooks/generic/zapier",
+        data=body,
+        headers={"X-Signature": sign_hex(body), "webhook-id": "fast"},
+    )
+    assert again.status == 200

@@ -566,3 +566,33 @@ async def test_deleting_a_subscription_clears_its_dead_letters(hub_client, recei
     assert await hub.store.inbox.events("dead")
     assert (await client.delete(f"/api/subscriptions/{created['id']}")).status == 200
     assert await hub.store.inbox.events("dead") == []
+
+
+async def test_handlers_are_resolved_at_delivery_time_not_when_stored(hub_client, receiver):
+    """A subscription created after an event was stored, but before it was delivered, gets
+    it; one deleted meanwhile does not."""
+    client = await hub_client(config=PRIVATE)
+    hub = client.app[HUB]
+    doomed = await subscribe(client, receiver.url + "?doomed", ["ledger.*"])
+    gate = asyncio.Event()
+    real_unrouted = hub.store.inbox.unrouted
+
+    async def held(limit: int = 500) -> Any:
+        await gate.wait()  # the dispatcher is busy elsewhere: nothing is routed yet
+        return await real_unrouted(limit)
+
+    hub.store.inbox.unrouted = held  # type: ignore[method-assign]
+    await hub.emit("ledger.entry.posted", {"id": "je_1"})
+    assert (await real_unrouted())[0].type == "ledger.entry.posted"  # stored, unrouted
+    assert (await hub.store.inbox.counts())["pending"] >= 1
+    later = await subscribe(client, receiver.url, ["ledger.entry.*"])
+    deleted = await client.delete(f"/api/subscriptions/{doomed['id']}")
+    assert deleted.status == 200
+    gate.set()
+    await wait_until(delivery_of(client, "ledger.entry.posted", f"sub:{later['id']}"))
+    await hub.dispatcher.drain()
+    assert [call.payload["data"] for call in receiver.events] == [{"id": "je_1"}]
+    (event,) = [e for e in await hub.store.inbox.events(None) if e["type"].startswith("ledger")]
+    assert {d["handler"] for d in event["deliveries"] if d["handler"].startswith("sub:")} == {
+        f"sub:{later['id']}"
+    }
