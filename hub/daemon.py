@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +27,10 @@ from hub.sync import SyncProgress
 from hub.web.app import create_app
 
 log = structlog.get_logger("hub")
+
+RECEIVE_BUFFER_BYTES = 64 * 1024
+"""Each connection's kernel receive buffer: one read takes at most this much, so 500 clients
+sending large bodies at once hold tens of megabytes in the daemon, not hundreds."""
 
 
 def _only_daemon(database: Path) -> TextIO | None:
@@ -78,7 +83,9 @@ async def _serve(settings: HubSettings) -> int:
     await runner.setup()
     host, port = settings.server.host, settings.server.port
     try:
-        await web.TCPSite(runner, host, port).start()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        _limit_receive_buffers(site)
     except OSError as exc:
         await runner.cleanup()
         print(
@@ -104,6 +111,14 @@ async def _serve(settings: HubSettings) -> int:
         return 1
     log.info("hub stopped")
     return 0
+
+
+def _limit_receive_buffers(site: web.TCPSite) -> None:
+    """Give the listening sockets (and so every connection accepted from them) a small
+    receive buffer (``RECEIVE_BUFFER_BYTES``)."""
+    server = site._server  # aiohttp exposes no socket options; the asyncio server's sockets
+    for sock in getattr(server, "sockets", ()):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
 
 
 async def demo(settings: HubSettings) -> int:
