@@ -122,7 +122,7 @@ def _plugin_table(plugins: HubPlugins, schemas: dict[str, SchemaState]) -> int:
 
 
 def _namespace(plugin: str) -> str:
-    from hub.store.plugin_tables import Namespace
+    from hub.store.plugin_namespace import Namespace
 
     try:
         return Namespace.of(plugin).plugin

@@ -14,7 +14,7 @@ import structlog
 
 from hub.errors import PluginTableError
 from hub.store.plugin_migrations import check, migrate
-from hub.store.plugin_tables import Namespace
+from hub.store.plugin_namespace import Namespace
 
 if TYPE_CHECKING:
     from hub.plugins import HubPlugins

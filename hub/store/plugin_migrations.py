@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from hub.errors import PluginTableError
 from hub.model import Migration
 from hub.store.clock import utcnow
-from hub.store.plugin_tables import Namespace, TableSession, session
+from hub.store.plugin_namespace import Namespace
+from hub.store.plugin_tables import TableSession, session
 
 if TYPE_CHECKING:
     import sqlite_utils
