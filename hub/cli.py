@@ -110,7 +110,7 @@ def _plugin_table(plugins: HubPlugins, schemas: dict[str, SchemaState]) -> int:
     rows, failed = [], 0
     for info in plugins.info.values():
         schema = schemas.get(_namespace(info.name))
-        error = info.error or (schema.error if schema else None)
+        error = info.error or (f"tables: {schema.error}" if schema and schema.error else None)
         failed += error is not None
         tables = f"v{schema.version}: {', '.join(schema.tables)}" if schema else "-"
         hooks = f"FAILED: {error}" if error else ", ".join(info.hooks)
