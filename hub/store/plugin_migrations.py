@@ -18,7 +18,7 @@ from hub.errors import PluginTableError
 from hub.model import Migration
 from hub.store.clock import utcnow
 from hub.store.plugin_namespace import Namespace
-from hub.store.plugin_tables import TableSession, session
+from hub.store.plugin_tables import TableSession, call_in_session, session
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -56,7 +56,8 @@ def check(migrations: object) -> list[Migration]:
                 f"migration versions must start at 1 and increase: {migration.version!r} "
                 f"after {previous}"
             )
-        if not migration.description.strip() or "\n" in migration.description:
+        description = migration.description
+        if not isinstance(description, str) or not description.strip() or "\n" in description:
             raise PluginTableError(f"migration {migration.version}: description must be one line")
         if not (isinstance(migration.apply, str) or callable(migration.apply)):
             raise PluginTableError(f"migration {migration.version}: apply is not SQL or callable")
@@ -104,7 +105,7 @@ def _apply(db: sqlite_utils.Database, namespace: Namespace, migration: Migration
             for statement in split_statements(migration.apply):
                 tx.execute(statement)
         else:
-            migration.apply(tx)
+            call_in_session(migration.apply, tx)
     escaped = _foreign_names(db, namespace) - before
     if escaped:  # a rename is the one statement whose new name the authorizer is not told
         raise PluginTableError(f"{', '.join(sorted(escaped))} would be outside its tables")

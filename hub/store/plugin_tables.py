@@ -192,6 +192,18 @@ def session(
         db.conn.set_authorizer(None)
 
 
+def call_in_session(fn: Callable[[TableSession], T], tx: TableSession) -> T:
+    """``fn(tx)``, refusing an ``async`` function: it would return before doing anything.
+
+    :raise TypeError: ``fn`` returned a coroutine.
+    """
+    result = fn(tx)
+    if asyncio.iscoroutine(result):
+        result.close()
+        raise TypeError("a table function must be synchronous (it runs on the writer thread)")
+    return result
+
+
 class PluginTables:
     """One plugin's tables, as ``hub.tables(__name__)`` returns them.
 
@@ -246,11 +258,7 @@ class PluginTables:
 
     def _in_session(self, db: sqlite_utils.Database, fn: Callable[[TableSession], T]) -> T:
         with session(db, self.namespace, TableSession) as tx:
-            result = fn(tx)
-        if asyncio.iscoroutine(result):
-            result.close()
-            raise TypeError("a transaction function must be synchronous (it runs on a thread)")
-        return result
+            return call_in_session(fn, tx)
 
     async def _read(self, fn: Callable[[TableReader], T]) -> T:
         def read(db: sqlite_utils.Database) -> T:

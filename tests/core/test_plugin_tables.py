@@ -121,12 +121,18 @@ async def test_a_failing_migration_disables_its_plugin_only(make_hub):
     assert [tuple(v) for v in versions] == [(1, 1, 0), (2, 0, 1)]  # v1 stays applied
 
 
+async def _async_apply(tx: TableSession) -> None:
+    tx.execute("CREATE TABLE {notes} (id TEXT PRIMARY KEY)")
+
+
 @pytest.mark.parametrize(
     "migrations, reason",
     [
         ((Migration(0, "zero", "SELECT 1"),), "must start at 1"),
         ((NOTES_V1, NOTES_V1), "must start at 1 and increase: 1 after 1"),
         ((Migration(1, "two\nlines", "SELECT 1"),), "description must be one line"),
+        ((Migration(1, None, "SELECT 1"),), "description must be one line"),
+        ((Migration(1, "async", _async_apply),), "TypeError: a table function must be synchronous"),
         ((Migration(1, "outside", "CREATE TABLE evil (a)"),), "'evil' is not one of plugin"),
         ((Migration(1, "core", "DROP TABLE connections"),), "'connections' is not one of"),
         (
