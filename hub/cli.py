@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from hub import __version__
 from hub.config import HubSettings, config_path_from_env, load_settings
-from hub.errors import ConfigError, StoreError
+from hub.errors import ConfigError, PluginTableError, StoreError
 from hub.logs import configure_logging
 
 if TYPE_CHECKING:
     from hub.plugins import HubPlugins
+    from hub.store.plugin_migrations import SchemaState
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,26 +97,37 @@ def _demo(args: argparse.Namespace, settings: HubSettings) -> int:
 
 def _plugins(args: argparse.Namespace, settings: HubSettings) -> int:
     from hub.plugins import HubPlugins
+    from hub.store.plugin_migrations import stored_states
 
     plugins = HubPlugins()
     plugins.load(settings.plugins)
-    return _plugin_table(plugins)
+    return _plugin_table(plugins, stored_states(settings.store.path))
 
 
-def _plugin_table(plugins: HubPlugins) -> int:
-    """Print the plugin table; 1 if a plugin failed to load."""
-    rows = [
-        [
-            info.name,
-            info.version or "-",
-            info.origin,
-            info.integration or "-",
-            f"FAILED: {info.error}" if info.error else ", ".join(info.hooks),
-        ]
-        for info in plugins.info.values()
-    ]
-    _table(["plugin", "version", "origin", "integration", "hooks"], rows)
-    return 1 if plugins.failed else 0
+def _plugin_table(plugins: HubPlugins, schemas: dict[str, SchemaState]) -> int:
+    """Print the plugin table with each plugin's tables as the database has them; 1 if a
+    plugin failed to load (or its tables to migrate, at the last start)."""
+    rows, failed = [], 0
+    for info in plugins.info.values():
+        schema = schemas.get(_namespace(info.name))
+        error = info.error or (f"tables: {schema.error}" if schema and schema.error else None)
+        failed += error is not None
+        tables = f"v{schema.version}: {', '.join(schema.tables)}" if schema else "-"
+        hooks = f"FAILED: {error}" if error else ", ".join(info.hooks)
+        rows.append(
+            [info.name, info.version or "-", info.origin, info.integration or "-", tables, hooks]
+        )
+    _table(["plugin", "version", "origin", "integration", "tables", "hooks"], rows)
+    return 1 if failed else 0
+
+
+def _namespace(plugin: str) -> str:
+    from hub.store.plugin_namespace import Namespace
+
+    try:
+        return Namespace.of(plugin).plugin
+    except PluginTableError:
+        return ""
 
 
 def _check(args: argparse.Namespace, settings: HubSettings) -> int:
@@ -124,14 +136,16 @@ def _check(args: argparse.Namespace, settings: HubSettings) -> int:
     hub = Hub(settings)
     hub.load_plugins()
     print(f"configuration: ok ({args.config or 'hub.toml or defaults'})")
-    _plugin_table(hub.plugins)
     return asyncio.run(_check_connections(hub))
 
 
 async def _check_connections(hub: Any) -> int:
-    problems = len(hub.plugins.failed)
-    await hub.start(deliver=False)
+    from hub.store.plugin_migrations import schema_states
+
+    await hub.start(deliver=False)  # which migrates plugin tables: list plugins after it
     try:
+        _plugin_table(hub.plugins, await hub.store.db.read(schema_states))
+        problems = len(hub.plugins.failed)
         rows = []
         for name in sorted(hub.plugins.integrations):
             connections = await hub.connections(name)

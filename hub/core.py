@@ -27,9 +27,11 @@ from hub.plugins import DEFAULT_PLUGINS, HubPlugins
 from hub.schedule import Scheduler, trigger_for
 from hub.store import ConnectionRow, Store
 from hub.store.clock import utcnow
+from hub.store.plugin_tables import PluginTables
 from hub.store.records import BatchCounts, RecordTable
 from hub.store.runs import full_generation
 from hub.sync import SyncEngine, SyncResult
+from hub.tables import migrate_plugins, namespace_of
 from hub.webhooks.dispatcher import Dispatcher
 from hub.webhooks.ingest import Admission, GroupCommitter
 from hub.webhooks.outbound import Outbound
@@ -123,6 +125,7 @@ class Hub:
         self._store = Store(store.path, secret, store.synchronous)
 
     async def _open(self, deliver: bool) -> None:
+        await migrate_plugins(self.plugins, self.store.db)
         interrupted = await self.store.runs.mark_interrupted()
         if interrupted:
             log.warning("syncs interrupted by a crash will resume", runs=interrupted)
@@ -300,6 +303,15 @@ class Hub:
         counts = await self.store.db.write(write)
         self._record_tables.add(table.name)
         return counts
+
+    def tables(self, plugin: str | object) -> PluginTables:
+        """The calling plugin's own tables (declared by its ``migrations`` hook).
+
+        :param plugin: ``__name__`` of any module of the plugin (or, for a plugin registered
+            as an object, that object): the namespace follows the name it was loaded under.
+        :raise LookupError: no loaded plugin is or contains ``plugin``.
+        """
+        return PluginTables(self.store.db, namespace_of(self.plugins, plugin))
 
     def single_flight(self, key: str) -> asyncio.Lock:
         """The lock for ``key``: hold it around a token refresh so only one runs at a time."""

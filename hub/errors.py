@@ -100,6 +100,13 @@ class SyncBusyError(HubError):
         self.run_id = run_id
 
 
+class PluginTableError(HubError):
+    """A plugin's table call was refused: a bad name, a table outside its namespace, a
+    statement plugin SQL may not run, or a migration list that is not valid."""
+
+    error_class = "plugin_table"
+
+
 def error_class_of(exc: BaseException) -> str:
     """Return the error class recorded for ``exc``: a HubError's class, else its type name."""
     if isinstance(exc, HubError):

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         HubEvent,
         Integration,
         IntegrationSettings,
+        Migration,
         SyncMode,
         WebhookEvent,
     )
@@ -61,6 +62,19 @@ def routes(hub: Hub) -> Sequence[web.AbstractRouteDef] | None:
 
     :return: aiohttp route definitions (``web.get(...)``), or None.
     """
+
+
+@hookspec
+def migrations() -> Sequence[Migration]:
+    """Declare this plugin's own tables: its versioned forward migrations, oldest first.
+
+    Called once at start, before ``startup``. The hub applies, in order and each in its own
+    transaction, the versions its database has not recorded yet for the plugin; a failing one
+    disables this plugin only. Read and write the tables through ``hub.tables(__name__)``.
+
+    :return: :class:`~hub.model.Migration` objects, versions strictly increasing from 1.
+    """
+    raise NotImplementedError
 
 
 # --------------------------------------------------------------------------- per integration

@@ -8,9 +8,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from hub.store.plugin_tables import TableSession
 
 JSON = Any
 """A JSON-compatible value (dict, list, str, int, float, bool or None)."""
@@ -213,3 +216,24 @@ class WebhookEvent:
     type: str
     data: Mapping[str, Any]
     connection_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One forward step of a plugin's own tables, as the ``migrations`` hook returns them.
+
+    Table (and index, view, trigger) names are the plugin's own short names: in SQL text
+    write them in braces, ``CREATE TABLE {notes} (id TEXT PRIMARY KEY, body TEXT)``; the hub
+    resolves them inside the plugin's namespace. A released migration is never edited: append
+    a new version.
+
+    :param version: >= 1, strictly increasing along the plugin's list; the hub records the
+        versions applied and runs each one once, in order, in its own transaction.
+    :param description: one line, shown by ``advisoros-hub plugins`` and in failures.
+    :param apply: SQL text (one or more statements separated by ``;``), or a callable that
+        receives a :class:`~hub.store.plugin_tables.TableSession` (for data migrations).
+    """
+
+    version: int
+    description: str
+    apply: str | Callable[[TableSession], None]

@@ -218,6 +218,15 @@ class HubPlugins:
         self.info.pop(name, None)
         self._forget_lookups()
 
+    def fail(self, name: str, error: str) -> None:
+        """Unregister a loaded plugin that cannot work (its tables failed to migrate); it stays
+        listed with ``error``, like a plugin that failed to import."""
+        info = self.info[name]
+        self.remove(name)
+        info.error, info.hooks = error, []
+        self.info[name] = info
+        log.error("plugin disabled", plugin=name, origin=info.origin, error=error)
+
     def _forget_lookups(self) -> None:
         """Drop cached hook lookups (the set of registered plugins changed)."""
         self._impls.clear()

@@ -216,6 +216,22 @@ def _m007_event_routing(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m008_plugin_migrations(db: sqlite_utils.Database) -> None:
+    # one row per plugin table version: applied (applied_at) or failed at the last try (error)
+    db.execute(
+        """
+        CREATE TABLE _plugin_migrations (
+            plugin TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            description TEXT NOT NULL,
+            applied_at TEXT,
+            error TEXT,
+            PRIMARY KEY (plugin, version)
+        )
+        """
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_core", _m001_core),
     ("002_inbox", _m002_inbox),
@@ -224,6 +240,7 @@ MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("005_run_owner", _m005_run_owner),
     ("006_client_reviews", _m006_client_reviews),
     ("007_event_routing", _m007_event_routing),
+    ("008_plugin_migrations", _m008_plugin_migrations),
 )
 
 

@@ -355,7 +355,7 @@ def test_plugins_command_lists_name_version_origin_hooks(
     assert main(["plugins", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     header, *rows = out.splitlines()
-    assert header.split() == ["plugin", "version", "origin", "integration", "hooks"]
+    assert header.split() == ["plugin", "version", "origin", "integration", "tables", "hooks"]
     by_name = {row.split()[0]: row for row in rows}
     assert "2.3.4" in by_name["filed"]
     assert f"plugins_dir ({folder / 'filed.py'})" in by_name["filed"]

@@ -25,10 +25,11 @@ from hub.model import (
     HealthStatus,
     Integration,
     IntegrationSettings,
+    Migration,
     WebhookEvent,
 )
 
-from . import webhooks
+from . import tables, webhooks
 from .client import LedgerClient
 from .settings import LedgerSettings
 from .sync import STREAMS, sync_streams
@@ -57,6 +58,12 @@ def register() -> Integration:
         default_sync_interval=900,
         secret_fields=frozenset({"api_token", "webhook_secret"}),
     )
+
+
+@hookimpl
+def migrations() -> Sequence[Migration]:
+    """The plugin's own table of the account each connection reported (``tables.py``)."""
+    return tables.MIGRATIONS
 
 
 @hookimpl
@@ -103,6 +110,7 @@ async def health(connection: Connection, hub: Hub) -> HealthReport:
         checks.append(HealthCheck("API reachable", False, str(exc)[:200]))
         return HealthReport(HealthStatus.ERROR, "the Ledger API is not reachable", checks)
     checks += [HealthCheck("token valid", True), HealthCheck("API reachable", True)]
+    await tables.remember_account(hub, connection, str(me.get("name", "?")))
     return HealthReport(HealthStatus.HEALTHY, f"account {me.get('name', '?')}", checks)
 
 
