@@ -71,7 +71,7 @@ async def receive(request: web.Request) -> web.Response:
         metrics.webhook(source, "too_large")
         return _reject(413, f"body over {limit} bytes")
     try:
-        parsed = hub.plugins.call_owner_raw(source, "webhook", request=request, body=body, hub=hub)
+        parsed = hub.plugins.call_owner_raw(source, "webhook", request=request, body=body)
         if not isinstance(parsed, list):  # a list is the common, synchronous answer
             parsed = await await_maybe(parsed)
         events = _validated(parsed)
