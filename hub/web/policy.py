@@ -14,7 +14,6 @@ import functools
 import time
 from collections.abc import Iterable
 
-import orjson
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -36,7 +35,7 @@ def _protected(path: str) -> bool:
 UNMATCHED_ROUTE = r"/{tail:[\s\S]*}"  # any path, newlines included
 
 
-UNAUTHORIZED = orjson.dumps({"error": "admin token required (Authorization: Bearer <token>)"})
+UNAUTHORIZED = '{"error": "admin token required (Authorization: Bearer <token>)"}'
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="advisoros-hub"'}
 
 
@@ -47,7 +46,7 @@ def _unauthorized(request: web.Request) -> web.StreamResponse | None:
     if request.path.startswith("/admin") and request.method == "GET":
         raise web.HTTPFound("/admin/login")
     return web.Response(
-        body=UNAUTHORIZED, status=401, content_type="application/json", headers=CHALLENGE
+        text=UNAUTHORIZED, status=401, content_type="application/json", headers=CHALLENGE
     )
 
 
@@ -59,7 +58,7 @@ def require_admin(request: web.Request) -> str:
     """
     if not request.app[AUTH].authorized(request):
         raise web.HTTPUnauthorized(
-            body=UNAUTHORIZED, content_type="application/json", headers=CHALLENGE
+            text=UNAUTHORIZED, content_type="application/json", headers=CHALLENGE
         )
     return token_digest(presented_credential(request))
 
