@@ -50,7 +50,7 @@ class Hub:
         self.plugins = HubPlugins()
         self.api = PluginAPI(self)
         """What hooks receive as ``hub``."""
-        self.plugins.bind(self.api, self.settings_for)
+        self.plugins.bind(self.api, self.settings_for, core=self)
         self.metrics = Metrics()
         self.http = HttpClient()
         self.integration_settings: dict[str, IntegrationSettings | None] = {}

@@ -40,7 +40,7 @@ async def connection_diagnostics(hub: Hub, connection_id: str) -> dict[str, Any]
             "key": connection.key,
             "title": connection.title,
             "created_at": connection.created_at,
-            "credentials": sorted(connection.credentials),
+            "stored_fields": sorted(connection.credentials),
         },
         "state": {
             "status": state.status.value if state.status else None,

@@ -45,6 +45,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 """Built-in plugins, imported by module name; every one can be turned off with plugins.deny."""
 
 ENTRY_POINT_GROUP = "advisoros_hub"
+CORE_PACKAGE = "hub.builtins."
+"""Built-ins in this package are part of the core: their hooks receive the Hub itself."""
 TRACE_ENV = "HUB_TRACE_HOOKS"
 
 
@@ -86,20 +88,33 @@ class HubPlugins:
         """Bumped whenever the registered plugins change, so callers can drop their caches."""
         self.trace = os.environ.get(TRACE_ENV, "") not in {"", "0"}
         self._api: HubAPI | None = None
+        self._core: HubAPI | None = None
         self._settings_for: Callable[[str], IntegrationSettings | None] | None = None
 
-    def bind(self, api: HubAPI, settings_for: Callable[[str], IntegrationSettings | None]) -> None:
-        """Hand hooks ``api`` as ``hub``, and per-integration hooks ``settings_for(name)`` as
-        ``settings`` (unless the caller passes them)."""
-        self._api, self._settings_for = api, settings_for
+    def bind(
+        self,
+        api: HubAPI,
+        settings_for: Callable[[str], IntegrationSettings | None],
+        core: HubAPI,
+    ) -> None:
+        """Hand hooks ``api`` as ``hub`` (the core's own built-ins, :data:`CORE_PACKAGE`, get
+        ``core``), and per-integration hooks ``settings_for(name)`` as ``settings``; a caller
+        may still pass either itself."""
+        self._api, self._settings_for, self._core = api, settings_for, core
 
-    def _context(self, hook: str, integration: str | None, kwargs: dict[str, Any]) -> None:
+    def _context(
+        self, hook: str, integration: str | None, plugin: object, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
         caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
         names = caller.spec.argnames if caller.spec is not None else ()
-        if "hub" in names and self._api is not None:
-            kwargs.setdefault("hub", self._api)
+        out = dict(kwargs)
+        core = str(getattr(plugin, "__name__", "")).startswith(CORE_PACKAGE)
+        hub = self._core if core else self._api
+        if "hub" in names and hub is not None:
+            out.setdefault("hub", hub)
         if "settings" in names and integration is not None and self._settings_for is not None:
-            kwargs.setdefault("settings", self._settings_for(integration))
+            out.setdefault("settings", self._settings_for(integration))
+        return out
 
     def _call(
         self, hook: str, plugin: str, impl: Callable[..., Any], kwargs: dict[str, Any]
@@ -295,8 +310,8 @@ class HubPlugins:
         impl = self._impl(plugin, hook) if plugin is not None else None
         if impl is None:
             raise LookupError(f"plugin {name!r} is not loaded or has no {hook} hook")
-        self._context(hook, None, kwargs)
-        return await await_maybe(self._call(hook, name, impl, kwargs))
+        args = self._context(hook, None, plugin, kwargs)
+        return await await_maybe(self._call(hook, name, impl, args))
 
     def has_owner_hook(self, integration: str, hook: str) -> bool:
         """True if the plugin owning ``integration`` implements ``hook``."""
@@ -314,8 +329,8 @@ class HubPlugins:
         impl = self._impl(owner, hook)
         if impl is None:
             raise LookupError(f"the {integration} plugin does not implement {hook}")
-        self._context(hook, integration, kwargs)
-        return self._call(hook, self.pm.get_name(owner) or integration, impl, kwargs)
+        args = self._context(hook, integration, owner, kwargs)
+        return self._call(hook, self.pm.get_name(owner) or integration, impl, args)
 
     async def call_owner(self, integration: str, hook: str, **kwargs: Any) -> Any:
         """Call ``hook`` on the owning plugin only and await its result."""
@@ -323,9 +338,9 @@ class HubPlugins:
 
     def _calls(self, hook: str, kwargs: dict[str, Any]) -> Iterator[tuple[str, Callable[[], Any]]]:
         caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
-        self._context(hook, None, kwargs)
         for impl in reversed(caller.get_hookimpls()):  # pluggy's own call order
-            wanted = {n: kwargs[n] for n in impl.argnames}
+            args = self._context(hook, None, impl.plugin, kwargs)
+            wanted = {n: args[n] for n in impl.argnames}
             yield (
                 impl.plugin_name,
                 functools.partial(self._call, hook, impl.plugin_name, impl.function, wanted),

@@ -85,9 +85,7 @@ async def dump(connection: Connection, hub: HubAPI) -> dict[str, Any]:
     deadline, why = refresh_deadline(credentials)
     expires_at = float(credentials.get("expires_at") or 0)
     out: dict[str, Any] = {
-        "credentials_present": {
-            name: bool(credentials.get(name)) for name in ("access_token", "refresh_token")
-        },
+        "tokens_stored": [n for n in ("access_token", "refresh_token") if credentials.get(n)],
         "realm_id": credentials.get("realm_id"),
         "access_token_valid": expires_at > time.time(),
         "access_token_expires_at": _iso(expires_at),

@@ -51,7 +51,7 @@ async def check(connection: Connection, settings: LedgerSettings, hub: HubAPI) -
 async def dump(connection: Connection, settings: LedgerSettings, hub: HubAPI) -> dict[str, Any]:
     """The troubleshooting facts of the connection, for the hub's diagnostics dump."""
     out: dict[str, Any] = {
-        "credentials_present": {"api_token": bool(connection.credentials.get("api_token"))},
+        "api_token_stored": bool(connection.credentials.get("api_token")),
         "token_expires_at": None,  # Ledger tokens do not expire
         "base_url": settings.base_url,
     }
