@@ -109,9 +109,10 @@ def sync(
 ) -> AsyncIterator[Batch]:
     """Read the provider and yield :class:`~hub.model.Batch` objects (stream, records, cursor).
 
-    Implement it as an async generator (``async def`` with ``yield``): the hub calls it and
-    iterates what the call returns, and refuses anything else (a coroutine included). Raising
-    ``AuthenticationError`` ends the run ``failed`` and marks the connection ``disconnected``.
+    One form: the call itself returns the async iterator. Write an async generator
+    (``async def`` with ``yield``) or a plain ``def`` returning one; a coroutine (``async def``
+    with ``return``) fails the run. Raising ``AuthenticationError`` ends the run ``failed``
+    and marks the connection ``disconnected``.
 
     The hub commits each batch's records and cursor in one transaction; plugins never write
     synced records themselves. ``cursors`` maps each requested stream to its last committed
