@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,8 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", parents=[common], help="run the daemon (the default)")
-    sub.add_parser(
+    check = sub.add_parser(
         "check", parents=[common], help="validate configuration, plugins and connection health"
+    )
+    check.add_argument(
+        "--verbose", action="store_true", help="also print each connection's diagnostics dump"
     )
     sub.add_parser("plugins", parents=[common], help="list loaded plugins, origins and hooks")
     sync = sub.add_parser("sync", parents=[common], help="run one sync now, with progress")
@@ -136,12 +140,14 @@ def _check(args: argparse.Namespace, settings: HubSettings) -> int:
     hub = Hub(settings)
     hub.load_plugins()
     print(f"configuration: ok ({args.config or 'hub.toml or defaults'})")
-    return asyncio.run(_check_connections(hub))
+    return asyncio.run(_check_connections(hub, args.verbose))
 
 
-async def _check_connections(hub: Any) -> int:
+async def _check_connections(hub: Any, verbose: bool) -> int:
+    from hub.diagnostics import connection_diagnostics
     from hub.store.plugin_migrations import schema_states
 
+    dumps: dict[str, Any] = {}
     await hub.start(deliver=False)  # which migrates plugin tables: list plugins after it
     try:
         _plugin_table(hub.plugins, await hub.store.db.read(schema_states))
@@ -162,8 +168,13 @@ async def _check_connections(hub: Any) -> int:
                 rows.append([name, connection.id, report.status.value, report.message or detail])
                 if report.message and detail:
                     rows.append(["", "", "", detail])
+                if verbose:
+                    dumps[connection.id] = await connection_diagnostics(hub, connection.id)
         print()
         _table(["integration", "connection", "health", "detail"], rows)
+        for connection_id, dump in dumps.items():
+            print(f"\ndiagnostics of {connection_id}:")
+            print(json.dumps(dump, indent=2, default=str))
     finally:
         await hub.stop()
     print(f"\n{'no problems' if not problems else f'{problems} problem(s)'}")

@@ -1,7 +1,7 @@
 """The Hub: configuration, plugins, store, HTTP client, sync engine and health in one object.
 
-It is what every hook receives as ``hub``; its public methods are the API plugins use
-(connections, credentials, single-flight locks, events, the shared HTTP client).
+It implements :class:`hub.api.HubAPI`; hooks receive it through the :class:`PluginAPI`
+facade (``Hub.api``), which exposes those members only.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from typing import Any
 
 import sqlite_utils
 import structlog
+from aiohttp import web
 
+from hub.api import ClientsRegistry, ConnectionSnapshot, ConnectionState, HubAPI
 from hub.config import HubSettings, is_disabled, validate_integration
 from hub.errors import ConfigError
 from hub.events import EventBus
@@ -22,7 +24,8 @@ from hub.http import HttpClient
 from hub.logs import add_secret_keys
 from hub.memory import tune_malloc
 from hub.metrics import Metrics
-from hub.model import Connection, ConnectionSpec, HubEvent, IntegrationSettings
+from hub.model import Connection, ConnectionSpec, HealthReport, HubEvent, IntegrationSettings
+from hub.plugin_api import PluginAPI
 from hub.plugins import DEFAULT_PLUGINS, HubPlugins
 from hub.schedule import Scheduler, trigger_for
 from hub.store import ConnectionRow, Store
@@ -46,6 +49,9 @@ class Hub:
         self.settings = settings
         self._disabled: dict[str, bool] = {}
         self.plugins = HubPlugins()
+        self.api = PluginAPI(self)
+        """What hooks receive as ``hub``."""
+        self.plugins.bind(self.api, self.settings_for, core=self)
         self.metrics = Metrics()
         self.http = HttpClient()
         self.integration_settings: dict[str, IntegrationSettings | None] = {}
@@ -131,7 +137,7 @@ class Hub:
             log.warning("syncs interrupted by a crash will resume", runs=interrupted)
         for name, settings in self.integration_settings.items():
             if settings is not None and self.plugins.has_owner_hook(name, "configure"):
-                await self._configure(name, settings)
+                await self._configure(name)
         await self.health.load()
         webhooks = self.settings.webhooks
         self._ingest = GroupCommitter(
@@ -139,11 +145,11 @@ class Hub:
         )
         await self.dispatcher.start(deliver)
         self._plugins_started = True
-        await self.plugins.broadcast("startup", hub=self)
+        await self.plugins.broadcast("startup")
 
-    async def _configure(self, name: str, settings: IntegrationSettings) -> None:
+    async def _configure(self, name: str) -> None:
         try:
-            specs = await self.plugins.call_owner(name, "configure", settings=settings, hub=self)
+            specs = await self.plugins.call_owner(name, "configure")
         except Exception:
             log.exception("configure hook raised", integration=name)
             return
@@ -163,7 +169,7 @@ class Hub:
         await self.outbound.close()
         if self._plugins_started:
             self._plugins_started = False
-            await self.plugins.broadcast("shutdown", hub=self)
+            await self.plugins.broadcast("shutdown")
         await self.http.close()
         if self._store is not None:
             self._store.close()
@@ -329,9 +335,45 @@ class Hub:
         if not self.plugins.has_owner_hook(connection.integration, "authenticate"):
             return connection
         result = await self.plugins.call_owner(
-            connection.integration, "authenticate", connection=connection, hub=self
+            connection.integration, "authenticate", connection=connection
         )
         return result if isinstance(result, Connection) else connection
+
+    @property
+    def clients(self) -> ClientsRegistry:
+        """The clients registry (after :meth:`start`)."""
+        return self.store.clients
+
+    async def connection_state(self, connection_id: str) -> ConnectionState:
+        """Health, last success (this process's or any stored), last error, syncing."""
+        state = self.health.state(connection_id)
+        # the stored streams remember successes from before a restart and by CLI syncs
+        streams = await self.store.runs.stream_stats(connection_id)
+        successes = [state.last_success_at, *(s["last_success_at"] for s in streams)]
+        return ConnectionSnapshot(
+            status=state.status,
+            message=state.message,
+            last_success_at=max(filter(None, successes), default=None),
+            last_error=state.last_error,
+            last_error_class=state.last_error_class,
+            syncing=self.engine.is_running(connection_id),
+        )
+
+    async def request_sync(
+        self, connection: Connection, streams: Sequence[str] | None = None, full: bool = False
+    ) -> int:
+        """Start a sync of ``connection`` in the background; return its run id."""
+        return await self.engine.start(connection.id, full=full, trigger="plugin", streams=streams)
+
+    async def check_health(self, connection: Connection) -> HealthReport:
+        """Run the connection's health check now and record the result."""
+        return await self.health.check(connection.id)
+
+    def require_admin(self, request: web.Request) -> str:
+        """The admin credential's digest; a JSON 401 unless the request carries a valid one."""
+        from hub.web.policy import require_admin  # the web layer imports the core
+
+        return require_admin(request)
 
     # ------------------------------------------------------------------ engine callbacks
 
@@ -353,3 +395,6 @@ class Hub:
                 "error_class": result.error_class,
             },
         )
+
+
+_: type[HubAPI] = Hub  # mypy proves that the Hub implements the plugin API

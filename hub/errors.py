@@ -107,6 +107,12 @@ class PluginTableError(HubError):
     error_class = "plugin_table"
 
 
+class PluginContractError(HubError):
+    """A plugin broke the hook contract (a hook returned the wrong kind of value)."""
+
+    error_class = "plugin"
+
+
 def error_class_of(exc: BaseException) -> str:
     """Return the error class recorded for ``exc``: a HubError's class, else its type name."""
     if isinstance(exc, HubError):

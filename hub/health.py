@@ -85,7 +85,7 @@ class HealthMonitor:
             async with asyncio.timeout(HEALTH_TIMEOUT_S):
                 connection = await hub.authenticate(connection)
                 report = await hub.plugins.call_owner(
-                    connection.integration, "health", connection=connection, hub=hub
+                    connection.integration, "health", connection=connection
                 )
         except AuthenticationError as exc:
             return HealthReport(HealthStatus.DISCONNECTED, f"needs re-authentication: {exc}")
@@ -156,7 +156,7 @@ class HealthMonitor:
         """Hand ``alert`` (its message redacted) to every ``alert`` hook implementation (each
         isolated)."""
         alert = replace(alert, message=redact_text(alert.message))
-        await self._hub.plugins.broadcast("alert", alert=alert, hub=self._hub)
+        await self._hub.plugins.broadcast("alert", alert=alert)
 
     async def check_all(self) -> None:
         """Check every connection (the health schedule's job)."""

@@ -4,9 +4,14 @@ Hook calls are keyword-only; an implementation may accept only the arguments it 
 be a plain function or return an awaitable (the hub awaits through :func:`hub.plugins.await_maybe`).
 
 *Per-integration* hooks (``configure``, ``authenticate``, ``sync``, ``webhook``, ``process``,
-``health``) are called only on the plugin whose ``register`` declared the integration, so no
-implementation filters by name. *Broadcast* hooks are called on every plugin that implements
-them, each call isolated: one plugin's exception is logged and never stops another's.
+``health``, ``diagnostics``) are called only on the plugin whose ``register`` declared the
+integration, so no implementation filters by name, and receive that integration's validated
+``settings`` (None when ``[integrations.NAME]`` is absent or incomplete). *Broadcast* hooks
+are called on every plugin that implements them, each call isolated: one plugin's exception
+is logged and never stops another's. ``hub`` is always the :class:`~hub.api.HubAPI`.
+
+Authentication failures follow one rule in every hook: raise
+:class:`hub.errors.AuthenticationError`; the hub marks the connection ``disconnected``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ if TYPE_CHECKING:
 
     from aiohttp import web
 
-    from hub.core import Hub
+    from hub.api import HubAPI
     from hub.model import (
         Alert,
         Batch,
@@ -54,11 +59,12 @@ def register() -> Integration | None:
 
 
 @hookspec
-def routes(hub: Hub) -> Sequence[web.AbstractRouteDef] | None:
+def routes(hub: HubAPI) -> Sequence[web.AbstractRouteDef] | None:
     """Add HTTP routes (OAuth connect/callback, actions) to the hub's aiohttp app.
 
     Called once while the app is built. Routes under ``/api/`` and ``/admin`` require the admin
-    token like the core's own.
+    token like the core's own; a route elsewhere that needs it calls
+    :meth:`HubAPI.require_admin <hub.api.HubAPI.require_admin>`.
 
     :return: aiohttp route definitions (``web.get(...)``), or None.
     """
@@ -81,22 +87,25 @@ def migrations() -> Sequence[Migration]:
 
 
 @hookspec
-def configure(settings: IntegrationSettings, hub: Hub) -> Sequence[ConnectionSpec] | None:
+def configure(settings: IntegrationSettings | None, hub: HubAPI) -> Sequence[ConnectionSpec] | None:
     """Return the connections this integration's configuration defines (an API key gives one).
 
-    Called at start for an enabled integration. The hub creates or updates each connection by
+    Called at start for an enabled, configured integration (``settings`` is then never None).
+    The hub creates or updates each connection by
     its key and stores the credentials encrypted. OAuth integrations return None: their
     connections come from the connect flow.
     """
 
 
 @hookspec
-def authenticate(connection: Connection, hub: Hub) -> Awaitable[Connection] | Connection | None:
+def authenticate(
+    connection: Connection, settings: IntegrationSettings | None, hub: HubAPI
+) -> Awaitable[Connection] | Connection | None:
     """Make ``connection`` ready for API calls: refresh an expiring token, persist rotation.
 
     Called before every sync and health check. At most one refresh may run per connection at a
-    time (use :meth:`Hub.single_flight`); a rotated refresh token is persisted with
-    :meth:`Hub.save_credentials` before the new access token is used.
+    time (use ``hub.single_flight``); a rotated refresh token is persisted with
+    ``hub.save_credentials`` before the new access token is used.
 
     :return: the connection with current credentials (or None when nothing changed).
     :raise hub.errors.AuthenticationError: the credentials are revoked or missing.
@@ -109,9 +118,15 @@ def sync(
     streams: Sequence[str],
     cursors: dict[str, Any],
     mode: SyncMode,
-    hub: Hub,
+    settings: IntegrationSettings | None,
+    hub: HubAPI,
 ) -> AsyncIterator[Batch]:
     """Read the provider and yield :class:`~hub.model.Batch` objects (stream, records, cursor).
+
+    One form: the call itself returns the async iterator. Write an async generator
+    (``async def`` with ``yield``) or a plain ``def`` returning one; a coroutine (``async def``
+    with ``return``) fails the run. Raising ``AuthenticationError`` ends the run ``failed``
+    and marks the connection ``disconnected``.
 
     The hub commits each batch's records and cursor in one transaction; plugins never write
     synced records themselves. ``cursors`` maps each requested stream to its last committed
@@ -129,8 +144,11 @@ def sync(
 
 
 @hookspec
-def webhook(request: web.Request, body: bytes, hub: Hub) -> Sequence[WebhookEvent]:
-    """Verify and parse a ``POST /webhooks/{source}`` request for this plugin's source.
+def webhook(
+    request: web.Request, body: bytes, settings: IntegrationSettings | None, hub: HubAPI
+) -> Sequence[WebhookEvent]:
+    """Verify a ``POST /webhooks/{source}`` request for this plugin's source and parse it into
+    events; nothing is handled here (``process`` handles each event once it is stored).
 
     :param body: the raw request body (already read, within the size limit).
     :return: the verified events, each with the provider's event id.
@@ -141,8 +159,11 @@ def webhook(request: web.Request, body: bytes, hub: Hub) -> Sequence[WebhookEven
 
 
 @hookspec
-def process(event: HubEvent, hub: Hub) -> Awaitable[None] | None:
-    """Handle one stored webhook event of this plugin's source, after the HTTP answer.
+def process(
+    event: HubEvent, settings: IntegrationSettings | None, hub: HubAPI
+) -> Awaitable[None] | None:
+    """Handle one verified, stored webhook event of this plugin's source (re-fetch, write
+    records, emit), after the HTTP answer; ``webhook`` verified and parsed it.
 
     Called by the dispatcher, at least once per event: make it idempotent (``event.id`` is the
     provider's event id, ``event.attempt`` the attempt number). Raising schedules a retry with
@@ -152,12 +173,35 @@ def process(event: HubEvent, hub: Hub) -> Awaitable[None] | None:
 
 
 @hookspec
-def health(connection: Connection, hub: Hub) -> HealthReport:
-    """Diagnose ``connection``: token present, token valid, API reachable, and so on.
+def health(
+    connection: Connection, settings: IntegrationSettings | None, hub: HubAPI
+) -> Awaitable[HealthReport] | HealthReport:
+    """Check ``connection``: token present, token valid, API reachable, and so on.
 
-    Called by the health schedule and ``advisoros-hub check``. Raising counts as ``error``.
+    Called by the health schedule, ``/api/status`` and ``advisoros-hub check``, after
+    ``authenticate``.
 
     :return: a :class:`~hub.model.HealthReport` with status, message and checks.
+    :raise hub.errors.AuthenticationError: the provider refused the credentials; the hub
+        marks the connection ``disconnected`` (do not return that status yourself).
+        Any other exception counts as ``error``.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def diagnostics(
+    connection: Connection, settings: IntegrationSettings | None, hub: HubAPI
+) -> Awaitable[dict[str, Any]] | dict[str, Any]:
+    """Dump what helps troubleshoot ``connection``, for a bug report.
+
+    Called by ``GET /api/connections/{id}/diagnostics`` and ``advisoros-hub check
+    --verbose``. Include the troubleshooting checks: credentials present, token valid and when
+    it expires, API reachable, last errors, rate-limit state. The hub redacts the dump (the
+    integration's ``secret_fields``, secret-looking key names and the connection's secret
+    values) and adds the connection's state beside it.
+
+    :return: a JSON-ready dict.
     """
     raise NotImplementedError
 
@@ -166,12 +210,12 @@ def health(connection: Connection, hub: Hub) -> HealthReport:
 
 
 @hookspec
-def event(event: HubEvent, hub: Hub) -> Awaitable[None] | None:
+def event(event: HubEvent, hub: HubAPI) -> Awaitable[None] | None:
     """React to a hub event (``sync.completed``, ``health.changed``, ``<integration>.*``)."""
 
 
 @hookspec
-def alert(alert: Alert, hub: Hub) -> Awaitable[None] | None:
+def alert(alert: Alert, hub: HubAPI) -> Awaitable[None] | None:
     """Deliver an alert (a connection's health changed, or a reminder that it is still bad).
 
     Every implementation receives every alert: e-mail, chat, the built-in log channel.
@@ -179,12 +223,12 @@ def alert(alert: Alert, hub: Hub) -> Awaitable[None] | None:
 
 
 @hookspec
-def startup(hub: Hub) -> Awaitable[None] | None:
+def startup(hub: HubAPI) -> Awaitable[None] | None:
     """Called once when the hub has opened its store and before it serves requests."""
 
 
 @hookspec
-def shutdown(hub: Hub) -> Awaitable[None] | None:
+def shutdown(hub: HubAPI) -> Awaitable[None] | None:
     """Called once when the hub stops, after in-flight work was finished or cancelled."""
 
 
@@ -200,6 +244,6 @@ def demo(stack: AsyncExitStack) -> Awaitable[dict[str, dict[str, Any]] | None] |
 
 
 PER_INTEGRATION_HOOKS = frozenset(
-    {"configure", "authenticate", "sync", "webhook", "process", "health"}
+    {"configure", "authenticate", "sync", "webhook", "process", "health", "diagnostics"}
 )
 """Hooks called only on the plugin that owns the integration."""

@@ -77,6 +77,7 @@ class Response:
 class _Limit:
     limiter: AsyncLimiter | None
     slots: asyncio.Semaphore | None
+    max_concurrent: int | None = None
 
 
 def classify(status: int, message: str) -> ProviderError:
@@ -143,7 +144,22 @@ class HttpClient:
         self._limits[key] = _Limit(
             limiter=AsyncLimiter(max_rate, period) if max_rate else None,
             slots=asyncio.Semaphore(max_concurrent) if max_concurrent else None,
+            max_concurrent=max_concurrent,
         )
+
+    def limit_state(self, key: str) -> dict[str, Any] | None:
+        """The budget of ``key`` and whether a call would wait now (None: no limit set)."""
+        limit = self._limits.get(key)
+        if limit is None:
+            return None
+        limiter, slots = limit.limiter, limit.slots
+        return {
+            "max_rate": limiter.max_rate if limiter else None,
+            "period_s": limiter.time_period if limiter else None,
+            "rate_has_capacity": limiter.has_capacity() if limiter else True,
+            "max_concurrent": limit.max_concurrent,
+            "all_slots_busy": slots.locked() if slots else False,
+        }
 
     async def request(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Collection, Iterable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -42,16 +42,19 @@ def add_secret_keys(names: Iterable[str]) -> None:
     _extra_secret_keys.update(name.lower() for name in names)
 
 
-def is_secret_key(key: str) -> bool:
-    """True if values under ``key`` must never be shown."""
+def is_secret_key(key: str, extra: Collection[str] = ()) -> bool:
+    """True if values under ``key`` must never be shown (``extra``: more such names)."""
     return (
         bool(SECRET_KEY_RE.search(key) or CAMEL_SECRET_RE.search(key))
         or key.lower() in _extra_secret_keys
+        or key.lower() in extra
     )
 
 
-def redact_text(text: str) -> str:
-    """Mask secret-looking substrings inside free text."""
+def redact_text(text: str, values: Collection[str] = ()) -> str:
+    """Mask secret-looking substrings inside free text, and every occurrence of ``values``."""
+    for value in values:
+        text = text.replace(value, REDACTED)
     for pattern in SECRET_VALUE_RES:
         text = pattern.sub(_mask, text)
     return text
@@ -65,22 +68,31 @@ def _mask(match: re.Match[str]) -> str:
     return whole[:3] + REDACTED
 
 
-def redact(value: Any, depth: int = 0) -> Any:
+def redact(
+    value: Any, depth: int = 0, *, keys: Collection[str] = (), values: Collection[str] = ()
+) -> Any:
     """Return ``value`` with secrets masked (dicts by key, strings by pattern), recursively.
 
     Anything nested deeper than :data:`MAX_DEPTH` is masked whole rather than left unchecked.
+
+    :param keys: more key names whose values are masked (lowercase).
+    :param values: secret values masked wherever they occur in a string.
     """
     if depth > MAX_DEPTH:
         return REDACTED
     if isinstance(value, str):
-        return redact_text(value)
+        return redact_text(value, values)
     if isinstance(value, Mapping):
         return {
-            k: (REDACTED if isinstance(k, str) and is_secret_key(k) and v else redact(v, depth + 1))
+            k: (
+                REDACTED
+                if isinstance(k, str) and is_secret_key(k, keys) and v
+                else redact(v, depth + 1, keys=keys, values=values)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [redact(item, depth + 1) for item in value]
+        return [redact(item, depth + 1, keys=keys, values=values) for item in value]
     return value
 
 

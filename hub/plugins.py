@@ -4,6 +4,9 @@ Built-in plugins are listed in :data:`DEFAULT_PLUGINS`; third-party ones come fr
 entry-point group ``advisoros_hub`` or from ``.py`` files and packages in ``plugins.dir``.
 Every hook call goes through :meth:`HubPlugins.call_owner` (per-integration hooks, only the
 owning plugin) or :meth:`HubPlugins.broadcast` (every implementation, each call isolated).
+Those helpers pass every hook the plugin API as ``hub`` and every per-integration hook its
+integration's ``settings`` (see :meth:`HubPlugins.bind`), and trace calls when
+``HUB_TRACE_HOOKS`` is set.
 """
 
 from __future__ import annotations
@@ -14,12 +17,9 @@ import importlib.metadata
 import importlib.util
 import inspect
 import os
-import sys
-import types
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pluggy
 import structlog
@@ -27,7 +27,12 @@ import structlog
 from hub import __version__, hookspecs
 from hub.config import PluginsSettings
 from hub.model import Integration, IntegrationSettings, Stream
+from hub.plugins_dir import import_path, plugin_files
 from hub.store.records import NAME_RE, RESERVED_COLUMNS, table_name
+from hub.tracing import traced
+
+if TYPE_CHECKING:
+    from hub.api import HubAPI
 
 log = structlog.get_logger("hub.plugins")
 T = TypeVar("T")
@@ -40,6 +45,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 """Built-in plugins, imported by module name; every one can be turned off with plugins.deny."""
 
 ENTRY_POINT_GROUP = "advisoros_hub"
+CORE_PACKAGE = "hub.builtins."
+"""Built-ins in this package are part of the core: their hooks receive the Hub itself."""
 TRACE_ENV = "HUB_TRACE_HOOKS"
 
 
@@ -80,6 +87,41 @@ class HubPlugins:
         self.generation = 0
         """Bumped whenever the registered plugins change, so callers can drop their caches."""
         self.trace = os.environ.get(TRACE_ENV, "") not in {"", "0"}
+        self._api: HubAPI | None = None
+        self._core: HubAPI | None = None
+        self._settings_for: Callable[[str], IntegrationSettings | None] | None = None
+
+    def bind(
+        self,
+        api: HubAPI,
+        settings_for: Callable[[str], IntegrationSettings | None],
+        core: HubAPI,
+    ) -> None:
+        """Hand hooks ``api`` as ``hub`` (the core's own built-ins, :data:`CORE_PACKAGE`, get
+        ``core``), and per-integration hooks ``settings_for(name)`` as ``settings``; a caller
+        may still pass either itself."""
+        self._api, self._settings_for, self._core = api, settings_for, core
+
+    def _context(
+        self, hook: str, integration: str | None, plugin: object, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+        names = caller.spec.argnames if caller.spec is not None else ()
+        out = dict(kwargs)
+        core = str(getattr(plugin, "__name__", "")).startswith(CORE_PACKAGE)
+        hub = self._core if core else self._api
+        if "hub" in names and hub is not None:
+            out.setdefault("hub", hub)
+        if "settings" in names and integration is not None and self._settings_for is not None:
+            out.setdefault("settings", self._settings_for(integration))
+        return out
+
+    def _call(
+        self, hook: str, plugin: str, impl: Callable[..., Any], kwargs: dict[str, Any]
+    ) -> Any:
+        if self.trace:
+            return traced(hook, plugin, kwargs, functools.partial(impl, **kwargs))
+        return impl(**kwargs)
 
     # ------------------------------------------------------------------ loading
 
@@ -96,11 +138,11 @@ class HubPlugins:
                 version = ep.dist.version if ep.dist else ""
                 self._load_one(ep.name, "entry point", ep.load, version)
         if settings.dir is not None:
-            for path in _plugin_files(settings.dir):
+            for path in plugin_files(settings.dir):
                 name = path.stem if path.suffix == ".py" else path.name
                 if self._wanted(name, settings):
                     self._load_one(
-                        name, f"plugins_dir ({path})", functools.partial(_import_path, path)
+                        name, f"plugins_dir ({path})", functools.partial(import_path, path)
                     )
         self.pm.check_pending()
 
@@ -277,7 +319,8 @@ class HubPlugins:
         impl = self._impl(plugin, hook) if plugin is not None else None
         if impl is None:
             raise LookupError(f"plugin {name!r} is not loaded or has no {hook} hook")
-        return await await_maybe(impl(**kwargs))
+        args = self._context(hook, None, plugin, kwargs)
+        return await await_maybe(self._call(hook, name, impl, args))
 
     def has_owner_hook(self, integration: str, hook: str) -> bool:
         """True if the plugin owning ``integration`` implements ``hook``."""
@@ -295,9 +338,8 @@ class HubPlugins:
         impl = self._impl(owner, hook)
         if impl is None:
             raise LookupError(f"the {integration} plugin does not implement {hook}")
-        if self.trace:
-            log.debug("hook call", hook=hook, integration=integration)
-        return impl(**kwargs)
+        args = self._context(hook, integration, owner, kwargs)
+        return self._call(hook, self.pm.get_name(owner) or integration, impl, args)
 
     async def call_owner(self, integration: str, hook: str, **kwargs: Any) -> Any:
         """Call ``hook`` on the owning plugin only and await its result."""
@@ -306,11 +348,11 @@ class HubPlugins:
     def _calls(self, hook: str, kwargs: dict[str, Any]) -> Iterator[tuple[str, Callable[[], Any]]]:
         caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
         for impl in reversed(caller.get_hookimpls()):  # pluggy's own call order
-            if self.trace:
-                log.debug("hook call", hook=hook, plugin=impl.plugin_name)
+            args = self._context(hook, None, impl.plugin, kwargs)
+            wanted = {n: args[n] for n in impl.argnames}
             yield (
                 impl.plugin_name,
-                functools.partial(impl.function, *[kwargs[n] for n in impl.argnames]),
+                functools.partial(self._call, hook, impl.plugin_name, impl.function, wanted),
             )
 
     def broadcast_sync(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
@@ -362,41 +404,3 @@ def _validate_stream(integration: str, stream: Stream) -> None:
     for column in stream.columns:
         if not NAME_RE.match(column) or column in RESERVED_COLUMNS:
             raise PluginLoadError(f"{integration}.{stream.name}: bad column name {column!r}")
-
-
-def _plugin_files(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    return sorted(
-        path
-        for path in directory.iterdir()
-        if not path.name.startswith(("_", "."))
-        and ((path.suffix == ".py" and path.is_file()) or (path / "__init__.py").is_file())
-    )
-
-
-PLUGINS_DIR_PACKAGE = "hub_plugins_dir"
-
-
-def _import_path(path: Path) -> types.ModuleType:
-    if PLUGINS_DIR_PACKAGE not in sys.modules:  # the parent that relative imports resolve in
-        parent = types.ModuleType(PLUGINS_DIR_PACKAGE, "Plugins loaded from plugins.dir")
-        parent.__path__ = []
-        sys.modules[PLUGINS_DIR_PACKAGE] = parent
-    module_name = f"{PLUGINS_DIR_PACKAGE}.{path.stem if path.suffix == '.py' else path.name}"
-    if path.is_dir():
-        spec = importlib.util.spec_from_file_location(
-            module_name, path / "__init__.py", submodule_search_locations=[str(path)]
-        )
-    else:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[module_name]
-        raise
-    return module

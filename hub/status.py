@@ -27,10 +27,7 @@ async def hub_status(hub: Hub, scheduler: Scheduler | None = None) -> dict[str, 
     for name, integration in sorted(hub.plugins.integrations.items()):
         items = []
         for connection in (c for c in connections if c.integration == name):
-            state = hub.health.state(connection.id)
-            streams = await hub.store.runs.stream_stats(connection.id)
-            # the stored streams remember successes from before a restart and by CLI syncs
-            successes = [state.last_success_at, *(s["last_success_at"] for s in streams)]
+            state = await hub.connection_state(connection.id)
             items.append(
                 {
                     "id": connection.id,
@@ -38,13 +35,13 @@ async def hub_status(hub: Hub, scheduler: Scheduler | None = None) -> dict[str, 
                     "title": connection.title,
                     "status": state.status.value if state.status else "unknown",
                     "message": state.message,
-                    "checks": [asdict(check) for check in state.checks],
-                    "last_success_at": max(filter(None, successes), default=None),
+                    "checks": [asdict(check) for check in hub.health.state(connection.id).checks],
+                    "last_success_at": state.last_success_at,
                     "last_error": state.last_error,
                     "last_error_class": state.last_error_class,
-                    "syncing": hub.engine.is_running(connection.id),
+                    "syncing": state.syncing,
                     "next_sync_at": next_runs.get(f"sync:{connection.id}"),
-                    "streams": streams,
+                    "streams": await hub.store.runs.stream_stats(connection.id),
                 }
             )
         configured = hub.settings_for(name) is not None or bool(items)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
@@ -24,10 +25,9 @@ import orjson
 import sqlite_utils
 import structlog
 
-from hub.errors import SyncBusyError, error_class_of
+from hub.errors import PluginContractError, SyncBusyError, error_class_of
 from hub.logs import redact_text
 from hub.model import Batch, Connection, SyncMode
-from hub.plugins import await_maybe
 from hub.store.clock import utcnow
 from hub.store.records import BatchCounts, RecordTable
 from hub.store.runs import write_cursor, write_stream_stats
@@ -283,17 +283,21 @@ class SyncEngine:
 
         await hub.store.db.write(prepare)
         connection = await hub.authenticate(connection)
-        batches = await await_maybe(
-            hub.plugins.call_owner_raw(
-                integration.name,
-                "sync",
-                connection=connection,
-                streams=names,
-                cursors=cursors,
-                mode=mode,
-                hub=hub,
-            )
+        batches = hub.plugins.call_owner_raw(
+            integration.name,
+            "sync",
+            connection=connection,
+            streams=names,
+            cursors=cursors,
+            mode=mode,
         )
+        if not isinstance(batches, AsyncIterator):
+            if inspect.iscoroutine(batches):
+                batches.close()  # never awaited: close it so it does not warn
+            raise PluginContractError(
+                f"{integration.name}: sync must be an async generator (async def with yield), "
+                f"got {type(batches).__name__}"
+            )
         await self._consume(batches, tables, connection.id, generations, state, progress)
         full_streams = [n for n in names if generations[n] is not None]
 

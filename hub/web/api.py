@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hub.diagnostics import connection_diagnostics
 from hub.errors import SyncBusyError
 from hub.status import hub_status
 from hub.web.keys import HUB, SCHEDULER
@@ -98,6 +99,16 @@ async def run(request: web.Request) -> web.Response:
     if found is None:
         raise web.HTTPNotFound(text="no such run")
     return json_response(found)
+
+
+@routes.get("/api/connections/{id}/diagnostics", name="diagnostics")
+async def diagnostics(request: web.Request) -> web.Response:
+    """A connection's redacted diagnostics dump (the plugin's ``diagnostics`` hook)."""
+    try:
+        dump = await connection_diagnostics(request.app[HUB], request.match_info["id"])
+    except LookupError:
+        raise web.HTTPNotFound(text=f"no connection {request.match_info['id']!r}") from None
+    return json_response(dump)
 
 
 @routes.get("/metrics", name="metrics")

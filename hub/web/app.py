@@ -49,7 +49,7 @@ def create_app(
     app.add_routes(guard_routes(inbound.routes))  # first: the hottest routes resolve fastest
     for core_routes in (api.routes, admin.routes, inbox_api.routes, clients_api.routes):
         app.add_routes(guard_routes(core_routes))
-    for plugin, extra in hub.plugins.broadcast_sync("routes", hub=hub):
+    for plugin, extra in hub.plugins.broadcast_sync("routes"):
         try:
             app.add_routes(guard_routes(extra or []))
         except (TypeError, ValueError, RuntimeError):

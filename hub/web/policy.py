@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from hub.web.api import json_response
+from hub.web.auth import presented_credential, token_digest
 from hub.web.keys import AUTH, HUB
 
 log = structlog.get_logger("hub.web")
@@ -34,17 +35,32 @@ def _protected(path: str) -> bool:
 UNMATCHED_ROUTE = r"/{tail:[\s\S]*}"  # any path, newlines included
 
 
+UNAUTHORIZED = '{"error": "admin token required (Authorization: Bearer <token>)"}'
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="advisoros-hub"'}
+
+
 def _unauthorized(request: web.Request) -> web.StreamResponse | None:
     """The answer for a request without a valid token or session, else None."""
     if request.app[AUTH].authorized(request):
         return None
     if request.path.startswith("/admin") and request.method == "GET":
         raise web.HTTPFound("/admin/login")
-    response = json_response(
-        {"error": "admin token required (Authorization: Bearer <token>)"}, status=401
+    return web.Response(
+        text=UNAUTHORIZED, status=401, content_type="application/json", headers=CHALLENGE
     )
-    response.headers["WWW-Authenticate"] = 'Bearer realm="advisoros-hub"'
-    return response
+
+
+def require_admin(request: web.Request) -> str:
+    """The digest of the request's valid admin credential (for plugin routes outside
+    ``/api`` and ``/admin``).
+
+    :raise web.HTTPUnauthorized: no valid admin token or session (a JSON body).
+    """
+    if not request.app[AUTH].authorized(request):
+        raise web.HTTPUnauthorized(
+            text=UNAUTHORIZED, content_type="application/json", headers=CHALLENGE
+        )
+    return token_digest(presented_credential(request))
 
 
 def _error_response(exc: web.HTTPException) -> web.Response:

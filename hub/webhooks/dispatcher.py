@@ -270,9 +270,9 @@ class Dispatcher:
         hub = self._hub
         kind, _, name = due.handler.partition(":")
         if kind == "process":
-            await hub.plugins.call_owner(due.source, "process", event=event, hub=hub)
+            await hub.plugins.call_owner(due.source, "process", event=event)
         elif kind == "event":
-            await hub.plugins.call_plugin(name, "event", event=event, hub=hub)
+            await hub.plugins.call_plugin(name, "event", event=event)
         elif kind == "sub":
             await hub.outbound.deliver(name, message_id(due.source, due.event_id), event)
         else:

@@ -91,7 +91,7 @@ async def _receive(request: web.Request, hub: Hub, source: str, ticket: Ticket) 
         return _reject(413, f"body over {limit} bytes")
     ticket.resize(len(body))
     try:
-        parsed = hub.plugins.call_owner_raw(source, "webhook", request=request, body=body, hub=hub)
+        parsed = hub.plugins.call_owner_raw(source, "webhook", request=request, body=body)
         if not isinstance(parsed, list):  # a list is the common, synchronous answer
             parsed = await await_maybe(parsed)
         events = _validated(parsed)

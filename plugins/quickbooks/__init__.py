@@ -2,8 +2,8 @@
 
 Only hook implementations live here: OAuth and token refresh are in ``oauth.py``, the API
 calls in ``client.py``, streams, full reads and change data capture in ``sync.py``, webhook
-verification and processing in ``webhooks.py``, diagnostics in ``health.py``, and a local,
-wire-compatible fake of Intuit in ``sandbox.py``.
+verification and processing in ``webhooks.py``, health and diagnostics in ``health.py``, and
+a local, wire-compatible fake of Intuit in ``sandbox.py``.
 """
 
 from __future__ import annotations
@@ -15,17 +15,18 @@ from typing import Any
 from aiohttp import web
 
 from hub import hookimpl
-from hub.core import Hub
+from hub.api import HubAPI
 from hub.model import (
     Batch,
     Connection,
     HealthReport,
     HubEvent,
     Integration,
+    IntegrationSettings,
     WebhookEvent,
 )
 
-from . import health as diagnostics
+from . import health as checks
 from . import oauth, webhooks
 from .settings import QuickBooksSettings
 from .sync import STREAMS, CustomerMatcher, sync_company
@@ -50,32 +51,37 @@ def register() -> Integration:
 
 
 @hookimpl
-def routes(hub: Hub) -> list[web.RouteDef]:
+def routes(hub: HubAPI) -> list[web.RouteDef]:
     """``/oauth/quickbooks/connect``, ``/callback`` and ``/disconnect``."""
-    return oauth.OAuthRoutes().routes()
+    return oauth.OAuthRoutes(hub).routes()
 
 
 @hookimpl
-async def authenticate(connection: Connection, hub: Hub) -> Connection:
+async def authenticate(connection: Connection, hub: HubAPI) -> Connection:
     """Refresh the access token when it is about to expire (single-flight, rotation saved)."""
     return await oauth.ensure_fresh(hub, connection)
 
 
 @hookimpl
-async def sync(
-    connection: Connection, streams: Sequence[str], cursors: dict[str, Any], hub: Hub
+def sync(
+    connection: Connection,
+    streams: Sequence[str],
+    cursors: dict[str, Any],
+    settings: IntegrationSettings | None,
+    hub: HubAPI,
 ) -> AsyncIterator[Batch]:
     """CompanyInfo, then CDC changes for streams with a cursor and full reads for the rest."""
     client = oauth.client_for(hub, connection)
     matcher = CustomerMatcher(hub, connection)
-    return sync_company(client, streams, cursors, oauth.settings_of(hub), matcher)
+    return sync_company(client, streams, cursors, oauth.settings_of(settings), matcher)
 
 
 @hookimpl
-def webhook(request: web.Request, body: bytes, hub: Hub) -> list[WebhookEvent]:
-    """Verify ``intuit-signature`` and parse either payload format."""
-    settings = hub.settings_for(NAME)
-    token = getattr(settings, "webhook_verifier_token", None)
+def webhook(
+    request: web.Request, body: bytes, settings: IntegrationSettings | None
+) -> list[WebhookEvent]:
+    """Verify ``intuit-signature`` and parse either payload format into events."""
+    token = settings.webhook_verifier_token if isinstance(settings, QuickBooksSettings) else None
     return webhooks.parse(
         body,
         request.headers.get(webhooks.SIGNATURE_HEADER),
@@ -84,15 +90,23 @@ def webhook(request: web.Request, body: bytes, hub: Hub) -> list[WebhookEvent]:
 
 
 @hookimpl
-async def process(event: HubEvent, hub: Hub) -> None:
-    """Re-fetch or tombstone the changed entity, then emit ``quickbooks.<entity>.<op>``."""
+async def process(event: HubEvent, hub: HubAPI) -> None:
+    """Handle one change: re-fetch or tombstone the entity, emit ``quickbooks.<entity>.<op>``."""
     await webhooks.process(event, hub)
 
 
 @hookimpl
-async def health(connection: Connection, hub: Hub) -> HealthReport:
+async def health(
+    connection: Connection, settings: IntegrationSettings | None, hub: HubAPI
+) -> HealthReport:
     """Token present and valid, refresh expiry, API reachable, last sync age and error."""
-    return await diagnostics.diagnose(connection, hub)
+    return await checks.diagnose(connection, oauth.settings_of(settings), hub)
+
+
+@hookimpl
+async def diagnostics(connection: Connection, hub: HubAPI) -> dict[str, Any]:
+    """Tokens present and their expiries, API reachable, last error, rate-limit budget."""
+    return await checks.dump(connection, hub)
 
 
 @hookimpl

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from hub.api import HttpClient, Response, RetryPolicy
 from hub.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -27,7 +28,6 @@ from hub.errors import (
     ServerError,
     ValidationError,
 )
-from hub.http import HttpClient, Response, RetryPolicy
 
 if TYPE_CHECKING:
     from hub.model import Connection

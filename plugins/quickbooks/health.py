@@ -1,24 +1,31 @@
-"""Diagnostics of one connected company (what ``advisoros-hub check`` and /admin show).
+"""Health and diagnostics of one connected company (``advisoros-hub check``, /admin, bug
+reports).
 
-Checks: token present, token valid, refresh token expiry (rolling and five-year), API
+Health checks: token present, token valid, refresh token expiry (rolling and five-year), API
 reachable (CompanyInfo), last successful sync age (the CDC catch-up), last sync error. The hub
-runs ``authenticate`` first, so a dead refresh token already reads ``disconnected``.
+runs ``authenticate`` first, so a dead refresh token already reads ``disconnected``; an
+``AuthenticationError`` from the API is raised for the hub to mark it so too.
+
+The diagnostics dump reports the same facts as data (expiry times, the rate-limit budget);
+the hub redacts it.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from hub.errors import AuthenticationError, ProviderError
+from hub.errors import AuthenticationError, ProviderError, error_class_of
 from hub.model import HealthCheck, HealthReport, HealthStatus
 
-from .oauth import client_for, refresh_deadline, settings_of
+from .oauth import client_for, refresh_deadline
 
 if TYPE_CHECKING:
-    from hub.core import Hub
+    from hub.api import HubAPI
     from hub.model import Connection
+
+    from .settings import QuickBooksSettings
 
 
 def _hours_since(stamp: str | None) -> float | None:
@@ -27,18 +34,17 @@ def _hours_since(stamp: str | None) -> float | None:
     return (time.time() - datetime.fromisoformat(stamp).timestamp()) / 3600
 
 
-async def _last_success(hub: Hub, connection: Connection) -> str | None:
-    remembered = hub.health.state(connection.id).last_success_at
-    stored = [s["last_success_at"] for s in await hub.store.runs.stream_stats(connection.id)]
-    return max([s for s in [remembered, *stored] if s], default=None)
+def _iso(epoch: Any) -> str | None:
+    return datetime.fromtimestamp(float(epoch), UTC).isoformat() if epoch else None
 
 
-async def diagnose(connection: Connection, hub: Hub) -> HealthReport:
+async def diagnose(
+    connection: Connection, settings: QuickBooksSettings, hub: HubAPI
+) -> HealthReport:
     """The connection's health report.
 
     :raise AuthenticationError: the API refused the (just refreshed) token.
     """
-    settings = settings_of(hub)
     credentials, now = connection.credentials, time.time()
     checks = [HealthCheck("token present", bool(credentials.get("refresh_token")))]
     minutes = (float(credentials.get("expires_at") or 0) - now) / 60
@@ -57,13 +63,13 @@ async def diagnose(connection: Connection, hub: Hub) -> HealthReport:
         checks.append(HealthCheck("API reachable", False, f"{exc.error_class}: {exc}"[:300]))
         return HealthReport(HealthStatus.ERROR, "the QuickBooks API is not reachable", checks)
     checks.append(HealthCheck("API reachable", True, f"CompanyInfo: {info.get('CompanyName')}"))
-    age = _hours_since(await _last_success(hub, connection))
+    state = await hub.connection_state(connection.id)
+    age = _hours_since(state.last_success_at)
     fresh = age is not None and age <= settings.cdc_catchup_hours
     shown = "never" if age is None else f"{age:.1f} h ago"
     checks.append(HealthCheck("last successful sync", fresh, shown))
     if age is not None and not fresh:
         warnings.append(f"no successful sync for {age:.0f} h (CDC catch-up overdue)")
-    state = hub.health.state(connection.id)
     error = f"{state.last_error_class}: {state.last_error}"[:300] if state.last_error else ""
     checks.append(HealthCheck("last error", not error, error or "none"))
     if error:
@@ -71,3 +77,29 @@ async def diagnose(connection: Connection, hub: Hub) -> HealthReport:
     if warnings:
         return HealthReport(HealthStatus.WARNING, "; ".join(warnings), checks)
     return HealthReport(HealthStatus.HEALTHY, f"{info.get('CompanyName')} reachable", checks)
+
+
+async def dump(connection: Connection, hub: HubAPI) -> dict[str, Any]:
+    """The troubleshooting facts of the connection, for the hub's diagnostics dump."""
+    credentials = connection.credentials
+    deadline, why = refresh_deadline(credentials)
+    expires_at = float(credentials.get("expires_at") or 0)
+    out: dict[str, Any] = {
+        "tokens_stored": [n for n in ("access_token", "refresh_token") if credentials.get(n)],
+        "realm_id": credentials.get("realm_id"),
+        "access_token_valid": expires_at > time.time(),
+        "access_token_expires_at": _iso(expires_at),
+        "refresh_token_expires_at": _iso(deadline),
+        "refresh_token_limit": why,
+        "refresh_refused_at": _iso(credentials.get("invalid_grant_at")),
+        "refreshed_at": _iso(credentials.get("refreshed_at")),
+        "rate_limit": hub.http.limit_state(connection.id),
+    }
+    try:
+        info, server_time = await client_for(hub, connection).company_info()
+        out["api"] = {"reachable": True, "company": info.get("CompanyName"), "at": server_time}
+    except Exception as exc:
+        out["api"] = {"reachable": False, "error": f"{error_class_of(exc)}: {exc}"[:300]}
+    state = await hub.connection_state(connection.id)
+    out["last_error"] = {"class": state.last_error_class, "message": state.last_error}
+    return out

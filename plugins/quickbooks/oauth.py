@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import hmac
 import secrets
 import time
@@ -31,15 +32,13 @@ import structlog
 from aiohttp import web
 
 from hub.errors import AuthenticationError, ProviderError, SyncBusyError, ValidationError
-from hub.web.auth import presented_credential, token_digest
-from hub.web.keys import AUTH, HUB
 
 from .client import QuickBooksClient
 from .settings import QuickBooksSettings
 
 if TYPE_CHECKING:
-    from hub.core import Hub
-    from hub.model import Connection
+    from hub.api import HubAPI
+    from hub.model import Connection, IntegrationSettings
 
 log = structlog.get_logger("plugins.quickbooks")
 
@@ -60,18 +59,22 @@ class InvalidGrantError(AuthenticationError):
     """Intuit refused the authorization code or refresh token (``invalid_grant``)."""
 
 
-def settings_of(hub: Hub) -> QuickBooksSettings:
-    """The integration's settings.
+def settings_of(settings: IntegrationSettings | None) -> QuickBooksSettings:
+    """``settings`` (what a hook receives) as the integration's settings.
 
     :raise AuthenticationError: the integration is not configured (no client id/secret).
     """
-    settings = hub.settings_for(NAME)
     if not isinstance(settings, QuickBooksSettings):
         raise AuthenticationError(
             "QuickBooks is not configured: set [integrations.quickbooks] client_id and "
             "client_secret (HUB_INTEGRATIONS__QUICKBOOKS__CLIENT_SECRET)"
         )
     return settings
+
+
+def _digest(text: str) -> str:
+    """The SHA-256 hex digest under which a state or binding cookie is kept."""
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _basic(settings: QuickBooksSettings) -> str:
@@ -82,7 +85,7 @@ def _basic(settings: QuickBooksSettings) -> str:
 # --------------------------------------------------------------------------- token endpoint
 
 
-async def token_request(hub: Hub, settings: QuickBooksSettings, form: dict[str, str]) -> Any:
+async def token_request(hub: HubAPI, settings: QuickBooksSettings, form: dict[str, str]) -> Any:
     """POST ``form`` to Intuit's token endpoint with HTTP Basic client authentication.
 
     :raise InvalidGrantError: the code or refresh token was refused.
@@ -155,14 +158,14 @@ def _expiring(credentials: dict[str, Any]) -> bool:
     return float(credentials.get("expires_at") or 0) - time.time() < REFRESH_MARGIN_S
 
 
-async def ensure_fresh(hub: Hub, connection: Connection) -> Connection:
+async def ensure_fresh(hub: HubAPI, connection: Connection) -> Connection:
     """Refresh the access token if it expires within :data:`REFRESH_MARGIN_S`."""
     if _expiring(_usable(connection)):
         await refresh(hub, connection)
     return connection
 
 
-async def refresh(hub: Hub, connection: Connection, rejected: str | None = None) -> None:
+async def refresh(hub: HubAPI, connection: Connection, rejected: str | None = None) -> None:
     """Refresh the connection's tokens, single-flight per connection.
 
     :param rejected: the access token the API just refused (a 401): refresh unless the stored
@@ -175,7 +178,7 @@ async def refresh(hub: Hub, connection: Connection, rejected: str | None = None)
     await asyncio.shield(asyncio.ensure_future(_refresh(hub, connection, rejected)))
 
 
-async def _refresh(hub: Hub, connection: Connection, rejected: str | None) -> None:
+async def _refresh(hub: HubAPI, connection: Connection, rejected: str | None) -> None:
     async with hub.single_flight(f"quickbooks:refresh:{connection.id}"):
         await hub.reload(connection)
         credentials = _usable(connection)
@@ -183,7 +186,7 @@ async def _refresh(hub: Hub, connection: Connection, rejected: str | None) -> No
             return  # another caller refreshed while this one waited
         if rejected is None and not _expiring(credentials):
             return
-        settings = settings_of(hub)
+        settings = settings_of(hub.settings_for(NAME))
         form = {"grant_type": "refresh_token", "refresh_token": credentials["refresh_token"]}
         try:
             tokens = await token_request(hub, settings, form)
@@ -202,17 +205,19 @@ async def _refresh(hub: Hub, connection: Connection, rejected: str | None) -> No
         log.info("access token refreshed", connection=connection.id)
 
 
-def client_for(hub: Hub, connection: Connection) -> QuickBooksClient:
+def client_for(hub: HubAPI, connection: Connection) -> QuickBooksClient:
     """An API client for ``connection`` that refreshes its token on a 401."""
 
     async def on_unauthorized(rejected: str) -> None:
         """The API refused ``rejected``: refresh unless someone already did."""
         await refresh(hub, connection, rejected)
 
-    return QuickBooksClient(hub.http, connection, settings_of(hub), on_unauthorized)
+    return QuickBooksClient(
+        hub.http, connection, settings_of(hub.settings_for(NAME)), on_unauthorized
+    )
 
 
-async def revoke(hub: Hub, settings: QuickBooksSettings, token: str) -> None:
+async def revoke(hub: HubAPI, settings: QuickBooksSettings, token: str) -> None:
     """Revoke a refresh (or access) token at Intuit."""
     headers = {"Authorization": _basic(settings), "Accept": "application/json"}
     await hub.http.request("POST", settings.revoke_url, headers=headers, json={"token": token})
@@ -245,7 +250,8 @@ def _wants_json(request: web.Request) -> bool:
 class OAuthRoutes:
     """The connect flow's handlers and its pending states (one instance per app)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hub: HubAPI) -> None:
+        self._hub = hub
         self._pending: dict[str, _Pending] = {}
 
     def routes(self) -> list[web.RouteDef]:
@@ -261,14 +267,13 @@ class OAuthRoutes:
         self._pending = {k: v for k, v in self._pending.items() if v.expires > now}
         while len(self._pending) >= MAX_PENDING:
             self._pending.pop(next(iter(self._pending)))
-        self._pending[token_digest(state)] = pending
+        self._pending[_digest(state)] = pending
 
     async def connect(self, request: web.Request) -> web.StreamResponse:
         """Send the admin's browser to Intuit's consent page."""
-        if not request.app[AUTH].authorized(request):
-            return _refuse(401, "admin token required")
+        admin = self._hub.require_admin(request)
         try:
-            settings = settings_of(request.app[HUB])
+            settings = settings_of(self._hub.settings_for(NAME))
         except AuthenticationError as exc:
             return _refuse(409, str(exc))
         redirect_uri = settings.redirect_uri or str(
@@ -278,8 +283,8 @@ class OAuthRoutes:
         self._remember(
             state,
             _Pending(
-                binding=token_digest(binding),
-                admin=token_digest(presented_credential(request)),
+                binding=_digest(binding),
+                admin=admin,
                 redirect_uri=redirect_uri,
                 expires=time.monotonic() + STATE_TTL_S,
             ),
@@ -306,16 +311,19 @@ class OAuthRoutes:
     def _take(self, request: web.Request) -> _Pending | str:
         """The pending flow this callback completes, or why it is refused."""
         state = request.query.get("state", "")
-        pending = self._pending.pop(token_digest(state), None) if state else None
+        pending = self._pending.pop(_digest(state), None) if state else None
         if pending is None:
             return "unknown or already used state: start again at " + ROUTE_PREFIX + "/connect"
         if pending.expires < time.monotonic():
             return "the connect request expired: start again at " + ROUTE_PREFIX + "/connect"
         binding = request.cookies.get(BINDING_COOKIE, "")
-        if not binding or not hmac.compare_digest(token_digest(binding), pending.binding):
+        if not binding or not hmac.compare_digest(_digest(binding), pending.binding):
             return "this callback does not belong to the browser session that started it"
-        presented = presented_credential(request)
-        if presented and not hmac.compare_digest(token_digest(presented), pending.admin):
+        try:  # the admin session usually stays behind: its cookie is SameSite=Strict
+            admin = self._hub.require_admin(request)
+        except web.HTTPUnauthorized:
+            return pending
+        if not hmac.compare_digest(admin, pending.admin):
             return "this callback belongs to another admin session"
         return pending
 
@@ -330,9 +338,9 @@ class OAuthRoutes:
         code, realm = query.get("code", ""), query.get("realmId", "")
         if not code or not realm.isdigit():
             return _refuse(400, "the callback has no code or realmId")
-        hub = request.app[HUB]
+        hub = self._hub
         try:
-            settings = settings_of(hub)
+            settings = settings_of(hub.settings_for(NAME))
             form = {
                 "grant_type": "authorization_code",
                 "code": code,
@@ -350,7 +358,11 @@ class OAuthRoutes:
         return response
 
     async def _welcome(
-        self, request: web.Request, hub: Hub, connection: Connection, settings: QuickBooksSettings
+        self,
+        request: web.Request,
+        hub: HubAPI,
+        connection: Connection,
+        settings: QuickBooksSettings,
     ) -> None:
         """Name the connection after the company, schedule it, check it, start a first sync."""
         try:
@@ -363,16 +375,15 @@ class OAuthRoutes:
         except ProviderError as exc:
             log.warning("CompanyInfo unavailable after connect", error=str(exc)[:200])
         log.info("quickbooks company connected", connection=connection.id)
-        await hub.health.check(connection.id)
+        await hub.check_health(connection)
         if settings.sync_on_connect:
             with contextlib.suppress(SyncBusyError):  # a sync already running does the job
-                await hub.engine.start(connection.id, full=True, trigger="connect")
+                await hub.request_sync(connection, full=True)
 
     async def disconnect(self, request: web.Request) -> web.StreamResponse:
         """Revoke the company's tokens at Intuit and remove its connection (records stay)."""
-        if not request.app[AUTH].authorized(request):
-            return _refuse(401, "admin token required")
-        hub = request.app[HUB]
+        hub = self._hub
+        hub.require_admin(request)
         fields: dict[str, Any] = dict(request.query)
         try:
             if request.content_type == "application/json":
@@ -390,7 +401,7 @@ class OAuthRoutes:
         token = connection.credentials.get("refresh_token")
         if token and not connection.credentials.get("invalid_grant_at"):
             try:
-                await revoke(hub, settings_of(hub), str(token))
+                await revoke(hub, settings_of(hub.settings_for(NAME)), str(token))
                 revoked = True
             except (ProviderError, AuthenticationError) as exc:
                 log.warning("token revocation failed", connection=connection.id, error=str(exc))

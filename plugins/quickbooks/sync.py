@@ -32,14 +32,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
+from hub.api import Candidate, MatchReport
 from hub.errors import ValidationError
 from hub.model import Batch, Stream
-from hub.store.clients import Candidate, MatchReport
 
 from .client import JSON, QuickBooksClient
 
 if TYPE_CHECKING:
-    from hub.core import Hub
+    from hub.api import HubAPI
     from hub.model import Connection
 
     from .settings import QuickBooksSettings
@@ -191,14 +191,14 @@ AMBIGUOUS_SHOWN = 100
 class CustomerMatcher:
     """Feeds synced customers to the clients registry and totals the outcomes of a run."""
 
-    hub: Hub
+    hub: HubAPI
     connection: Connection
     counts: dict[str, int] = field(default_factory=dict)
     ambiguous: list[dict[str, Any]] = field(default_factory=list)
 
     async def add(self, records: Iterable[JSON]) -> MatchReport:
         """Match these customers (matching is idempotent: a linked one stays matched)."""
-        report = await self.hub.store.clients.match(
+        report = await self.hub.clients.match(
             self.connection.integration, self.connection.id, customer_candidates(records)
         )
         for outcome, count in report.counts().items():

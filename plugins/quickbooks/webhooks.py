@@ -32,7 +32,7 @@ from .oauth import NAME, client_for
 from .sync import BY_ENTITY_LOWER, CustomerMatcher
 
 if TYPE_CHECKING:
-    from hub.core import Hub
+    from hub.api import HubAPI
     from hub.model import Connection, HubEvent
 
 log = structlog.get_logger("plugins.quickbooks")
@@ -143,7 +143,7 @@ def _event(change: dict[str, Any]) -> WebhookEvent:
     )
 
 
-async def _connection_for(hub: Hub, realm: str | None) -> Connection | None:
+async def _connection_for(hub: HubAPI, realm: str | None) -> Connection | None:
     if not realm:
         return None
     try:
@@ -152,7 +152,7 @@ async def _connection_for(hub: Hub, realm: str | None) -> Connection | None:
         return None
 
 
-async def process(event: HubEvent, hub: Hub) -> None:
+async def process(event: HubEvent, hub: HubAPI) -> None:
     """Apply one stored change notification: re-fetch or tombstone, then emit the hub event.
 
     Idempotent (it stores the entity's current state). An unknown realm is logged and

@@ -486,12 +486,9 @@ class BadRecordPlugin(ScriptedPlugin):
 
     @hookimpl
     async def sync(self, connection, streams, cursors, mode) -> AsyncIterator[Batch]:
-        async def batches() -> AsyncIterator[Batch]:
-            for page in range(1, 5):
-                records = [{"id": f"item-{page}"}] if page != 2 else [{"name": "no id"}]
-                yield Batch("items", records, cursor={"page": page})
-
-        return batches()
+        for page in range(1, 5):
+            records = [{"id": f"item-{page}"}] if page != 2 else [{"name": "no id"}]
+            yield Batch("items", records, cursor={"page": page})
 
 
 async def test_no_cursor_is_committed_past_a_batch_that_failed(make_hub):

@@ -1,8 +1,8 @@
 """Example third-party plugin for advisoros-hub: the "Ledger" bearer-token accounting API.
 
 Only hook implementations live here; the API calls are in ``client.py``, the paging in
-``sync.py``, the signature check in ``webhooks.py`` and a local fake of the API in
-``sandbox.py``. Copy this package to start your own integration.
+``sync.py``, health and diagnostics in ``health.py``, the signature check in ``webhooks.py``
+and a local fake of the API in ``sandbox.py``. Copy this package to start your own integration.
 """
 
 from __future__ import annotations
@@ -14,23 +14,21 @@ from typing import Any
 from aiohttp import web
 
 from hub import hookimpl
-from hub.core import Hub
+from hub.api import HubAPI
 from hub.errors import AuthenticationError
 from hub.model import (
     Batch,
     Connection,
     ConnectionSpec,
-    HealthCheck,
     HealthReport,
-    HealthStatus,
     Integration,
     IntegrationSettings,
     Migration,
     WebhookEvent,
 )
 
+from . import health as checks
 from . import tables, webhooks
-from .client import LedgerClient
 from .settings import LedgerSettings
 from .sync import STREAMS, sync_streams
 
@@ -38,13 +36,10 @@ __version__ = "1.0.0"
 NAME = "custom_accounting"
 
 
-def _client(connection: Connection, hub: Hub) -> LedgerClient:
-    settings = connection.settings
-    assert isinstance(settings, LedgerSettings)
-    token = connection.credentials.get("api_token")
-    if not token:
-        raise AuthenticationError("no API token stored for this connection")
-    return LedgerClient(hub.http, settings.base_url, token, limit_key=connection.id)
+def _settings(settings: IntegrationSettings | None) -> LedgerSettings:
+    if not isinstance(settings, LedgerSettings):
+        raise AuthenticationError("Ledger is not configured: set [integrations.custom_accounting]")
+    return settings
 
 
 @hookimpl
@@ -67,14 +62,14 @@ def migrations() -> Sequence[Migration]:
 
 
 @hookimpl
-def configure(settings: IntegrationSettings) -> list[ConnectionSpec]:
+def configure(settings: IntegrationSettings | None) -> list[ConnectionSpec]:
     """One connection per configured token."""
-    assert isinstance(settings, LedgerSettings)
+    ledger = _settings(settings)
     return [
         ConnectionSpec(
-            key=settings.account,
-            title=f"Ledger {settings.account}",
-            credentials={"api_token": settings.api_token.get_secret_value()},
+            key=ledger.account,
+            title=f"Ledger {ledger.account}",
+            credentials={"api_token": ledger.api_token.get_secret_value()},
         )
     ]
 
@@ -88,37 +83,41 @@ def authenticate(connection: Connection) -> Connection:
 
 
 @hookimpl
-async def sync(
-    connection: Connection, streams: Sequence[str], cursors: dict[str, Any], hub: Hub
+def sync(
+    connection: Connection,
+    streams: Sequence[str],
+    cursors: dict[str, Any],
+    settings: IntegrationSettings | None,
+    hub: HubAPI,
 ) -> AsyncIterator[Batch]:
     """Page through each stream from its cursor (absent cursor: from the beginning)."""
-    settings = connection.settings
-    assert isinstance(settings, LedgerSettings)
-    return sync_streams(_client(connection, hub), streams, cursors, settings.page_size)
+    ledger = _settings(settings)
+    client = checks.client_for(connection, ledger, hub)
+    return sync_streams(client, streams, cursors, ledger.page_size)
 
 
 @hookimpl
-async def health(connection: Connection, hub: Hub) -> HealthReport:
+async def health(
+    connection: Connection, settings: IntegrationSettings | None, hub: HubAPI
+) -> HealthReport:
     """Token present, token accepted and API reachable (``GET /v1/me``)."""
-    checks = [HealthCheck("token present", bool(connection.credentials.get("api_token")))]
-    try:
-        me = await _client(connection, hub).me()
-    except AuthenticationError as exc:
-        checks.append(HealthCheck("token valid", False, str(exc)[:200]))
-        return HealthReport(HealthStatus.DISCONNECTED, "the API token was rejected", checks)
-    except Exception as exc:
-        checks.append(HealthCheck("API reachable", False, str(exc)[:200]))
-        return HealthReport(HealthStatus.ERROR, "the Ledger API is not reachable", checks)
-    checks += [HealthCheck("token valid", True), HealthCheck("API reachable", True)]
-    await tables.remember_account(hub, connection, str(me.get("name", "?")))
-    return HealthReport(HealthStatus.HEALTHY, f"account {me.get('name', '?')}", checks)
+    return await checks.check(connection, _settings(settings), hub)
 
 
 @hookimpl
-def webhook(request: web.Request, body: bytes, hub: Hub) -> list[WebhookEvent]:
+async def diagnostics(
+    connection: Connection, settings: IntegrationSettings | None, hub: HubAPI
+) -> dict[str, Any]:
+    """Token present, API reachable, last error and the rate-limit budget."""
+    return await checks.dump(connection, _settings(settings), hub)
+
+
+@hookimpl
+def webhook(
+    request: web.Request, body: bytes, settings: IntegrationSettings | None
+) -> list[WebhookEvent]:
     """Verify ``X-Ledger-Signature`` and parse the event list."""
-    settings = hub.settings_for(NAME)
-    secret = getattr(settings, "webhook_secret", None)
+    secret = settings.webhook_secret if isinstance(settings, LedgerSettings) else None
     return webhooks.parse(
         body,
         request.headers.get(webhooks.SIGNATURE_HEADER),

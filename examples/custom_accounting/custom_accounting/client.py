@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from hub.http import HttpClient
+from hub.api import HttpClient
 
 
 class LedgerClient:

@@ -10,7 +10,7 @@ from hub.model import IntegrationSettings
 class LedgerSettings(IntegrationSettings):
     """Settings of the Ledger API integration (``base_url`` and ``api_token`` are required)."""
 
-    base_url: str  # type: ignore[assignment]  # required here, optional in the base model
+    base_url: str  # required here, optional in the base model
     api_token: SecretStr
     account: str = "default"
     """A name for the connection (the API has one account per token)."""

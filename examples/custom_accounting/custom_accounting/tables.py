@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from hub.core import Hub
+from hub.api import HubAPI
 from hub.model import Connection, Migration
 
 MIGRATIONS = (
@@ -26,7 +26,7 @@ MIGRATIONS = (
 )
 
 
-async def remember_account(hub: Hub, connection: Connection, name: str) -> None:
+async def remember_account(hub: HubAPI, connection: Connection, name: str) -> None:
     """Record the account name ``GET /v1/me`` gave for ``connection``."""
     row = {"connection_id": connection.id, "name": name, "seen_at": datetime.now(UTC).isoformat()}
     await hub.tables(__name__).upsert("accounts_seen", [row])

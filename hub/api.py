@@ -1,0 +1,242 @@
+"""The plugin API: everything a plugin may use of the hub, as one typed protocol.
+
+Hooks receive ``hub`` as a :class:`HubAPI`. Plugins import from the hub only :mod:`hub`,
+:mod:`hub.api`, :mod:`hub.model`, :mod:`hub.errors` and :mod:`hub.testing` (a contract test
+keeps it so); the types the API's members take and return are re-exported here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from hub.http import HttpClient, Response, RetryPolicy
+from hub.model import Connection, HealthReport, HealthStatus, HubEvent, IntegrationSettings
+from hub.store.clients import Candidate, MatchReport, MatchResult
+from hub.store.plugin_tables import Key, Params, PluginTables, Row, TableSession, Value
+from hub.store.records import BatchCounts
+
+__all__ = [
+    "BatchCounts",
+    "Candidate",
+    "ClientsRegistry",
+    "ConnectionSnapshot",
+    "ConnectionState",
+    "HttpClient",
+    "HubAPI",
+    "Key",
+    "MatchReport",
+    "MatchResult",
+    "Params",
+    "PluginTables",
+    "Response",
+    "RetryPolicy",
+    "Row",
+    "TableSession",
+    "Value",
+]
+
+
+class ConnectionState(Protocol):
+    """What the hub knows about one connection beyond its credentials (read-only)."""
+
+    @property
+    def status(self) -> HealthStatus | None:
+        """The last health status (None: never checked)."""
+
+    @property
+    def message(self) -> str:
+        """The last health message."""
+
+    @property
+    def last_success_at(self) -> str | None:
+        """When a sync of the connection last succeeded (ISO time, any process), or None."""
+
+    @property
+    def last_error(self) -> str | None:
+        """The message of the last failed sync in this process, or None after a success."""
+
+    @property
+    def last_error_class(self) -> str | None:
+        """The error class of the last failed sync (``authentication``, ``rate_limit``, …)."""
+
+    @property
+    def syncing(self) -> bool:
+        """True while a sync of the connection runs in this process."""
+
+
+@dataclass(frozen=True)
+class ConnectionSnapshot:
+    """A :class:`ConnectionState` read at one moment."""
+
+    status: HealthStatus | None
+    message: str
+    last_success_at: str | None
+    last_error: str | None
+    last_error_class: str | None
+    syncing: bool
+
+
+class ClientsRegistry(Protocol):
+    """The firm's clients, each linked to the provider records that stand for it."""
+
+    async def match(
+        self, integration: str, connection_id: str, candidates: Iterable[Candidate]
+    ) -> MatchReport:
+        """Settle each candidate record as ``matched`` (by link, name or e-mail), ``created``
+        or ``ambiguous`` (left for a person to link). Idempotent, deterministic."""
+        ...
+
+
+class HubAPI(Protocol):
+    """The hub as every hook receives it (``hub``)."""
+
+    # ------------------------------------------------------------------ settings
+
+    def settings_for(self, integration: str) -> IntegrationSettings | None:
+        """The validated settings of ``integration``, or None if it is not configured.
+
+        Per-integration hooks receive their own as ``settings``; this is for other code
+        (routes, background tasks).
+        """
+        ...
+
+    def streams_for(self, integration: str) -> list[str]:
+        """The streams a sync of ``integration`` reads: the configured ``streams`` subset,
+        else every stream its ``register`` declares."""
+        ...
+
+    # ------------------------------------------------------------------ connections
+
+    async def connections(self, integration: str | None = None) -> list[Connection]:
+        """Every connection whose plugin is loaded (of one integration, if given)."""
+        ...
+
+    async def connection(self, connection_id: str) -> Connection:
+        """The connection ``connection_id``.
+
+        :raise LookupError: no such connection (or its plugin is not loaded).
+        """
+        ...
+
+    async def find_connections(self, integration: str, wanted: str | None) -> list[Connection]:
+        """The integration's connections, or only the one whose id or provider key is
+        ``wanted``."""
+        ...
+
+    async def add_connection(
+        self, integration: str, key: str, title: str, credentials: dict[str, Any], origin: str
+    ) -> Connection:
+        """Create or update the connection (``integration``, provider ``key``) with encrypted
+        ``credentials`` (after an OAuth flow, say); it is scheduled at once.
+
+        :param origin: how it came (``oauth``, ``config``), shown on the admin page.
+        """
+        ...
+
+    async def remove_connection(self, connection_id: str) -> bool:
+        """Delete a connection (its records stay), resolve its alerts, stop its schedule.
+
+        :return: True if it existed.
+        """
+        ...
+
+    async def connection_state(self, connection_id: str) -> ConnectionState:
+        """What the hub knows of the connection: health, last success, last error, syncing."""
+        ...
+
+    # ------------------------------------------------------------------ credentials
+
+    async def save_credentials(self, connection: Connection, credentials: dict[str, Any]) -> None:
+        """Persist new credentials (a rotated token) encrypted, and update ``connection``."""
+        ...
+
+    async def reload(self, connection: Connection) -> Connection:
+        """Re-read ``connection``'s stored credentials into it (another caller may have
+        refreshed them) and return it."""
+        ...
+
+    async def authenticate(self, connection: Connection) -> Connection:
+        """Run the integration's ``authenticate`` hook; return the ready connection.
+
+        :raise hub.errors.AuthenticationError: the connection needs re-authentication.
+        """
+        ...
+
+    def single_flight(self, key: str) -> asyncio.Lock:
+        """The lock for ``key``: hold it around a token refresh so only one runs at a time."""
+        ...
+
+    # ------------------------------------------------------------------ work
+
+    @property
+    def http(self) -> HttpClient:
+        """The shared HTTP client: one session, retries with backoff, per-key rate limits."""
+        ...
+
+    @property
+    def clients(self) -> ClientsRegistry:
+        """The clients registry (match provider records to the firm's clients)."""
+        ...
+
+    async def write_records(
+        self,
+        connection: Connection,
+        stream: str,
+        records: Sequence[dict[str, Any]],
+        deleted: Sequence[str] = (),
+    ) -> BatchCounts:
+        """Upsert ``records`` and tombstone ``deleted`` ids of one stream outside a sync (a
+        webhook's re-fetch), in one transaction, through the same upsert as synced batches.
+        Cursors are untouched; a full sync of the stream in progress counts them as seen.
+
+        :raise KeyError: the integration declares no such stream.
+        """
+        ...
+
+    def tables(self, plugin: str | object) -> PluginTables:
+        """The calling plugin's own tables, declared by its ``migrations`` hook: ``get``,
+        ``query``, ``upsert``, ``delete`` and ``transaction``; each write is one transaction
+        on the store's writer thread, in the plugin's namespace only.
+
+        :param plugin: ``__name__`` of any module of the plugin (or, for a plugin registered
+            as an object, that object).
+        :raise LookupError: no loaded plugin is or contains ``plugin``.
+        """
+        ...
+
+    async def emit(self, type: str, data: dict[str, Any], source: str = "hub") -> HubEvent:
+        """Publish a hub event to every ``event`` hook and matching outbound subscription."""
+        ...
+
+    async def request_sync(
+        self, connection: Connection, streams: Sequence[str] | None = None, full: bool = False
+    ) -> int:
+        """Start a sync of ``connection`` in the background through the engine.
+
+        :param streams: only these streams (default: :meth:`streams_for`).
+        :param full: re-read everything and tombstone what disappeared.
+        :return: the run id (``GET /api/runs/{id}``).
+        :raise hub.errors.SyncBusyError: the connection is already syncing.
+        """
+        ...
+
+    async def check_health(self, connection: Connection) -> HealthReport:
+        """Run the connection's health check now and record the result (status, alerts)."""
+        ...
+
+    # ------------------------------------------------------------------ routes
+
+    def require_admin(self, request: web.Request) -> str:
+        """Check the admin token or session of a request to a plugin route outside ``/api``
+        and ``/admin`` (those are checked already).
+
+        :return: an opaque, stable id of the admin credential presented (a digest, never
+            the credential): bind a multi-step flow to the session that started it.
+        :raise aiohttp.web.HTTPUnauthorized: no valid credential (a JSON ``{"error": …}``).
+        """
+        ...
