@@ -34,7 +34,7 @@ from hub.store.clock import parse, utcnow
 
 if TYPE_CHECKING:
     from hub.store import Store
-    from hub.sync import SyncProgress
+    from hub.sync_pass import SyncProgress
 
 log = structlog.get_logger("hub.connection")
 
@@ -48,7 +48,7 @@ def backoff_for(failures: int) -> float:
     """Seconds scheduled syncs wait after ``failures`` failed syncs in a row (0 for none)."""
     if failures <= 0:
         return 0.0
-    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** min(failures - 1, 32))
+    return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** min(failures - 1, 32)))
 
 
 class ConnectionState:
@@ -176,8 +176,9 @@ class ConnectionState:
             self.last_success_at, self.last_error = success_at, None
             self.failures, self.needs_reauth = 0, False
         keys = {"integration": self.integration, "connection": self.connection_id}
-        error = self.last_error
-        if self.failing and not was_failing and error is not None:
+        if self.failing and not was_failing:
+            # a plugin's health hook may report ``disconnected`` itself, without raising
+            error = self.last_error or ErrorInfo(_AUTH, self.health_message, utcnow())
             log.error(
                 "connection failing",
                 error_class=error.error_class,
@@ -231,6 +232,4 @@ class ConnectionStates:
                         failure["finished_at"],
                     )
             error_class = state.last_error.error_class if state.last_error else None
-            state.needs_reauth = (
-                error_class == _AUTH or state.health is HealthStatus.DISCONNECTED
-            )
+            state.needs_reauth = error_class == _AUTH or state.health is HealthStatus.DISCONNECTED

@@ -15,6 +15,7 @@ import sqlite_utils
 import structlog
 
 from hub.config import HubSettings, is_disabled, validate_integration
+from hub.connection_state import ConnectionStates
 from hub.errors import ConfigError
 from hub.events import EventBus
 from hub.health import HealthMonitor
@@ -22,7 +23,13 @@ from hub.http import HttpClient
 from hub.logs import add_secret_keys
 from hub.memory import tune_malloc
 from hub.metrics import Metrics
-from hub.model import Connection, ConnectionSpec, HubEvent, IntegrationSettings
+from hub.model import (
+    Connection,
+    ConnectionSpec,
+    ConnectionStatus,
+    HubEvent,
+    IntegrationSettings,
+)
 from hub.plugins import DEFAULT_PLUGINS, HubPlugins
 from hub.schedule import Scheduler, trigger_for
 from hub.store import ConnectionRow, Store
@@ -51,6 +58,8 @@ class Hub:
         self._builtins = tuple(builtins)
         self._store: Store | None = None
         self._engine: SyncEngine | None = None
+        self.states = ConnectionStates()
+        """Every connection's state (the engine, health checks and webhook handling write it)."""
         self.health = HealthMonitor(self)
         self.events = EventBus(self)
         self.dispatcher = Dispatcher(self)
@@ -144,7 +153,7 @@ class Hub:
         for name, settings in self.integration_settings.items():
             if settings is not None and self.plugins.has_owner_hook(name, "configure"):
                 await self._configure(name, settings)
-        await self.health.load()
+        await self.states.load(self.store)
         self._ingest = GroupCommitter(self.store.db)
         await self.dispatcher.start(deliver)
         self._plugins_started = True
@@ -267,10 +276,19 @@ class Hub:
         removed = await self.store.connections.delete(connection_id)
         if self.scheduler is not None:
             self.scheduler.remove_sync_job(connection_id)
-        self.health.states.pop(connection_id, None)
+        self.states.forget(connection_id)
         if removed:
             log.info("connection removed", connection=connection_id)
         return removed
+
+    def connection_state(self, connection_id: str) -> ConnectionStatus:
+        """The connection's state now, as a frozen :class:`~hub.model.ConnectionStatus`: health,
+        schedule and next run, the running sync and its progress, last success, last error
+        with its advice, consecutive failures and backoff, needs-reauthentication. A read of
+        memory, cheap enough for every request or health check."""
+        state = self.states.get(connection_id)
+        next_run = self.scheduler.next_sync_at(state) if self.scheduler is not None else None
+        return state.status(next_run, self.settings.health.interval)
 
     async def save_credentials(self, connection: Connection, credentials: dict[str, Any]) -> None:
         """Persist new credentials (a rotated token) and update ``connection`` in place."""
@@ -336,9 +354,7 @@ class Hub:
     # ------------------------------------------------------------------ engine callbacks
 
     async def sync_finished(self, connection: Connection, result: SyncResult) -> None:
-        """Called by the engine after every run: health bookkeeping and the hub event (a
-        run that failed on authentication is then checked, after its slot is given back)."""
-        self.health.sync_finished(connection, result)
+        """Called by the engine after every run, its state recorded: emits the hub event."""
         kind = "sync.completed" if result.state == "succeeded" else f"sync.{result.state}"
         await self.emit(
             kind,

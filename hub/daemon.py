@@ -24,7 +24,7 @@ from hub.errors import SyncBusyError
 from hub.plugins import HubPlugins
 from hub.progress import ProgressDisplay
 from hub.store.clock import set_id_tag
-from hub.sync import SyncProgress
+from hub.sync_pass import SyncProgress
 from hub.web.app import create_app
 from hub.web.keys import HUB
 from hub.webhooks.workers import IngestWorkers

@@ -7,7 +7,8 @@ import sys
 import time
 from typing import TextIO
 
-from hub.sync import SyncProgress, SyncResult
+from hub.sync import SyncResult
+from hub.sync_pass import SyncProgress
 
 
 class ProgressDisplay:

@@ -2,7 +2,8 @@
 
 Handlers of an event are fixed when it is stored: ``process`` (the owning plugin's handling
 of its own webhook events), ``event:<plugin>`` (each ``event`` hook implementation) and
-``sub:<id>`` (each matching outbound subscription). Each (event, handler) delivery is tracked
+``sub:<id>`` (each matching outbound subscription). A ``process`` refused on authentication
+marks its connection disconnected. Each (event, handler) delivery is tracked
 on its own: a failure is retried with exponential backoff and jitter without re-running the
 handlers that succeeded, and dead-lettered (and alerted) after the configured attempts.
 Deliveries still pending at a crash or stop run again after the restart.
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from hub.errors import error_class_of
+from hub.errors import AuthenticationError, error_class_of
 from hub.model import Alert, HealthStatus, HubEvent
 from hub.store.inbox import Due
 from hub.store.subscriptions import Subscription
@@ -253,7 +254,11 @@ class Dispatcher:
         hub = self._hub
         kind, _, name = due.handler.partition(":")
         if kind == "process":
-            await hub.plugins.call_owner(due.source, "process", event=event, hub=hub)
+            try:
+                await hub.plugins.call_owner(due.source, "process", event=event, hub=hub)
+            except AuthenticationError as exc:  # retried like any failure, and reported
+                await hub.health.credentials_refused(due.source, event.connection_key, exc)
+                raise
         elif kind == "event":
             await hub.plugins.call_plugin(name, "event", event=event, hub=hub)
         elif kind == "sub":
