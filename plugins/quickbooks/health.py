@@ -2,7 +2,9 @@
 
 Checks: token present, token valid, refresh token expiry (rolling and five-year), API
 reachable (CompanyInfo), last successful sync age (the CDC catch-up), last sync error. The hub
-runs ``authenticate`` first, so a dead refresh token already reads ``disconnected``.
+runs ``authenticate`` first, so a dead refresh token already reads ``disconnected``. Sync
+times and errors come from the connection's state (``hub.connection_state``); when a sync
+proved the API reachable within the health interval, CompanyInfo is not fetched again.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from hub.errors import AuthenticationError, ProviderError
-from hub.model import HealthCheck, HealthReport, HealthStatus
+from hub.model import ConnectionStatus, HealthCheck, HealthReport, HealthStatus
 
 from .oauth import client_for, refresh_deadline, settings_of
 
@@ -27,10 +29,20 @@ def _hours_since(stamp: str | None) -> float | None:
     return (time.time() - datetime.fromisoformat(stamp).timestamp()) / 3600
 
 
-async def _last_success(hub: Hub, connection: Connection) -> str | None:
-    remembered = hub.health.state(connection.id).last_success_at
-    stored = [s["last_success_at"] for s in await hub.store.runs.stream_stats(connection.id)]
-    return max([s for s in [remembered, *stored] if s], default=None)
+async def _api_check(hub: Hub, connection: Connection, status: ConnectionStatus) -> HealthCheck:
+    """``API reachable``: from the state when a recent sync proved it, else from CompanyInfo.
+
+    :raise AuthenticationError: the API refused the (just refreshed) token.
+    """
+    if status.proven_by_sync:
+        return HealthCheck("API reachable", True, f"synced at {status.last_success_at}")
+    try:
+        info, _ = await client_for(hub, connection).company_info()
+    except AuthenticationError:
+        raise
+    except ProviderError as exc:
+        return HealthCheck("API reachable", False, f"{exc.error_class}: {exc}"[:300])
+    return HealthCheck("API reachable", True, f"CompanyInfo: {info.get('CompanyName')}")
 
 
 async def diagnose(connection: Connection, hub: Hub) -> HealthReport:
@@ -49,25 +61,22 @@ async def diagnose(connection: Connection, hub: Hub) -> HealthReport:
     detail = f"expires in {days:.0f} days ({why})"
     checks.append(HealthCheck("refresh token", refresh_ok, detail))
     warnings = [] if refresh_ok else [f"the refresh token {detail}: reconnect the company"]
-    try:
-        info, _ = await client_for(hub, connection).company_info()
-    except AuthenticationError:
-        raise
-    except ProviderError as exc:
-        checks.append(HealthCheck("API reachable", False, f"{exc.error_class}: {exc}"[:300]))
+    status = hub.connection_state(connection.id)
+    api = await _api_check(hub, connection, status)
+    checks.append(api)
+    if not api.ok:
         return HealthReport(HealthStatus.ERROR, "the QuickBooks API is not reachable", checks)
-    checks.append(HealthCheck("API reachable", True, f"CompanyInfo: {info.get('CompanyName')}"))
-    age = _hours_since(await _last_success(hub, connection))
+    age = _hours_since(status.last_success_at)
     fresh = age is not None and age <= settings.cdc_catchup_hours
     shown = "never" if age is None else f"{age:.1f} h ago"
     checks.append(HealthCheck("last successful sync", fresh, shown))
     if age is not None and not fresh:
         warnings.append(f"no successful sync for {age:.0f} h (CDC catch-up overdue)")
-    state = hub.health.state(connection.id)
-    error = f"{state.last_error_class}: {state.last_error}"[:300] if state.last_error else ""
-    checks.append(HealthCheck("last error", not error, error or "none"))
-    if error:
-        warnings.append(f"the last sync failed ({state.last_error_class})")
+    error = status.last_error
+    detail = f"{error.error_class}: {error.message}"[:300] if error else "none"
+    checks.append(HealthCheck("last error", error is None, detail))
+    if error is not None:
+        warnings.append(f"the last sync failed ({error.error_class})")
     if warnings:
         return HealthReport(HealthStatus.WARNING, "; ".join(warnings), checks)
-    return HealthReport(HealthStatus.HEALTHY, f"{info.get('CompanyName')} reachable", checks)
+    return HealthReport(HealthStatus.HEALTHY, f"{connection.title} reachable", checks)
