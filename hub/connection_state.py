@@ -140,11 +140,11 @@ class ConnectionState:
             self._run = replace(self._run, state="running")
         self._progress = progress
 
-    def run_ended(self, state: str, error: ErrorInfo | None) -> None:
-        """A sync ended: ``succeeded``, ``failed`` (with ``error``) or ``cancelled``."""
+    def run_ended(self, state: str, at: str, error: ErrorInfo | None) -> None:
+        """A sync ended at ``at``: ``succeeded``, ``failed`` (with ``error``) or ``cancelled``."""
         self._run = self._progress = None
         if state == "succeeded":
-            self._changed(self.failing, success_at=utcnow())
+            self._changed(self.failing, success_at=at)
         elif state == "failed" and error is not None:
             was_failing = self.failing
             self.failures += 1

@@ -23,7 +23,6 @@ from hub.errors import SyncBusyError, advice_of, error_class_of
 from hub.logs import redact_text
 from hub.model import Connection, ErrorInfo, SyncMode
 from hub.plugins import await_maybe
-from hub.store.clock import utcnow
 from hub.store.records import RecordTable
 from hub.sync_pass import BatchConsumer, ProgressCallback, SyncProgress, complete, plan, prepare
 
@@ -162,7 +161,7 @@ class SyncEngine:
         try:
             await self._slots.acquire()
         except asyncio.CancelledError:
-            self._hub.states.get(connection_id).run_ended("cancelled", None)
+            self._hub.states.get(connection_id).run_ended("cancelled", "", None)
             await asyncio.shield(
                 self._hub.store.runs.finish(
                     run_id, "cancelled", {}, 0.0, "cancelled", "stopped before it started"
@@ -292,7 +291,7 @@ class SyncEngine:
                 redact_text(str(exc))[:2000],
             )
         counts = asdict(state.counts)
-        await hub.store.runs.finish(run_id, run_state, counts, duration, error_class, error)
+        at = await hub.store.runs.finish(run_id, run_state, counts, duration, error_class, error)
         advice = advice_of(exc) if exc is not None else ""
         result = SyncResult(
             run_id,
@@ -305,8 +304,8 @@ class SyncEngine:
         )
         failure = None
         if run_state == "failed":
-            failure = ErrorInfo(error_class or "internal", error or "", utcnow(), advice)
-        hub.states.get(connection.id).run_ended(run_state, failure)
+            failure = ErrorInfo(error_class or "internal", error or "", at, advice)
+        hub.states.get(connection.id).run_ended(run_state, at, failure)
         hub.metrics.sync_finished(connection.integration, run_state, error_class, duration)
         await hub.sync_finished(connection, result)
         return result

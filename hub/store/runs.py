@@ -115,16 +115,20 @@ class Runs:
         duration_s: float,
         error_class: str | None = None,
         error: str | None = None,
-    ) -> None:
-        """Record how a run ended: state, counts, duration and error class."""
+    ) -> str:
+        """Record how a run ended: state, counts, duration and error class.
+
+        :return: when it ended, as stored.
+        """
         self._mine.discard(run_id)  # even if the write fails: the run no longer runs
+        finished_at = utcnow()
         await self._db.write(
             lambda db: db.execute(
                 "UPDATE sync_runs SET state = ?, finished_at = ?, duration_s = ?, created = ?, "
                 "updated = ?, deleted = ?, error_class = ?, error = ? WHERE id = ?",
                 [
                     state,
-                    utcnow(),
+                    finished_at,
                     round(duration_s, 3),
                     counts.get("created", 0),
                     counts.get("updated", 0),
@@ -135,6 +139,7 @@ class Runs:
                 ],
             )
         )
+        return finished_at
 
     async def get(self, run_id: int) -> dict[str, Any] | None:
         """One run as a dict, or None."""
