@@ -137,7 +137,9 @@ def process(event: HubEvent, hub: Hub) -> Awaitable[None] | None:
     Called by the dispatcher, at least once per event: make it idempotent (``event.id`` is the
     provider's event id, ``event.attempt`` the attempt number). Raising schedules a retry with
     backoff; after ``webhooks.max_attempts`` the event is dead-lettered and alerted.
-    ``event.connection_key`` names the provider account, when the webhook said.
+    ``event.connection_key`` names the provider account, when the webhook said. Raising
+    :class:`~hub.errors.AuthenticationError` also marks that account's connection
+    disconnected (needs re-authentication).
     """
 
 
@@ -145,7 +147,14 @@ def process(event: HubEvent, hub: Hub) -> Awaitable[None] | None:
 def health(connection: Connection, hub: Hub) -> HealthReport:
     """Diagnose ``connection``: token present, token valid, API reachable, and so on.
 
-    Called by the health schedule and ``advisoros-hub check``. Raising counts as ``error``.
+    Called by the health schedule and ``advisoros-hub check``. Raising counts as ``error``;
+    raising :class:`~hub.errors.AuthenticationError` as ``disconnected`` (needs
+    re-authentication).
+
+    What the hub already knows is in ``hub.connection_state(connection.id)``: last success,
+    last error, failures. When its ``proven_by_sync`` is true, a sync succeeded within the
+    last ``health.interval`` seconds: do not call the provider again for what that sync
+    proved (API reachable with these credentials); report it from the state.
 
     :return: a :class:`~hub.model.HealthReport` with status, message and checks.
     """
