@@ -87,7 +87,7 @@ class Dispatcher:
         self.subscriptions: list[Subscription] = []
         self._handlers: dict[tuple[str, str], tuple[str, ...]] = {}
         """Handlers per (source, event type): the webhook path asks for every request."""
-        self._generation = -1
+        self._plugins_revision = -1
         self._alerted: set[str] = set()
         """Handlers whose dead letters were alerted; cleared when one of theirs succeeds."""
         self._held: dict[tuple[int, str], float] = {}
@@ -129,9 +129,9 @@ class Dispatcher:
 
     def handlers_for(self, source: str, event_type: str) -> tuple[str, ...]:
         """The handlers a new event of ``source`` and ``event_type`` must be delivered to."""
-        if self._generation != self._hub.plugins.generation:
+        if self._plugins_revision != self._hub.plugins.revision:
             self._handlers.clear()
-            self._generation = self._hub.plugins.generation
+            self._plugins_revision = self._hub.plugins.revision
         key = (source, event_type)
         handlers = self._handlers.get(key)
         if handlers is None:
