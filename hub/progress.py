@@ -54,4 +54,6 @@ class ProgressDisplay:
         )
         if result.error:
             self._out.write(f"  error ({result.error_class}): {result.error}\n")
+        if result.advice:
+            self._out.write(f"  what to do: {result.advice}\n")
         self._out.flush()

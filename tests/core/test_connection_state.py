@@ -3,6 +3,7 @@ sync, a health check or a webhook's handling, what survives a restart, and /api/
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from hub.model import (
     Stream,
     WebhookEvent,
 )
+from hub.progress import ProgressDisplay
 from hub.schedule import Scheduler
 from hub.testing import deliver_webhook
 from hub.web.keys import HUB
@@ -333,3 +335,12 @@ async def test_the_admin_page_shows_needs_reauthentication(hub_client: Any) -> N
     page = await (await client.get("/admin")).text()
     assert ">needs re-authentication</span>" in page
     assert "reconnect the account" in page  # the error's advice
+
+
+async def test_the_sync_command_prints_the_errors_advice(make_hub: Any) -> None:
+    hub, flaky = await flaky_hub(make_hub)
+    flaky.sync_error = ServerError("down", advice="wait for the provider")
+    result = await hub.engine.run(CONNECTION, trigger="cli")
+    out = io.StringIO()
+    ProgressDisplay(out).finish(result)
+    assert "error (server): down\n  what to do: wait for the provider\n" in out.getvalue()
