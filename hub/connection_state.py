@@ -33,7 +33,8 @@ from hub.model import (
 from hub.store.clock import parse, utcnow
 
 if TYPE_CHECKING:
-    from hub.store import Store
+    from hub.store import ConnectionRow, Store
+    from hub.store.runs import SyncRecord
     from hub.sync_pass import SyncProgress
 
 log = structlog.get_logger("hub.connection")
@@ -52,7 +53,7 @@ def backoff_for(failures: int) -> float:
 
 
 class ConnectionState:
-    """What the hub knows about one connection now; written only through its methods."""
+    """What the hub knows about one connection now; its writers call its methods."""
 
     def __init__(self, connection_id: str) -> None:
         self.connection_id = connection_id
@@ -62,7 +63,6 @@ class ConnectionState:
         self.checks: tuple[HealthCheck, ...] = ()
         self.checked_at: str | None = None
         self.schedule: str | None = None
-        """The sync interval or cron expression while the scheduler runs the connection."""
         self.last_success_at: str | None = None
         self.last_error: ErrorInfo | None = None
         self.failures = 0
@@ -126,6 +126,29 @@ class ConnectionState:
             batches=progress.batches,
             rate=round(progress.rate, 1),
         )
+
+    # ------------------------------------------------------------------ the scheduler and restarts
+
+    def scheduled(self, interval: str | None) -> None:
+        """The scheduler syncs the connection every ``interval`` (seconds or a cron
+        expression) from now on; None: it no longer does."""
+        self.schedule = interval
+
+    def restore(self, row: ConnectionRow, record: SyncRecord | None) -> None:
+        """Take up what the store remembers: the connection's status and its sync record."""
+        self.health = HealthStatus(row.status) if row.status else None
+        self.health_message = row.status_message
+        if record is not None:
+            self.last_success_at, self.failures = record.last_success_at, record.failures
+            failure = record.last_failure
+            if failure is not None:
+                self.last_error = ErrorInfo(
+                    failure["error_class"] or "internal",
+                    failure["error"] or "",
+                    failure["finished_at"],
+                )
+        refused = self.last_error is not None and self.last_error.error_class == _AUTH
+        self.needs_reauth = refused or self.health is HealthStatus.DISCONNECTED
 
     # ------------------------------------------------------------------ the engine
 
@@ -217,19 +240,4 @@ class ConnectionStates:
         success, last error, failures and needs-reauthentication from the stored runs."""
         records = await store.runs.sync_records()
         for row in await store.connections.list():
-            state = self.get(row.id)
-            state.health = HealthStatus(row.status) if row.status else None
-            state.health_message = row.status_message
-            record = records.get(row.id)
-            if record is not None:
-                state.last_success_at = record.last_success_at
-                state.failures = record.failures
-                failure = record.last_failure
-                if failure is not None:
-                    state.last_error = ErrorInfo(
-                        failure["error_class"] or "internal",
-                        failure["error"] or "",
-                        failure["finished_at"],
-                    )
-            error_class = state.last_error.error_class if state.last_error else None
-            state.needs_reauth = error_class == _AUTH or state.health is HealthStatus.DISCONNECTED
+            self.get(row.id).restore(row, records.get(row.id))

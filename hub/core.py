@@ -286,9 +286,9 @@ class Hub:
         schedule and next run, the running sync and its progress, last success, last error
         with its advice, consecutive failures and backoff, needs-reauthentication. A read of
         memory, cheap enough for every request or health check."""
-        state = self.states.get(connection_id)
-        next_run = self.scheduler.next_sync_at(state) if self.scheduler is not None else None
-        return state.status(next_run, self.settings.health.interval)
+        scheduler = self.scheduler
+        next_run = scheduler.next_sync_at(connection_id) if scheduler is not None else None
+        return self.states.get(connection_id).status(next_run, self.settings.health.interval)
 
     async def save_credentials(self, connection: Connection, credentials: dict[str, Any]) -> None:
         """Persist new credentials (a rotated token) and update ``connection`` in place."""

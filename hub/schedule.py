@@ -23,7 +23,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from hub.errors import ConfigError, SyncBusyError
 
 if TYPE_CHECKING:
-    from hub.connection_state import ConnectionState
+    from apscheduler.job import Job
+
     from hub.core import Hub
 
 log = structlog.get_logger("hub.schedule")
@@ -106,7 +107,7 @@ class Scheduler:
         )
         if not interval:
             return
-        self._hub.states.get(connection_id).schedule = str(interval)
+        self._hub.states.get(connection_id).scheduled(str(interval))
         self.scheduler.add_job(
             self._sync,
             trigger_for(interval),
@@ -120,18 +121,20 @@ class Scheduler:
         """Stop scheduling syncs of a connection (it was removed); no-op if none is scheduled."""
         if self.scheduler.get_job(f"sync:{connection_id}") is not None:
             self.scheduler.remove_job(f"sync:{connection_id}")
-        self._hub.states.get(connection_id).schedule = None
+        self._hub.states.get(connection_id).scheduled(None)
 
-    def next_sync_at(self, state: ConnectionState) -> str | None:
-        """When the connection of ``state`` syncs next on schedule (ISO 8601), after its
-        backoff if it is in one; None if it is not scheduled."""
-        job = self.scheduler.get_job(f"sync:{state.connection_id}")
-        if job is None or job.next_run_time is None:
-            return None
+    def next_sync_at(self, connection_id: str) -> str | None:
+        """When the connection syncs next on schedule (ISO 8601), after its backoff if it is
+        in one; None if it is not scheduled."""
+        job = self.scheduler.get_job(f"sync:{connection_id}")
+        return self._next_run(job) if job is not None else None
+
+    def _next_run(self, job: Job) -> str | None:
         next_run: datetime | None = job.next_run_time
-        retry_at = state.retry_at
-        if retry_at is not None and next_run is not None and next_run < retry_at:
-            next_run = job.trigger.get_next_fire_time(None, retry_at)
+        if job.id.startswith("sync:") and next_run is not None:
+            retry_at = self._hub.states.get(job.id.removeprefix("sync:")).retry_at
+            if retry_at is not None and next_run < retry_at:
+                next_run = job.trigger.get_next_fire_time(None, retry_at)
         return next_run.isoformat() if next_run is not None else None
 
     async def _sync(self, connection_id: str) -> None:
@@ -174,13 +177,10 @@ class Scheduler:
             )
 
     def jobs(self) -> list[dict[str, Any]]:
-        """Every job with its next run time (ISO 8601), for ``/api/status``."""
+        """Every job with its next run time (ISO 8601; a sync's after its backoff), for
+        ``/api/status``."""
         return [
-            {
-                "id": job.id,
-                "name": job.name,
-                "next_run_at": job.next_run_time.isoformat() if job.next_run_time else None,
-            }
+            {"id": job.id, "name": job.name, "next_run_at": self._next_run(job)}
             for job in self.scheduler.get_jobs()
         ]
 

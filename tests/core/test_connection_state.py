@@ -185,6 +185,8 @@ async def test_scheduled_syncs_wait_out_the_backoff(make_hub: Any) -> None:
         state = hub.connection_state(CONNECTION)
         assert state.next_run_at is not None and state.retry_at is not None
         assert state.next_run_at >= state.retry_at
+        (job,) = [j for j in scheduler.jobs() if j["id"] == f"sync:{CONNECTION}"]
+        assert job["next_run_at"] == state.next_run_at
         runs = len(await hub.store.runs.recent(CONNECTION))
         await scheduler._sync(CONNECTION)  # the job fires inside the backoff: skipped
         assert len(await hub.store.runs.recent(CONNECTION)) == runs
