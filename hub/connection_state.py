@@ -163,12 +163,12 @@ class ConnectionState:
             self._run = replace(self._run, state="running")
         self._progress = progress
 
-    def run_ended(self, state: str, at: str, error: ErrorInfo | None) -> None:
+    def run_ended(self, outcome: str, at: str, error: ErrorInfo | None) -> None:
         """A sync ended at ``at``: ``succeeded``, ``failed`` (with ``error``) or ``cancelled``."""
         self._run = self._progress = None
-        if state == "succeeded":
+        if outcome == "succeeded":
             self._changed(self.failing, success_at=at)
-        elif state == "failed" and error is not None:
+        elif outcome == "failed" and error is not None:
             was_failing = self.failing
             self.failures += 1
             self.last_error = error

@@ -200,25 +200,25 @@ class SyncEngine:
         mode: SyncMode,
         progress: ProgressCallback | None,
     ) -> SyncResult:
-        state = SyncProgress(run_id=run_id, connection_id=connection.id)
-        self._hub.states.get(connection.id).run_began(state)
+        live = SyncProgress(run_id=run_id, connection_id=connection.id)
+        self._hub.states.get(connection.id).run_began(live)
         began = time.monotonic()
         log.info("sync started", mode=mode.value, streams=names)
         try:
-            await self._sync(run_id, connection, names, mode, state, progress)
+            await self._sync(run_id, connection, names, mode, live, progress)
         except asyncio.CancelledError:
-            await asyncio.shield(self._finish(run_id, connection, state, began, None))
-            log.warning("sync cancelled", **_counts(state))
+            await asyncio.shield(self._finish(run_id, connection, live, began, None))
+            log.warning("sync cancelled", **_counts(live))
             raise
         except Exception as exc:
             # the connection's state logs the first failure and the recovery
-            result = await self._finish(run_id, connection, state, began, exc)
+            result = await self._finish(run_id, connection, live, began, exc)
             log.info(
-                "sync failed", error_class=result.error_class, error=result.error, **_counts(state)
+                "sync failed", error_class=result.error_class, error=result.error, **_counts(live)
             )
         else:
-            result = await self._finish(run_id, connection, state, began, None, done=True)
-            log.info("sync completed", duration_s=result.duration_s, **_counts(state))
+            result = await self._finish(run_id, connection, live, began, None, done=True)
+            log.info("sync completed", duration_s=result.duration_s, **_counts(live))
         return result
 
     async def _sync(
@@ -227,7 +227,7 @@ class SyncEngine:
         connection: Connection,
         names: list[str],
         mode: SyncMode,
-        state: SyncProgress,
+        live: SyncProgress,
         progress: ProgressCallback | None,
     ) -> None:
         hub = self._hub
@@ -256,9 +256,9 @@ class SyncEngine:
                 hub=hub,
             )
         )
-        consumer = BatchConsumer(hub.store.db, hub.metrics, tables, run_plan, state, progress)
+        consumer = BatchConsumer(hub.store.db, hub.metrics, tables, run_plan, live, progress)
         await consumer.consume(batches)
-        state.counts.deleted += await hub.store.db.write(
+        live.counts.deleted += await hub.store.db.write(
             functools.partial(
                 complete,
                 tables=tables,
@@ -272,7 +272,7 @@ class SyncEngine:
         self,
         run_id: int,
         connection: Connection,
-        state: SyncProgress,
+        live: SyncProgress,
         began: float,
         exc: BaseException | None,
         done: bool = False,
@@ -290,7 +290,7 @@ class SyncEngine:
                 error_class_of(exc),
                 redact_text(str(exc))[:2000],
             )
-        counts = asdict(state.counts)
+        counts = asdict(live.counts)
         at = await hub.store.runs.finish(run_id, run_state, counts, duration, error_class, error)
         advice = advice_of(exc) if exc is not None else ""
         result = SyncResult(
@@ -324,8 +324,8 @@ class SyncEngine:
             await asyncio.wait(still, timeout=timeout)
 
 
-def _counts(state: SyncProgress) -> dict[str, int]:
-    return {"records": state.records, **asdict(state.counts)}
+def _counts(live: SyncProgress) -> dict[str, int]:
+    return {"records": live.records, **asdict(live.counts)}
 
 
 def _fail_from(started: asyncio.Future[int], task: asyncio.Task[SyncResult]) -> None:

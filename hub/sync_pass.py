@@ -168,13 +168,13 @@ class BatchConsumer:
         metrics: Metrics,
         tables: dict[str, RecordTable],
         run_plan: Plan,
-        state: SyncProgress,
+        live: SyncProgress,
         progress: ProgressCallback | None,
     ) -> None:
         self._db, self._metrics = db, metrics
         self._tables, self._plan = tables, run_plan
-        self._state, self._progress = state, progress
-        self._integration = state.connection_id.split(":", 1)[0]
+        self._live, self._progress = live, progress
+        self._integration = live.connection_id.split(":", 1)[0]
 
     async def consume(self, batches: AsyncIterator[Batch]) -> None:
         """Commit every batch ``batches`` yields; close it however the loop ends.
@@ -212,12 +212,12 @@ class BatchConsumer:
         generations = self._plan.generations
         restart = batch.full and generations[batch.stream] is None
         if restart:  # the plugin began a full re-read of this stream in this run
-            generations[batch.stream] = self._state.run_id
+            generations[batch.stream] = self._live.run_id
         batch = _snapshot(batch)
         future = self._db.submit(
             _write_batch,
             table,
-            self._state.connection_id,
+            self._live.connection_id,
             batch,
             generations[batch.stream],
             restart,
@@ -228,12 +228,12 @@ class BatchConsumer:
     async def _settle(self, item: tuple[Batch, Future[BatchCounts]]) -> None:
         batch, future = item
         counts = await asyncio.wrap_future(future)
-        state = self._state
-        state.counts.add(counts)
-        state.stream = batch.stream
-        state.records += len(batch.records)
-        state.batches += 1
-        state.per_stream[batch.stream] = state.per_stream.get(batch.stream, 0) + len(batch.records)
+        live = self._live
+        live.counts.add(counts)
+        live.stream = batch.stream
+        live.records += len(batch.records)
+        live.batches += 1
+        live.per_stream[batch.stream] = live.per_stream.get(batch.stream, 0) + len(batch.records)
         self._metrics.records(self._integration, batch.stream, counts)
         if self._progress is not None:
-            self._progress(state)
+            self._progress(live)
