@@ -252,7 +252,15 @@ async def test_an_auth_failure_in_a_webhooks_handling_needs_reauthentication(
 async def test_health_reports_the_state_to_the_plugin(make_hub: Any) -> None:
     seen = []
 
-    class Reader(Flaky):
+    class Reader:
+        @hookimpl
+        def register(self) -> Integration:
+            return Flaky().register()
+
+        @hookimpl
+        async def sync(self, connection: Connection) -> AsyncIterator[Batch]:
+            yield Batch("items", [])
+
         @hookimpl
         def health(self, connection: Connection, hub: Hub) -> HealthReport:
             seen.append(hub.connection_state(connection.id).proven_by_sync)
