@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from hub.http import HttpClient, Response, RetryPolicy
-from hub.model import Connection, HealthReport, HealthStatus, HubEvent, IntegrationSettings
+from hub.model import (
+    Connection,
+    ConnectionStatus,
+    ErrorInfo,
+    HealthReport,
+    HubEvent,
+    IntegrationSettings,
+    RunProgress,
+)
 from hub.store.clients import Candidate, MatchReport, MatchResult
 from hub.store.plugin_tables import Key, Params, PluginTables, Row, TableSession, Value
 from hub.store.records import BatchCounts
@@ -24,8 +31,8 @@ __all__ = [
     "BatchCounts",
     "Candidate",
     "ClientsRegistry",
-    "ConnectionSnapshot",
-    "ConnectionState",
+    "ConnectionStatus",
+    "ErrorInfo",
     "HttpClient",
     "HubAPI",
     "Key",
@@ -36,49 +43,10 @@ __all__ = [
     "Response",
     "RetryPolicy",
     "Row",
+    "RunProgress",
     "TableSession",
     "Value",
 ]
-
-
-class ConnectionState(Protocol):
-    """What the hub knows about one connection beyond its credentials (read-only)."""
-
-    @property
-    def status(self) -> HealthStatus | None:
-        """The last health status (None: never checked)."""
-
-    @property
-    def message(self) -> str:
-        """The last health message."""
-
-    @property
-    def last_success_at(self) -> str | None:
-        """When a sync of the connection last succeeded (ISO time, any process), or None."""
-
-    @property
-    def last_error(self) -> str | None:
-        """The message of the last failed sync in this process, or None after a success."""
-
-    @property
-    def last_error_class(self) -> str | None:
-        """The error class of the last failed sync (``authentication``, ``rate_limit``, …)."""
-
-    @property
-    def syncing(self) -> bool:
-        """True while a sync of the connection runs in this process."""
-
-
-@dataclass(frozen=True)
-class ConnectionSnapshot:
-    """A :class:`ConnectionState` read at one moment."""
-
-    status: HealthStatus | None
-    message: str
-    last_success_at: str | None
-    last_error: str | None
-    last_error_class: str | None
-    syncing: bool
 
 
 class ClientsRegistry(Protocol):
@@ -145,8 +113,12 @@ class HubAPI(Protocol):
         """
         ...
 
-    async def connection_state(self, connection_id: str) -> ConnectionState:
-        """What the hub knows of the connection: health, last success, last error, syncing."""
+    def connection_state(self, connection_id: str) -> ConnectionStatus:
+        """The connection's state now (a frozen copy, read from memory): health and checks,
+        schedule and next run, the running sync and its progress, last success, last error
+        with its advice, consecutive failures and backoff, needs-reauthentication, and
+        ``proven_by_sync`` (a ``health`` hook need not probe again what a recent sync proved).
+        """
         ...
 
     # ------------------------------------------------------------------ credentials

@@ -15,8 +15,9 @@ import sqlite_utils
 import structlog
 from aiohttp import web
 
-from hub.api import ClientsRegistry, ConnectionSnapshot, ConnectionState, HubAPI
+from hub.api import ClientsRegistry, HubAPI
 from hub.config import HubSettings, is_disabled, validate_integration
+from hub.connection_state import ConnectionStates
 from hub.errors import ConfigError
 from hub.events import EventBus
 from hub.health import HealthMonitor
@@ -24,7 +25,14 @@ from hub.http import HttpClient
 from hub.logs import add_secret_keys
 from hub.memory import tune_malloc
 from hub.metrics import Metrics
-from hub.model import Connection, ConnectionSpec, HealthReport, HubEvent, IntegrationSettings
+from hub.model import (
+    Connection,
+    ConnectionSpec,
+    ConnectionStatus,
+    HealthReport,
+    HubEvent,
+    IntegrationSettings,
+)
 from hub.plugin_api import PluginAPI
 from hub.plugins import DEFAULT_PLUGINS, HubPlugins
 from hub.schedule import Scheduler, trigger_for
@@ -58,6 +66,8 @@ class Hub:
         self._builtins = tuple(builtins)
         self._store: Store | None = None
         self._engine: SyncEngine | None = None
+        self.states = ConnectionStates()
+        """Every connection's state (the engine, health checks and webhook handling write it)."""
         self.health = HealthMonitor(self)
         self.events = EventBus(self)
         self.dispatcher = Dispatcher(self)
@@ -138,7 +148,7 @@ class Hub:
         for name, settings in self.integration_settings.items():
             if settings is not None and self.plugins.has_owner_hook(name, "configure"):
                 await self._configure(name)
-        await self.health.load()
+        await self.states.load(self.store)
         webhooks = self.settings.webhooks
         self._ingest = GroupCommitter(
             self.store.db, Admission(webhooks.queue_max_requests, webhooks.queue_max_bytes)
@@ -264,10 +274,19 @@ class Hub:
         removed = await self.store.connections.delete(connection_id)
         if self.scheduler is not None:
             self.scheduler.remove_sync_job(connection_id)
-        self.health.states.pop(connection_id, None)
+        self.states.forget(connection_id)
         if removed:
             log.info("connection removed", connection=connection_id)
         return removed
+
+    def connection_state(self, connection_id: str) -> ConnectionStatus:
+        """The connection's state now, as a frozen :class:`~hub.model.ConnectionStatus`: health,
+        schedule and next run, the running sync and its progress, last success, last error
+        with its advice, consecutive failures and backoff, needs-reauthentication. A read of
+        memory, cheap enough for every request or health check."""
+        scheduler = self.scheduler
+        next_run = scheduler.next_sync_at(connection_id) if scheduler is not None else None
+        return self.states.get(connection_id).status(next_run, self.settings.health.interval)
 
     async def save_credentials(self, connection: Connection, credentials: dict[str, Any]) -> None:
         """Persist new credentials (a rotated token) and update ``connection`` in place."""
@@ -344,21 +363,6 @@ class Hub:
         """The clients registry (after :meth:`start`)."""
         return self.store.clients
 
-    async def connection_state(self, connection_id: str) -> ConnectionState:
-        """Health, last success (this process's or any stored), last error, syncing."""
-        state = self.health.state(connection_id)
-        # the stored streams remember successes from before a restart and by CLI syncs
-        streams = await self.store.runs.stream_stats(connection_id)
-        successes = [state.last_success_at, *(s["last_success_at"] for s in streams)]
-        return ConnectionSnapshot(
-            status=state.status,
-            message=state.message,
-            last_success_at=max(filter(None, successes), default=None),
-            last_error=state.last_error,
-            last_error_class=state.last_error_class,
-            syncing=self.engine.is_running(connection_id),
-        )
-
     async def request_sync(
         self, connection: Connection, streams: Sequence[str] | None = None, full: bool = False
     ) -> int:
@@ -378,9 +382,7 @@ class Hub:
     # ------------------------------------------------------------------ engine callbacks
 
     async def sync_finished(self, connection: Connection, result: SyncResult) -> None:
-        """Called by the engine after every run: health bookkeeping and the hub event (a
-        run that failed on authentication is then checked, after its slot is given back)."""
-        self.health.sync_finished(connection, result)
+        """Called by the engine after every run, its state recorded: emits the hub event."""
         kind = "sync.completed" if result.state == "succeeded" else f"sync.{result.state}"
         await self.emit(
             kind,

@@ -23,7 +23,7 @@ from hub.core import Hub
 from hub.errors import SyncBusyError
 from hub.plugins import HubPlugins
 from hub.progress import ProgressDisplay
-from hub.sync import SyncProgress
+from hub.sync_pass import SyncProgress
 from hub.web.app import create_app
 
 log = structlog.get_logger("hub")

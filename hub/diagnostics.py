@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from hub.errors import error_class_of
 from hub.logs import is_secret_key, redact
 from hub.model import Connection
+from hub.status import connection_status
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -32,7 +33,7 @@ async def connection_diagnostics(hub: Hub, connection_id: str) -> dict[str, Any]
     :raise LookupError: no such connection.
     """
     connection = await hub.connection(connection_id)
-    state = await hub.connection_state(connection.id)
+    streams = await hub.store.runs.stream_stats(connection.id)
     dump = {
         "connection": {
             "id": connection.id,
@@ -42,14 +43,7 @@ async def connection_diagnostics(hub: Hub, connection_id: str) -> dict[str, Any]
             "created_at": connection.created_at,
             "stored_fields": sorted(connection.credentials),
         },
-        "state": {
-            "status": state.status.value if state.status else None,
-            "message": state.message,
-            "last_success_at": state.last_success_at,
-            "last_error": state.last_error,
-            "last_error_class": state.last_error_class,
-            "syncing": state.syncing,
-        },
+        "state": connection_status(hub.connection_state(connection.id), streams),
         "plugin": await _plugin_dump(hub, connection),
     }
     fields = hub.plugins.integrations[connection.integration].secret_fields

@@ -11,6 +11,13 @@ class HubError(Exception):
     """Base of every error the hub classifies; ``error_class`` names the kind."""
 
     error_class = "internal"
+    advice = ""
+    """What a person can do about it, shown beside the error (``/admin``, ``/api/status``)."""
+
+    def __init__(self, *args: object, advice: str | None = None) -> None:
+        super().__init__(*args)
+        if advice is not None:
+            self.advice = advice
 
 
 class ConfigError(HubError):
@@ -30,8 +37,10 @@ class ProviderError(HubError):
 
     error_class = "provider"
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, status: int | None = None, advice: str | None = None
+    ) -> None:
+        super().__init__(message, advice=advice)
         self.status = status
 
 
@@ -39,6 +48,7 @@ class AuthenticationError(ProviderError):
     """Credentials are missing, expired or revoked: the connection needs re-authentication."""
 
     error_class = "authentication"
+    advice = "reconnect the account: the provider refused its credentials"
 
 
 class AuthorizationError(ProviderError):
@@ -120,3 +130,8 @@ def error_class_of(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "network"
     return type(exc).__name__
+
+
+def advice_of(exc: BaseException) -> str:
+    """Return what a person can do about ``exc``: a HubError's ``advice``, else empty."""
+    return exc.advice if isinstance(exc, HubError) else ""

@@ -1,70 +1,38 @@
-"""Health: run ``health`` hooks, record state changes, deliver alerts without storms.
+"""Health: run ``health`` hooks, record status changes, deliver alerts without storms.
 
-Like Home Assistant's coordinator, the monitor remembers each connection's last status, last
-successful sync and last error; only a *change* of status opens an alert (every ``alert`` hook
-gets it), and a connection that stays bad is reminded on ``health.reminder_interval``.
+A connection's status lives in its state (:mod:`hub.connection_state`); only a *change* of
+status opens an alert (every ``alert`` hook gets it), and a connection that stays bad is
+reminded on ``health.reminder_interval``. Credentials refused anywhere (a health check, a
+sync, a webhook's handling) make the connection ``disconnected``; a refusal seen by a sync or
+a webhook is applied as it is, without asking the provider again.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from hub.errors import AuthenticationError, error_class_of
 from hub.logs import redact_text
-from hub.model import Alert, Connection, HealthCheck, HealthReport, HealthStatus
+from hub.model import Alert, Connection, ErrorInfo, HealthReport, HealthStatus
 from hub.store.clock import utcnow
 
 if TYPE_CHECKING:
     from hub.core import Hub
-    from hub.sync import SyncResult
 
 log = structlog.get_logger("hub.health")
 HEALTH_TIMEOUT_S = 30.0
 
 
-@dataclass
-class ConnectionState:
-    """What the monitor remembers about one connection."""
-
-    status: HealthStatus | None = None
-    message: str = ""
-    checks: tuple[HealthCheck, ...] = ()
-    last_success_at: str | None = None
-    last_error: str | None = None
-    last_error_class: str | None = None
-
-
 class HealthMonitor:
-    """Per-connection health state, checks, and alert delivery."""
+    """Health checks, status changes and alert delivery; the status is kept in each
+    connection's state (``hub.states``)."""
 
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
-        self.states: dict[str, ConnectionState] = {}
-
-    async def load(self) -> None:
-        """Restore the last known status of every connection from the store."""
-        for row in await self._hub.store.connections.list():
-            self.states[row.id] = ConnectionState(
-                status=HealthStatus(row.status) if row.status else None,
-                message=row.status_message,
-            )
-
-    def state(self, connection_id: str) -> ConnectionState:
-        """The remembered state of a connection (empty if never checked)."""
-        return self.states.setdefault(connection_id, ConnectionState())
-
-    def sync_finished(self, connection: Connection, result: SyncResult) -> None:
-        """Remember a sync's outcome (health checks and the admin page read it)."""
-        state = self.state(connection.id)
-        if result.state == "succeeded":
-            state.last_success_at = utcnow()
-            state.last_error = state.last_error_class = None
-        elif result.state == "failed":
-            state.last_error, state.last_error_class = result.error, result.error_class
 
     async def check(self, connection_id: str) -> HealthReport:
         """Run the owner's ``health`` hook for one connection and apply the result."""
@@ -88,7 +56,11 @@ class HealthMonitor:
                     connection.integration, "health", connection=connection
                 )
         except AuthenticationError as exc:
-            return HealthReport(HealthStatus.DISCONNECTED, f"needs re-authentication: {exc}")
+            message = redact_text(str(exc))
+            self._hub.states.get(connection.id).credentials_refused(
+                ErrorInfo(exc.error_class, message, utcnow(), exc.advice)
+            )
+            return HealthReport(HealthStatus.DISCONNECTED, f"needs re-authentication: {message}")
         except TimeoutError:
             return HealthReport(HealthStatus.ERROR, f"health check took over {HEALTH_TIMEOUT_S}s")
         except Exception as exc:
@@ -102,15 +74,14 @@ class HealthMonitor:
         """Record ``report``; on a status change, store it and deliver an alert."""
         # messages quote exceptions and provider answers: redact before storing or alerting
         report = replace(report, message=redact_text(report.message))
-        state = self.state(connection.id)
-        previous = state.status
-        state.message, state.checks = report.message, tuple(report.checks)
+        state = self._hub.states.get(connection.id)
+        previous = state.health
+        state.health_checked(report)
         self._hub.metrics.connection_health.labels(connection.integration, connection.id).set(
             1 if report.status is HealthStatus.HEALTHY else 0
         )
         if previous is report.status:
             return
-        state.status = report.status
         change = await self._hub.store.health.record_change(
             connection.id,
             connection.integration,
@@ -151,6 +122,30 @@ class HealthMonitor:
                 message=report.message,
             )
         )
+
+    async def disconnected(self, connection: Connection, message: str) -> None:
+        """The provider refused ``connection``'s credentials in a sync: apply ``disconnected``
+        (the refusal is the proof; the provider is not asked again)."""
+        report = HealthReport(HealthStatus.DISCONNECTED, f"needs re-authentication: {message}")
+        with structlog.contextvars.bound_contextvars(
+            integration=connection.integration, connection=connection.id
+        ):
+            await self.apply(connection, report)
+
+    async def credentials_refused(
+        self, integration: str, key: str | None, exc: AuthenticationError
+    ) -> None:
+        """A webhook's handling for account ``key`` of ``integration`` was refused: mark that
+        connection (the integration's only one when ``key`` is None) disconnected."""
+        connections = await self._hub.find_connections(integration, key)
+        if len(connections) != 1:
+            return  # no account named, and several could be meant: none is marked
+        (connection,) = connections
+        message = redact_text(str(exc))
+        self._hub.states.get(connection.id).credentials_refused(
+            ErrorInfo(exc.error_class, message, utcnow(), exc.advice)
+        )
+        await self.disconnected(connection, message)
 
     async def deliver(self, alert: Alert) -> None:
         """Hand ``alert`` (its message redacted) to every ``alert`` hook implementation (each

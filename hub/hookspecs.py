@@ -168,7 +168,9 @@ def process(
     Called by the dispatcher, at least once per event: make it idempotent (``event.id`` is the
     provider's event id, ``event.attempt`` the attempt number). Raising schedules a retry with
     backoff; after ``webhooks.max_attempts`` the event is dead-lettered and alerted.
-    ``event.connection_key`` names the provider account, when the webhook said.
+    ``event.connection_key`` names the provider account, when the webhook said. Raising
+    :class:`~hub.errors.AuthenticationError` also marks that account's connection
+    disconnected (needs re-authentication).
     """
 
 
@@ -180,6 +182,11 @@ def health(
 
     Called by the health schedule, ``/api/status`` and ``advisoros-hub check``, after
     ``authenticate``.
+
+    What the hub already knows is in ``hub.connection_state(connection.id)``: last success,
+    last error, failures. When its ``proven_by_sync`` is true, a sync succeeded within the
+    last ``health.interval`` seconds: do not call the provider again for what that sync
+    proved (API reachable with these credentials); report it from the state.
 
     :return: a :class:`~hub.model.HealthReport` with status, message and checks.
     :raise hub.errors.AuthenticationError: the provider refused the credentials; the hub

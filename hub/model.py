@@ -237,3 +237,92 @@ class Migration:
     version: int
     description: str
     apply: str | Callable[[TableSession], None]
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """The last failure of a connection (a sync run, a health check or a webhook's handling).
+
+    :param error_class: the classification (``authentication``, ``rate_limit``, ``server``, …;
+        see :mod:`hub.errors`).
+    :param message: what went wrong, redacted.
+    :param at: when (ISO 8601, UTC).
+    :param advice: what a person can do about it, from the plugin's exception (the ``advice``
+        of a :class:`~hub.errors.HubError`), or empty.
+    """
+
+    error_class: str
+    message: str
+    at: str
+    advice: str = ""
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """The sync run of a connection that is queued or running now.
+
+    :param run_id: the run (``GET /api/runs/{id}``).
+    :param trigger: who started it (``schedule``, ``api``, ``cli``, ``webhook``, …).
+    :param state: ``queued`` (waiting for a slot) or ``running``.
+    :param started_at: when it was started (ISO 8601, UTC).
+    :param stream: the stream of the last committed batch (empty before the first).
+    :param records: records committed so far.
+    :param batches: batches committed so far.
+    :param rate: records per second so far.
+    """
+
+    run_id: int
+    trigger: str
+    state: str
+    started_at: str
+    stream: str = ""
+    records: int = 0
+    batches: int = 0
+    rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class ConnectionStatus:
+    """One connection's state as the hub knows it now: a read-only copy, taken when asked.
+
+    The sync engine, the health checks and webhook handling keep it; ``/api/status``, the
+    admin page and plugins (``hub.connection_state(connection_id)``) read it. It survives a
+    restart where it must: health from the connection's stored status, last success, last
+    error, consecutive failures and needs-reauthentication from the stored sync runs.
+
+    :param connection_id: the connection.
+    :param health: its last health status (None: never checked).
+    :param health_message: the message of that status.
+    :param checks: the checks of the last health report (empty after a restart).
+    :param checked_at: when health was last decided (ISO 8601), None if not since the start.
+    :param schedule: the periodic sync's interval (seconds) or cron expression, None when it
+        is not scheduled (in one-off commands, or no interval).
+    :param next_run_at: when the scheduler runs the next sync (ISO 8601), backoff included.
+    :param running: the sync queued or running now, with its progress, or None.
+    :param last_success_at: when the last sync succeeded (ISO 8601), None if never.
+    :param last_error: the last failure since that success, None if none.
+    :param consecutive_failures: syncs failed in a row since the last success.
+    :param backoff_s: how long scheduled syncs wait after the last failure (0 when none).
+    :param retry_at: scheduled syncs do not run before this time (ISO 8601), None when none.
+    :param needs_reauth: the provider refused the credentials (in a sync, a health check or a
+        webhook's handling): a person must reconnect the account; cleared by a success.
+    :param proven_by_sync: a sync succeeded within the last ``health.interval`` seconds and
+        nothing failed since, so the credentials and the API worked then. A ``health`` hook
+        need not probe them again: it reports them from this state.
+    """
+
+    connection_id: str
+    health: HealthStatus | None = None
+    health_message: str = ""
+    checks: tuple[HealthCheck, ...] = ()
+    checked_at: str | None = None
+    schedule: str | None = None
+    next_run_at: str | None = None
+    running: RunProgress | None = None
+    last_success_at: str | None = None
+    last_error: ErrorInfo | None = None
+    consecutive_failures: int = 0
+    backoff_s: float = 0.0
+    retry_at: str | None = None
+    needs_reauth: bool = False
+    proven_by_sync: bool = False

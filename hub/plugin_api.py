@@ -16,12 +16,11 @@ from aiohttp import web
 from hub.api import (
     BatchCounts,
     ClientsRegistry,
-    ConnectionState,
     HttpClient,
     HubAPI,
     PluginTables,
 )
-from hub.model import Connection, HealthReport, HubEvent, IntegrationSettings
+from hub.model import Connection, ConnectionStatus, HealthReport, HubEvent, IntegrationSettings
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -59,8 +58,8 @@ class PluginAPI(HubAPI):
     async def remove_connection(self, connection_id: str) -> bool:
         return await self.__hub.remove_connection(connection_id)
 
-    async def connection_state(self, connection_id: str) -> ConnectionState:
-        return await self.__hub.connection_state(connection_id)
+    def connection_state(self, connection_id: str) -> ConnectionStatus:
+        return self.__hub.connection_state(connection_id)
 
     async def save_credentials(self, connection: Connection, credentials: dict[str, Any]) -> None:
         await self.__hub.save_credentials(connection, credentials)

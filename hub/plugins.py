@@ -84,7 +84,7 @@ class HubPlugins:
         self._owners: dict[str, object] = {}
         self._impls: dict[tuple[int, str], Callable[..., Any] | None] = {}
         self._implementers: dict[str, list[str]] = {}
-        self.generation = 0
+        self.revision = 0
         """Bumped whenever the registered plugins change, so callers can drop their caches."""
         self.trace = os.environ.get(TRACE_ENV, "") not in {"", "0"}
         self._api: HubAPI | None = None
@@ -273,7 +273,7 @@ class HubPlugins:
         """Drop cached hook lookups (the set of registered plugins changed)."""
         self._impls.clear()
         self._implementers.clear()
-        self.generation += 1
+        self.revision += 1
 
     @property
     def failed(self) -> list[PluginInfo]:

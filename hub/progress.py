@@ -7,7 +7,8 @@ import sys
 import time
 from typing import TextIO
 
-from hub.sync import SyncProgress, SyncResult
+from hub.sync import SyncResult
+from hub.sync_pass import SyncProgress
 
 
 class ProgressDisplay:
@@ -53,4 +54,6 @@ class ProgressDisplay:
         )
         if result.error:
             self._out.write(f"  error ({result.error_class}): {result.error}\n")
+        if result.advice:
+            self._out.write(f"  what to do: {result.advice}\n")
         self._out.flush()

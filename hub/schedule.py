@@ -3,7 +3,8 @@
 Jobs: one sync per connection (the plugin's default interval, overridable with
 ``integrations.NAME.sync_interval`` as seconds or a cron expression), the health checks and
 the alert reminders. Every job coalesces missed runs, runs one instance at a time, and has a
-misfire grace time.
+misfire grace time. A connection's scheduled syncs are skipped while its state is in backoff
+(see :mod:`hub.connection_state`); its next run then is the first one after the backoff.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from hub.errors import ConfigError, SyncBusyError
 
 if TYPE_CHECKING:
+    from apscheduler.job import Job
+
     from hub.core import Hub
 
 log = structlog.get_logger("hub.schedule")
@@ -104,6 +107,7 @@ class Scheduler:
         )
         if not interval:
             return
+        self._hub.states.get(connection_id).scheduled(str(interval))
         self.scheduler.add_job(
             self._sync,
             trigger_for(interval),
@@ -117,8 +121,27 @@ class Scheduler:
         """Stop scheduling syncs of a connection (it was removed); no-op if none is scheduled."""
         if self.scheduler.get_job(f"sync:{connection_id}") is not None:
             self.scheduler.remove_job(f"sync:{connection_id}")
+        self._hub.states.get(connection_id).scheduled(None)
+
+    def next_sync_at(self, connection_id: str) -> str | None:
+        """When the connection syncs next on schedule (ISO 8601), after its backoff if it is
+        in one; None if it is not scheduled."""
+        job = self.scheduler.get_job(f"sync:{connection_id}")
+        return self._next_run(job) if job is not None else None
+
+    def _next_run(self, job: Job) -> str | None:
+        next_run: datetime | None = job.next_run_time
+        if job.id.startswith("sync:") and next_run is not None:
+            retry_at = self._hub.states.get(job.id.removeprefix("sync:")).retry_at
+            if retry_at is not None and next_run < retry_at:
+                next_run = job.trigger.get_next_fire_time(None, retry_at)
+        return next_run.isoformat() if next_run is not None else None
 
     async def _sync(self, connection_id: str) -> None:
+        state = self._hub.states.get(connection_id)
+        if state.in_backoff():
+            log.debug("scheduled sync skipped: backoff", connection=connection_id)
+            return
         try:
             await self._hub.engine.run(connection_id, trigger="schedule")
         except SyncBusyError as exc:
@@ -154,13 +177,10 @@ class Scheduler:
             )
 
     def jobs(self) -> list[dict[str, Any]]:
-        """Every job with its next run time (ISO 8601), for ``/api/status``."""
+        """Every job with its next run time (ISO 8601; a sync's after its backoff), for
+        ``/api/status``."""
         return [
-            {
-                "id": job.id,
-                "name": job.name,
-                "next_run_at": job.next_run_time.isoformat() if job.next_run_time else None,
-            }
+            {"id": job.id, "name": job.name, "next_run_at": self._next_run(job)}
             for job in self.scheduler.get_jobs()
         ]
 

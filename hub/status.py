@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from hub import __version__
-from hub.model import HealthStatus
+from hub.model import ConnectionStatus, HealthStatus
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -21,27 +21,19 @@ REVIEWS_SHOWN = 50
 async def hub_status(hub: Hub, scheduler: Scheduler | None = None) -> dict[str, Any]:
     """Integrations, connections with health and last sync per stream, runs, jobs, plugins."""
     jobs = scheduler.jobs() if scheduler is not None else []
-    next_runs = {job["id"]: job["next_run_at"] for job in jobs}
     connections = await hub.connections()
     integrations = []
     for name, integration in sorted(hub.plugins.integrations.items()):
         items = []
         for connection in (c for c in connections if c.integration == name):
-            state = await hub.connection_state(connection.id)
+            streams = await hub.store.runs.stream_stats(connection.id)
             items.append(
                 {
                     "id": connection.id,
                     "key": connection.key,
                     "title": connection.title,
-                    "status": state.status.value if state.status else "unknown",
-                    "message": state.message,
-                    "checks": [asdict(check) for check in hub.health.state(connection.id).checks],
-                    "last_success_at": state.last_success_at,
-                    "last_error": state.last_error,
-                    "last_error_class": state.last_error_class,
-                    "syncing": state.syncing,
-                    "next_sync_at": next_runs.get(f"sync:{connection.id}"),
-                    "streams": await hub.store.runs.stream_stats(connection.id),
+                    **connection_status(hub.connection_state(connection.id), streams),
+                    "streams": streams,
                 }
             )
         configured = hub.settings_for(name) is not None or bool(items)
@@ -71,6 +63,32 @@ async def hub_status(hub: Hub, scheduler: Scheduler | None = None) -> dict[str, 
         },
         "jobs": jobs,
         "plugins": [asdict(info) for info in hub.plugins.info.values()],
+    }
+
+
+def connection_status(status: ConnectionStatus, streams: list[dict[str, Any]]) -> dict[str, Any]:
+    """A connection's state as ``/api/status`` shows it, beside its stored ``streams``."""
+    error = status.last_error
+    # the stored streams also know successes of syncs run by another process (the CLI)
+    successes = [status.last_success_at, *(s["last_success_at"] for s in streams)]
+    return {
+        "status": status.health.value if status.health else "unknown",
+        "message": status.health_message,
+        "checks": [asdict(check) for check in status.checks],
+        "checked_at": status.checked_at,
+        "last_success_at": max(filter(None, successes), default=None),
+        "last_error": error.message if error else None,
+        "last_error_class": error.error_class if error else None,
+        "last_error_at": error.at if error else None,
+        "last_error_advice": error.advice if error else None,
+        "consecutive_failures": status.consecutive_failures,
+        "backoff_s": status.backoff_s,
+        "retry_at": status.retry_at,
+        "needs_reauth": status.needs_reauth,
+        "syncing": status.running is not None,
+        "running": asdict(status.running) if status.running else None,
+        "schedule": status.schedule,
+        "next_sync_at": status.next_run_at,
     }
 
 

@@ -1,63 +1,35 @@
-"""The sync engine: runs a plugin's ``sync`` hook and commits each batch with its cursor.
+"""The sync engine: runs a plugin's ``sync`` hook, one run at a time per connection.
 
-A batch's records, tombstones and cursor are written in one transaction on the store's
-writer thread while the plugin already fetches the next batch (one batch in flight, so memory
-stays flat). A full sync stamps every record it writes with a generation; when it completes,
-records of that connection and stream the generation did not see are tombstoned. A full sync
-that is interrupted keeps its generation in the cursor row and is resumed by the next run.
-An incremental run may turn one stream into a full re-read (``Batch.full``) when the plugin
-finds its change log can no longer serve the cursor; that stream is then swept the same way.
+A run is recorded (queued) before it waits for one of ``sync.max_concurrent`` slots, then
+consumes the plugin's batches (:mod:`hub.sync_pass`: each batch committed with its cursor),
+and ends ``succeeded``, ``failed`` (a plugin error, classified) or ``cancelled``. The
+connection's state (:mod:`hub.connection_state`) follows the run from queued to its end; a
+run refused on authentication marks the connection disconnected without another provider
+call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
-import sqlite_utils
 import structlog
 
-from hub.errors import PluginContractError, SyncBusyError, error_class_of
+from hub.errors import PluginContractError, SyncBusyError, advice_of, error_class_of
 from hub.logs import redact_text
-from hub.model import Batch, Connection, SyncMode
-from hub.store.clock import utcnow
-from hub.store.records import BatchCounts, RecordTable
-from hub.store.runs import write_cursor, write_stream_stats
+from hub.model import Connection, ErrorInfo, SyncMode
+from hub.store.records import RecordTable
+from hub.sync_pass import BatchConsumer, ProgressCallback, SyncProgress, complete, plan, prepare
 
 if TYPE_CHECKING:
     from hub.core import Hub
 
 log = structlog.get_logger("hub.sync")
-
-ProgressCallback = Callable[["SyncProgress"], None]
-
-
-@dataclass
-class SyncProgress:
-    """Live figures of a running sync, passed to progress callbacks after every batch."""
-
-    run_id: int
-    connection_id: str
-    stream: str = ""
-    records: int = 0
-    batches: int = 0
-    per_stream: dict[str, int] = field(default_factory=dict)
-    counts: BatchCounts = field(default_factory=BatchCounts)
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def rate(self) -> float:
-        """Records per second so far."""
-        elapsed = time.monotonic() - self.started
-        return self.records / elapsed if elapsed > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -72,39 +44,7 @@ class SyncResult:
     duration_s: float
     error_class: str | None = None
     error: str | None = None
-
-
-def _snapshot(batch: Batch) -> Batch:
-    """What ``batch`` holds now, for the writer thread: the plugin runs on while the batch
-    waits its turn, and may reuse its lists, records or cursor for the next page."""
-    cursor = batch.cursor
-    if isinstance(cursor, dict | list):
-        cursor = orjson.loads(orjson.dumps(cursor))
-    return replace(
-        batch,
-        records=[dict(record) for record in batch.records],
-        deleted=list(batch.deleted),
-        cursor=cursor,
-    )
-
-
-def _write_batch(
-    db: sqlite_utils.Database,
-    table: RecordTable,
-    connection_id: str,
-    batch: Batch,
-    generation: int | None,
-    restart: bool,
-    previous: Future[BatchCounts] | None,
-) -> BatchCounts:
-    if previous is not None and previous.exception() is not None:
-        # the writer is FIFO, so the previous batch is settled: never commit a cursor past
-        # records that were not stored
-        raise RuntimeError("an earlier batch of this sync failed to commit")
-    counts = table.write(db, connection_id, batch.records, batch.deleted, utcnow(), generation)
-    if batch.cursor is not None or restart:
-        write_cursor(db, connection_id, batch.stream, batch.cursor, generation)
-    return counts
+    advice: str = ""
 
 
 class SyncEngine:
@@ -161,7 +101,6 @@ class SyncEngine:
         :raise SyncBusyError: the connection is already syncing.
         :raise LookupError: no such connection or integration.
         """
-        hub = self._hub
         if connection_id in self._active:
             raise SyncBusyError(connection_id, self._active[connection_id])
         self._active[connection_id] = 0  # claimed before any await: no second run slips in
@@ -169,56 +108,89 @@ class SyncEngine:
         if current is not None:
             self._tasks.add(current)
         try:
-            connection = await hub.connection(connection_id)
-            if hub.disabled(connection.integration):
-                raise LookupError(f"{connection.integration} is disabled in the configuration")
-            integration = hub.plugins.integrations[connection.integration]
-            names = list(streams or hub.streams_for(connection.integration))
-            unknown = [n for n in names if n not in {s.name for s in integration.streams}]
-            if unknown:
-                raise LookupError(f"{connection.integration} has no stream(s) {', '.join(unknown)}")
+            connection, names = await self._resolve(connection_id, streams)
             mode = SyncMode.FULL if full else SyncMode.INCREMENTAL
             # recorded (and checked against other processes) before waiting for a slot, so
             # ``start`` answers at once even when every slot is taken
-            run_id = await hub.store.runs.start(
+            run_id = await self._hub.store.runs.start(
                 connection_id, connection.integration, mode.value, trigger, names
             )
             self._active[connection_id] = run_id
+            self._hub.states.get(connection_id).run_queued(run_id, trigger)
             if started is not None and not started.done():
                 started.set_result(run_id)
+            await self._wait_for_slot(connection_id, run_id, current)
             try:
-                if current is not None:
-                    self._queued.add(current)
-                try:
-                    await self._slots.acquire()
-                finally:
-                    if current is not None:
-                        self._queued.discard(current)
-            except asyncio.CancelledError:
-                await asyncio.shield(
-                    hub.store.runs.finish(
-                        run_id, "cancelled", {}, 0.0, "cancelled", "stopped before it started"
-                    )
-                )
-                raise
-            hub.metrics.syncs_running.inc()
-            try:
-                await hub.store.runs.begin(run_id)
-                with structlog.contextvars.bound_contextvars(
-                    integration=connection.integration, connection=connection_id, run=run_id
-                ):
-                    result = await self._run(run_id, connection, names, mode, progress)
+                result = await self._run_in_slot(run_id, connection, names, mode, progress)
             finally:
-                hub.metrics.syncs_running.dec()
                 self._slots.release()
             if result.error_class == "authentication":
-                # with the slot given back: other syncs need not wait for the provider
-                await hub.health.check(connection_id)
+                # with the slot given back: other syncs need not wait for the alert
+                await self._hub.health.disconnected(connection, result.error or "")
             return result
         finally:
             del self._active[connection_id]
             if current is not None:
                 self._tasks.discard(current)
+
+    async def _resolve(
+        self, connection_id: str, streams: Sequence[str] | None
+    ) -> tuple[Connection, list[str]]:
+        """The connection to sync and the names of its streams to sync.
+
+        :raise LookupError: no such connection, its integration is disabled, or it has no
+            such stream.
+        """
+        hub = self._hub
+        connection = await hub.connection(connection_id)
+        if hub.disabled(connection.integration):
+            raise LookupError(f"{connection.integration} is disabled in the configuration")
+        integration = hub.plugins.integrations[connection.integration]
+        names = list(streams or hub.streams_for(connection.integration))
+        unknown = [n for n in names if n not in {s.name for s in integration.streams}]
+        if unknown:
+            raise LookupError(f"{connection.integration} has no stream(s) {', '.join(unknown)}")
+        return connection, names
+
+    async def _wait_for_slot(
+        self, connection_id: str, run_id: int, current: asyncio.Task[Any] | None
+    ) -> None:
+        """Acquire a slot; a run cancelled while it waits is recorded cancelled."""
+        if current is not None:
+            self._queued.add(current)
+        try:
+            await self._slots.acquire()
+        except asyncio.CancelledError:
+            self._hub.states.get(connection_id).run_ended("cancelled", "", None)
+            await asyncio.shield(
+                self._hub.store.runs.finish(
+                    run_id, "cancelled", {}, 0.0, "cancelled", "stopped before it started"
+                )
+            )
+            raise
+        finally:
+            if current is not None:
+                self._queued.discard(current)
+
+    async def _run_in_slot(
+        self,
+        run_id: int,
+        connection: Connection,
+        names: list[str],
+        mode: SyncMode,
+        progress: ProgressCallback | None,
+    ) -> SyncResult:
+        """Run the sync once it has its slot, and record how it ended."""
+        hub = self._hub
+        hub.metrics.syncs_running.inc()
+        try:
+            await hub.store.runs.begin(run_id)
+            with structlog.contextvars.bound_contextvars(
+                integration=connection.integration, connection=connection.id, run=run_id
+            ):
+                return await self._run(run_id, connection, names, mode, progress)
+        finally:
+            hub.metrics.syncs_running.dec()
 
     async def _run(
         self,
@@ -228,23 +200,25 @@ class SyncEngine:
         mode: SyncMode,
         progress: ProgressCallback | None,
     ) -> SyncResult:
-        state = SyncProgress(run_id=run_id, connection_id=connection.id)
+        live = SyncProgress(run_id=run_id, connection_id=connection.id)
+        self._hub.states.get(connection.id).run_began(live)
         began = time.monotonic()
         log.info("sync started", mode=mode.value, streams=names)
         try:
-            await self._sync(run_id, connection, names, mode, state, progress)
+            await self._sync(run_id, connection, names, mode, live, progress)
         except asyncio.CancelledError:
-            await asyncio.shield(self._finish(run_id, connection, state, began, None))
-            log.warning("sync cancelled", **_counts(state))
+            await asyncio.shield(self._finish(run_id, connection, live, began, None))
+            log.warning("sync cancelled", **_counts(live))
             raise
         except Exception as exc:
-            result = await self._finish(run_id, connection, state, began, exc)
-            log.error(
-                "sync failed", error_class=result.error_class, error=result.error, **_counts(state)
+            # the connection's state logs the first failure and the recovery
+            result = await self._finish(run_id, connection, live, began, exc)
+            log.info(
+                "sync failed", error_class=result.error_class, error=result.error, **_counts(live)
             )
         else:
-            result = await self._finish(run_id, connection, state, began, None, done=True)
-            log.info("sync completed", duration_s=result.duration_s, **_counts(state))
+            result = await self._finish(run_id, connection, live, began, None, done=True)
+            log.info("sync completed", duration_s=result.duration_s, **_counts(live))
         return result
 
     async def _sync(
@@ -253,42 +227,30 @@ class SyncEngine:
         connection: Connection,
         names: list[str],
         mode: SyncMode,
-        state: SyncProgress,
+        live: SyncProgress,
         progress: ProgressCallback | None,
     ) -> None:
         hub = self._hub
         integration = hub.plugins.integrations[connection.integration]
         tables = {n: RecordTable(integration.name, integration.stream(n)) for n in names}
-        stored = await hub.store.runs.cursors(connection.id)
-        generations: dict[str, int | None] = {}
-        cursors: dict[str, Any] = {}
-        for name in names:
-            previous = stored.get(name)
-            if mode is SyncMode.FULL or previous is None:
-                generations[name] = run_id  # first sync of a stream is a full one
-            elif previous.full_generation is not None:
-                generations[name] = previous.full_generation  # resume an unfinished full sync
-                if previous.cursor is not None:
-                    cursors[name] = previous.cursor
-            else:
-                generations[name] = None
-                if previous.cursor is not None:
-                    cursors[name] = previous.cursor
-
-        def prepare(db: sqlite_utils.Database) -> None:
-            for name, table in tables.items():
-                table.create(db, name, integration.name)
-                if generations[name] == run_id:
-                    write_cursor(db, connection.id, name, None, run_id)
-
-        await hub.store.db.write(prepare)
+        run_plan = plan(run_id, names, mode, await hub.store.runs.cursors(connection.id))
+        await hub.store.db.write(
+            functools.partial(
+                prepare,
+                tables=tables,
+                integration=integration.name,
+                connection_id=connection.id,
+                run_plan=run_plan,
+                run_id=run_id,
+            )
+        )
         connection = await hub.authenticate(connection)
         batches = hub.plugins.call_owner_raw(
             integration.name,
             "sync",
             connection=connection,
             streams=names,
-            cursors=cursors,
+            cursors=run_plan.cursors,
             mode=mode,
         )
         if not isinstance(batches, AsyncIterator):
@@ -298,94 +260,23 @@ class SyncEngine:
                 f"{integration.name}: sync must be an async generator (async def with yield), "
                 f"got {type(batches).__name__}"
             )
-        await self._consume(batches, tables, connection.id, generations, state, progress)
-        full_streams = [n for n in names if generations[n] is not None]
-
-        def complete(db: sqlite_utils.Database) -> int:
-            now, swept = utcnow(), 0
-            for name, table in tables.items():
-                if name in full_streams:
-                    swept += table.sweep(db, connection.id, generations[name] or 0, now)
-                    db.conn.execute(
-                        "UPDATE cursors SET full_generation = NULL "
-                        "WHERE connection_id = ? AND stream = ?",
-                        [connection.id, name],
-                    )
-                write_stream_stats(db, connection.id, name, run_id, table.count(db, connection.id))
-            return swept
-
-        state.counts.deleted += await hub.store.db.write(complete)
-
-    async def _consume(
-        self,
-        batches: AsyncIterator[Batch],
-        tables: dict[str, RecordTable],
-        connection_id: str,
-        generations: dict[str, int | None],
-        state: SyncProgress,
-        progress: ProgressCallback | None,
-    ) -> None:
-        db = self._hub.store.db
-        metrics = self._hub.metrics
-        integration = connection_id.split(":", 1)[0]
-        pending: tuple[Batch, Future[BatchCounts]] | None = None
-
-        async def settle(item: tuple[Batch, Future[BatchCounts]]) -> None:
-            batch, future = item
-            counts = await asyncio.wrap_future(future)
-            state.counts.add(counts)
-            state.stream = batch.stream
-            state.records += len(batch.records)
-            state.batches += 1
-            state.per_stream[batch.stream] = state.per_stream.get(batch.stream, 0) + len(
-                batch.records
+        consumer = BatchConsumer(hub.store.db, hub.metrics, tables, run_plan, live, progress)
+        await consumer.consume(batches)
+        live.counts.deleted += await hub.store.db.write(
+            functools.partial(
+                complete,
+                tables=tables,
+                connection_id=connection.id,
+                run_plan=run_plan,
+                run_id=run_id,
             )
-            metrics.records(integration, batch.stream, counts)
-            if progress is not None:
-                progress(state)
-
-        try:
-            async for batch in batches:
-                if not isinstance(batch, Batch):
-                    raise TypeError(f"sync yielded {type(batch).__name__}, not a Batch")
-                table = tables.get(batch.stream)
-                if table is None:
-                    raise ValueError(
-                        f"sync yielded a batch for unrequested stream {batch.stream!r}"
-                    )
-                restart = batch.full and generations[batch.stream] is None
-                if restart:  # the plugin began a full re-read of this stream in this run
-                    generations[batch.stream] = state.run_id
-                batch = _snapshot(batch)
-                future = db.submit(
-                    _write_batch,
-                    table,
-                    connection_id,
-                    batch,
-                    generations[batch.stream],
-                    restart,
-                    pending[1] if pending is not None else None,
-                )
-                if pending is not None:
-                    await settle(pending)
-                pending = (batch, future)
-            if pending is not None:
-                await settle(pending)
-                pending = None
-        finally:
-            if pending is not None:  # wait so a crash never leaves a half-known commit
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(settle(pending))
-            aclose = getattr(batches, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
+        )
 
     async def _finish(
         self,
         run_id: int,
         connection: Connection,
-        state: SyncProgress,
+        live: SyncProgress,
         began: float,
         exc: BaseException | None,
         done: bool = False,
@@ -403,11 +294,22 @@ class SyncEngine:
                 error_class_of(exc),
                 redact_text(str(exc))[:2000],
             )
-        counts = asdict(state.counts)
-        await hub.store.runs.finish(run_id, run_state, counts, duration, error_class, error)
+        counts = asdict(live.counts)
+        at = await hub.store.runs.finish(run_id, run_state, counts, duration, error_class, error)
+        advice = advice_of(exc) if exc is not None else ""
         result = SyncResult(
-            run_id, run_state, **counts, duration_s=duration, error_class=error_class, error=error
+            run_id,
+            run_state,
+            **counts,
+            duration_s=duration,
+            error_class=error_class,
+            error=error,
+            advice=advice,
         )
+        failure = None
+        if run_state == "failed":
+            failure = ErrorInfo(error_class or "internal", error or "", at, advice)
+        hub.states.get(connection.id).run_ended(run_state, at, failure)
         hub.metrics.sync_finished(connection.integration, run_state, error_class, duration)
         await hub.sync_finished(connection, result)
         return result
@@ -426,8 +328,8 @@ class SyncEngine:
             await asyncio.wait(still, timeout=timeout)
 
 
-def _counts(state: SyncProgress) -> dict[str, int]:
-    return {"records": state.records, **asdict(state.counts)}
+def _counts(live: SyncProgress) -> dict[str, int]:
+    return {"records": live.records, **asdict(live.counts)}
 
 
 def _fail_from(started: asyncio.Future[int], task: asyncio.Task[SyncResult]) -> None:

@@ -26,6 +26,21 @@ class StreamCursor:
     full_generation: int | None
 
 
+@dataclass(frozen=True)
+class SyncRecord:
+    """A connection's syncs since its last success, as stored: what a restart remembers.
+
+    :param last_success_at: the last successful run's end, or a stream's later success.
+    :param failures: runs failed since then (cancelled and interrupted runs do not count).
+    :param last_failure: the newest of those failed runs' row (``error_class``, ``error``,
+        ``finished_at``), or None.
+    """
+
+    last_success_at: str | None
+    failures: int
+    last_failure: dict[str, Any] | None
+
+
 class Runs:
     """Sync run records, cursors and stream statistics."""
 
@@ -100,16 +115,20 @@ class Runs:
         duration_s: float,
         error_class: str | None = None,
         error: str | None = None,
-    ) -> None:
-        """Record how a run ended: state, counts, duration and error class."""
+    ) -> str:
+        """Record how a run ended: state, counts, duration and error class.
+
+        :return: when it ended, as stored.
+        """
         self._mine.discard(run_id)  # even if the write fails: the run no longer runs
+        finished_at = utcnow()
         await self._db.write(
             lambda db: db.execute(
                 "UPDATE sync_runs SET state = ?, finished_at = ?, duration_s = ?, created = ?, "
                 "updated = ?, deleted = ?, error_class = ?, error = ? WHERE id = ?",
                 [
                     state,
-                    utcnow(),
+                    finished_at,
                     round(duration_s, 3),
                     counts.get("created", 0),
                     counts.get("updated", 0),
@@ -120,6 +139,7 @@ class Runs:
                 ],
             )
         )
+        return finished_at
 
     async def get(self, run_id: int) -> dict[str, Any] | None:
         """One run as a dict, or None."""
@@ -190,6 +210,33 @@ class Runs:
             )
             for row in rows
         }
+
+    async def sync_records(self) -> dict[str, SyncRecord]:
+        """Every connection's :class:`SyncRecord` (connections that never synced are absent)."""
+
+        def read(db: sqlite_utils.Database) -> dict[str, SyncRecord]:
+            runs = db.query(
+                "SELECT r.connection_id, r.state, r.finished_at, r.error_class, r.error "
+                "FROM sync_runs r WHERE r.state IN ('succeeded', 'failed') AND r.id >= "
+                "coalesce((SELECT max(s.id) FROM sync_runs s WHERE s.connection_id = "
+                "r.connection_id AND s.state = 'succeeded'), 0) ORDER BY r.id"
+            )
+            streams = db.execute(
+                "SELECT connection_id, max(last_success_at) FROM stream_stats "
+                "GROUP BY connection_id"
+            ).fetchall()
+            records = {c: SyncRecord(at, 0, None) for c, at in streams}
+            for run in runs:
+                known = records.get(run["connection_id"], SyncRecord(None, 0, None))
+                if run["state"] == "succeeded":
+                    at = max(filter(None, [known.last_success_at, run["finished_at"]]))
+                    records[run["connection_id"]] = SyncRecord(at, 0, None)
+                else:
+                    failures = known.failures + 1
+                    records[run["connection_id"]] = SyncRecord(known.last_success_at, failures, run)
+            return records
+
+        return await self._db.read(read)
 
     async def stream_stats(self, connection_id: str) -> list[dict[str, Any]]:
         """Per-stream last run, last success and live record count for a connection."""

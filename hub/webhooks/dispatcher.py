@@ -3,7 +3,8 @@
 Handlers of an event are resolved when the dispatcher routes it, just before its first
 delivery: ``process`` (the owning plugin's handling of its own webhook events),
 ``event:<plugin>`` (each ``event`` hook implementation) and ``sub:<id>`` (each matching
-outbound subscription, as the subscriptions are then). Each (event, handler) delivery is tracked
+outbound subscription, as the subscriptions are then). A ``process`` refused on
+authentication marks its connection disconnected. Each (event, handler) delivery is tracked
 on its own: a failure is retried with exponential backoff and jitter without re-running the
 handlers that succeeded, and dead-lettered (and alerted) after the configured attempts.
 Deliveries still pending at a crash or stop run again after the restart.
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from hub.errors import error_class_of
+from hub.errors import AuthenticationError, error_class_of
 from hub.model import Alert, HealthStatus, HubEvent
 from hub.store.inbox import Due
 from hub.store.subscriptions import Subscription
@@ -88,7 +89,7 @@ class Dispatcher:
         self.subscriptions: list[Subscription] = []
         self._handlers: dict[tuple[str, str, bool], tuple[str, ...]] = {}
         """Handlers per (source, event type, from a webhook): routing asks for every event."""
-        self._generation = -1
+        self._plugins_revision = -1
         self._alerted: set[str] = set()
         """Handlers whose dead letters were alerted; cleared when one of theirs succeeds."""
         self._held: dict[tuple[int, str], float] = {}
@@ -131,9 +132,9 @@ class Dispatcher:
         :param webhook: it came with a webhook request (the source's ``process`` handles it),
             not from :meth:`hub.core.Hub.emit`.
         """
-        if self._generation != self._hub.plugins.generation:
+        if self._plugins_revision != self._hub.plugins.revision:
             self._handlers.clear()
-            self._generation = self._hub.plugins.generation
+            self._plugins_revision = self._hub.plugins.revision
         key = (source, event_type, webhook)
         handlers = self._handlers.get(key)
         if handlers is None:
@@ -270,7 +271,11 @@ class Dispatcher:
         hub = self._hub
         kind, _, name = due.handler.partition(":")
         if kind == "process":
-            await hub.plugins.call_owner(due.source, "process", event=event)
+            try:
+                await hub.plugins.call_owner(due.source, "process", event=event)
+            except AuthenticationError as exc:  # retried like any failure, and reported
+                await hub.health.credentials_refused(due.source, event.connection_key, exc)
+                raise
         elif kind == "event":
             await hub.plugins.call_plugin(name, "event", event=event)
         elif kind == "sub":

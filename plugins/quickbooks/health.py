@@ -4,7 +4,9 @@ reports).
 Health checks: token present, token valid, refresh token expiry (rolling and five-year), API
 reachable (CompanyInfo), last successful sync age (the CDC catch-up), last sync error. The hub
 runs ``authenticate`` first, so a dead refresh token already reads ``disconnected``; an
-``AuthenticationError`` from the API is raised for the hub to mark it so too.
+``AuthenticationError`` from the API is raised for the hub to mark it so too. Sync times and
+errors come from the connection's state (``hub.connection_state``); when a sync proved the API
+reachable within the health interval, CompanyInfo is not fetched again.
 
 The diagnostics dump reports the same facts as data (expiry times, the rate-limit budget);
 the hub redacts it.
@@ -17,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import AuthenticationError, ProviderError, error_class_of
-from hub.model import HealthCheck, HealthReport, HealthStatus
+from hub.model import ConnectionStatus, HealthCheck, HealthReport, HealthStatus
 
 from .oauth import client_for, refresh_deadline
 
@@ -38,6 +40,22 @@ def _iso(epoch: Any) -> str | None:
     return datetime.fromtimestamp(float(epoch), UTC).isoformat() if epoch else None
 
 
+async def _api_check(hub: HubAPI, connection: Connection, status: ConnectionStatus) -> HealthCheck:
+    """``API reachable``: from the state when a recent sync proved it, else from CompanyInfo.
+
+    :raise AuthenticationError: the API refused the (just refreshed) token.
+    """
+    if status.proven_by_sync:
+        return HealthCheck("API reachable", True, f"synced at {status.last_success_at}")
+    try:
+        info, _ = await client_for(hub, connection).company_info()
+    except AuthenticationError:
+        raise
+    except ProviderError as exc:
+        return HealthCheck("API reachable", False, f"{exc.error_class}: {exc}"[:300])
+    return HealthCheck("API reachable", True, f"CompanyInfo: {info.get('CompanyName')}")
+
+
 async def diagnose(
     connection: Connection, settings: QuickBooksSettings, hub: HubAPI
 ) -> HealthReport:
@@ -55,28 +73,25 @@ async def diagnose(
     detail = f"expires in {days:.0f} days ({why})"
     checks.append(HealthCheck("refresh token", refresh_ok, detail))
     warnings = [] if refresh_ok else [f"the refresh token {detail}: reconnect the company"]
-    try:
-        info, _ = await client_for(hub, connection).company_info()
-    except AuthenticationError:
-        raise
-    except ProviderError as exc:
-        checks.append(HealthCheck("API reachable", False, f"{exc.error_class}: {exc}"[:300]))
+    status = hub.connection_state(connection.id)
+    api = await _api_check(hub, connection, status)
+    checks.append(api)
+    if not api.ok:
         return HealthReport(HealthStatus.ERROR, "the QuickBooks API is not reachable", checks)
-    checks.append(HealthCheck("API reachable", True, f"CompanyInfo: {info.get('CompanyName')}"))
-    state = await hub.connection_state(connection.id)
-    age = _hours_since(state.last_success_at)
+    age = _hours_since(status.last_success_at)
     fresh = age is not None and age <= settings.cdc_catchup_hours
     shown = "never" if age is None else f"{age:.1f} h ago"
     checks.append(HealthCheck("last successful sync", fresh, shown))
     if age is not None and not fresh:
         warnings.append(f"no successful sync for {age:.0f} h (CDC catch-up overdue)")
-    error = f"{state.last_error_class}: {state.last_error}"[:300] if state.last_error else ""
-    checks.append(HealthCheck("last error", not error, error or "none"))
-    if error:
-        warnings.append(f"the last sync failed ({state.last_error_class})")
+    error = status.last_error
+    detail = f"{error.error_class}: {error.message}"[:300] if error else "none"
+    checks.append(HealthCheck("last error", error is None, detail))
+    if error is not None:
+        warnings.append(f"the last sync failed ({error.error_class})")
     if warnings:
         return HealthReport(HealthStatus.WARNING, "; ".join(warnings), checks)
-    return HealthReport(HealthStatus.HEALTHY, f"{info.get('CompanyName')} reachable", checks)
+    return HealthReport(HealthStatus.HEALTHY, f"{connection.title} reachable", checks)
 
 
 async def dump(connection: Connection, hub: HubAPI) -> dict[str, Any]:
@@ -100,6 +115,10 @@ async def dump(connection: Connection, hub: HubAPI) -> dict[str, Any]:
         out["api"] = {"reachable": True, "company": info.get("CompanyName"), "at": server_time}
     except Exception as exc:
         out["api"] = {"reachable": False, "error": f"{error_class_of(exc)}: {exc}"[:300]}
-    state = await hub.connection_state(connection.id)
-    out["last_error"] = {"class": state.last_error_class, "message": state.last_error}
+    error = hub.connection_state(connection.id).last_error
+    out["last_error"] = (
+        None
+        if error is None
+        else {"class": error.error_class, "message": error.message, "at": error.at}
+    )
     return out

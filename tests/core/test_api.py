@@ -376,7 +376,7 @@ async def test_a_disabled_integration_is_loaded_but_kept_off(hub_client, ledger)
     assert response.status == 404
     assert "disabled" in (await response.json())["error"]
     await hub.health.check_all()
-    assert hub.health.state("custom_accounting:old").status is None  # never checked
+    assert hub.connection_state("custom_accounting:old").health is None  # never checked
 
 
 async def test_sync_of_an_integration_without_a_sync_hook_is_404(hub_client):

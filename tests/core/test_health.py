@@ -167,7 +167,7 @@ async def test_the_status_survives_a_restart_without_a_new_alert(make_hub: Any) 
     again, recorder_again = Switch(), Recorder()
     again.report = BROKEN
     restarted: Hub = await make_hub(plugins=[again, recorder_again])
-    assert restarted.health.state(CONNECTION).status is HealthStatus.ERROR
+    assert restarted.connection_state(CONNECTION).health is HealthStatus.ERROR
     await restarted.health.check(CONNECTION)
     assert recorder_again.alerts == []
 
@@ -181,7 +181,7 @@ async def test_a_raising_health_hook_is_an_error(make_hub: Any) -> None:
     report = await hub.health.check(CONNECTION)
     assert report.status is HealthStatus.ERROR
     assert "RuntimeError" in report.message and "kaboom" in report.message
-    assert hub.health.state(CONNECTION).status is HealthStatus.ERROR
+    assert hub.connection_state(CONNECTION).health is HealthStatus.ERROR
     assert [a.status for a in recorder.alerts] == [HealthStatus.ERROR]
 
 
@@ -226,7 +226,7 @@ async def test_a_raising_alert_channel_does_not_stop_the_others(make_hub: Any) -
     switch.report = BROKEN
     await hub.health.check(CONNECTION)
     assert [a.status for a in recorder.alerts] == [HealthStatus.ERROR]
-    assert hub.health.state(CONNECTION).status is HealthStatus.ERROR
+    assert hub.connection_state(CONNECTION).health is HealthStatus.ERROR
 
 
 async def test_check_all_checks_every_connection(make_hub: Any) -> None:
@@ -234,7 +234,7 @@ async def test_check_all_checks_every_connection(make_hub: Any) -> None:
     await hub.add_connection("switch", "two", "Switch Two", {}, origin="test")
     await hub.health.check_all()
     assert switch.calls == 2
-    assert hub.health.state("switch:two").status is HealthStatus.HEALTHY
+    assert hub.connection_state("switch:two").health is HealthStatus.HEALTHY
 
 
 # --------------------------------------------------------------------------- sync failures
@@ -251,9 +251,9 @@ async def test_a_sync_with_a_rejected_token_disconnects(make_hub: Any, ledger: A
     (run,) = await hub.store.runs.recent(connection)
     assert (run["state"], run["error_class"]) == ("failed", "authentication")
 
-    state = hub.health.state(connection)
-    assert state.status is HealthStatus.DISCONNECTED
-    assert state.last_error_class == "authentication"
+    state = hub.connection_state(connection)
+    assert state.health is HealthStatus.DISCONNECTED and state.needs_reauth
+    assert state.last_error is not None and state.last_error.error_class == "authentication"
     (alert,) = recorder.alerts
     assert (alert.status, alert.connection_id, alert.integration) == (
         HealthStatus.DISCONNECTED,
@@ -274,7 +274,7 @@ async def test_a_failed_sync_for_another_reason_checks_no_health(
     ledger.state.fail_next = [404]
     result = await hub.engine.run("custom_accounting:default", trigger="test")
     assert result.state == "failed" and result.error_class != "authentication"
-    assert hub.health.state("custom_accounting:default").status is None
+    assert hub.connection_state("custom_accounting:default").health is None
 
 
 # --------------------------------------------------------------------------- reminders
@@ -405,12 +405,13 @@ async def test_two_processes_seeing_one_change_alert_it_once(make_hub: Any) -> N
 
 
 class Gate:
-    """Connection ``bad`` fails its sync on authentication and its health check waits at the
-    gate; connection ``good`` syncs nothing."""
+    """Connection ``bad`` fails its sync on authentication and the alert about it waits at the
+    gate; connection ``good`` syncs nothing. Health checks are counted."""
 
     def __init__(self) -> None:
         self.gate = asyncio.Event()
-        self.checking = asyncio.Event()
+        self.alerting = asyncio.Event()
+        self.health_calls = 0
 
     @hookimpl
     def register(self) -> Integration:
@@ -426,13 +427,17 @@ class Gate:
             yield
 
     @hookimpl
-    async def health(self, connection: Connection) -> HealthReport:
-        self.checking.set()
+    def health(self, connection: Connection) -> HealthReport:
+        self.health_calls += 1
+        return HEALTHY
+
+    @hookimpl
+    async def alert(self, alert: Alert) -> None:
+        self.alerting.set()
         await self.gate.wait()
-        return HealthReport(HealthStatus.DISCONNECTED, "token revoked")
 
 
-async def test_the_health_check_after_an_auth_failure_leaves_the_sync_slot_free(
+async def test_an_auth_failure_in_a_sync_disconnects_without_a_health_check(
     make_hub: Any,
 ) -> None:
     gate = Gate()
@@ -440,11 +445,14 @@ async def test_the_health_check_after_an_auth_failure_leaves_the_sync_slot_free(
     await hub.add_connection("gate", "bad", "Bad", {}, origin="test")
     await hub.add_connection("gate", "good", "Good", {}, origin="test")
     failing = asyncio.create_task(hub.engine.run("gate:bad", trigger="test"))
-    await asyncio.wait_for(gate.checking.wait(), 10)  # its health check is under way
+    await asyncio.wait_for(gate.alerting.wait(), 10)  # its alert is under way
     other = await asyncio.wait_for(hub.engine.run("gate:good", trigger="test"), 10)
     assert other.state == "succeeded"  # the only slot was free meanwhile
     assert not failing.done()  # the run returns once its connection's health is known
     gate.gate.set()
     result = await asyncio.wait_for(failing, 10)
     assert (result.state, result.error_class) == ("failed", "authentication")
-    assert hub.health.state("gate:bad").status is HealthStatus.DISCONNECTED
+    state = hub.connection_state("gate:bad")
+    assert (state.health, state.needs_reauth) == (HealthStatus.DISCONNECTED, True)
+    assert "token revoked" in state.health_message
+    assert gate.health_calls == 0  # the sync's refusal is the proof: no second probe

@@ -148,7 +148,8 @@ async def test_an_authentication_error_from_health_marks_the_connection_disconne
     report = await hub.health.check("keyed:main")
     assert report.status is HealthStatus.DISCONNECTED
     assert "the API key was revoked" in report.message
-    assert (await hub.connection_state("keyed:main")).status is HealthStatus.DISCONNECTED
+    state = hub.connection_state("keyed:main")
+    assert state.health is HealthStatus.DISCONNECTED and state.needs_reauth
 
 
 async def test_the_example_plugin_raises_on_a_rejected_token(make_hub, ledger):

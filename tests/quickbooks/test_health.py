@@ -20,9 +20,15 @@ def checks(report) -> dict[str, tuple[bool, str]]:
     return {check.name: (check.ok, check.detail) for check in report.checks}
 
 
+def company_info_requests(sandbox) -> int:
+    return sum("/companyinfo/" in r.path for r in sandbox.state.requests)
+
+
 async def test_a_healthy_company(make_hub, sandbox):
     hub = await make_hub(config=qb_config(sandbox))
     await connect(hub, sandbox.state)
+    report = await hub.health.check(CONNECTION)
+    assert checks(report)["API reachable"] == (True, "CompanyInfo: Willow Books")
     await hub.engine.run(CONNECTION)
     report = await hub.health.check(CONNECTION)
     assert report.status is HealthStatus.HEALTHY, report
@@ -36,8 +42,26 @@ async def test_a_healthy_company(make_hub, sandbox):
         "last error",
     }
     assert all(ok for ok, _ in found.values())
-    assert found["API reachable"][1] == "CompanyInfo: Willow Books"
     assert "rolling expiry" in found["refresh token"][1]
+
+
+async def test_health_right_after_a_sync_does_not_call_the_api_again(make_hub, sandbox):
+    hub = await make_hub(config=qb_config(sandbox))
+    await connect(hub, sandbox.state)
+    assert (await hub.engine.run(CONNECTION)).state == "succeeded"
+    before = len(sandbox.state.requests), company_info_requests(sandbox)
+    report = await hub.health.check(CONNECTION)
+    assert report.status is HealthStatus.HEALTHY, report
+    ok, detail = checks(report)["API reachable"]
+    assert ok and detail == f"synced at {hub.connection_state(CONNECTION).last_success_at}"
+    assert (len(sandbox.state.requests), company_info_requests(sandbox)) == before
+
+    hub.states.get(CONNECTION).last_success_at = (
+        datetime.now(UTC) - timedelta(seconds=hub.settings.health.interval + 1)
+    ).isoformat()
+    report = await hub.health.check(CONNECTION)  # the sync is too old to prove anything
+    assert company_info_requests(sandbox) == before[1] + 1
+    assert checks(report)["API reachable"] == (True, "CompanyInfo: Willow Books")
 
 
 async def test_refresh_token_expiry_warns_ahead_of_time(make_hub):
@@ -70,7 +94,7 @@ async def test_unreachable_api_is_an_error(make_hub, sandbox):
 async def test_stale_sync_and_last_error_warn(make_hub, sandbox):
     hub = await make_hub(config=qb_config(sandbox, cdc_catchup_hours=2, retry_attempts=1))
     await connect(hub, sandbox.state)
-    state = hub.health.state(CONNECTION)
+    state = hub.states.get(CONNECTION)
     state.last_success_at = (datetime.now(UTC) - timedelta(hours=3)).isoformat()
     report = await hub.health.check(CONNECTION)
     assert report.status is HealthStatus.WARNING and "CDC catch-up overdue" in report.message

@@ -67,7 +67,11 @@ async def dump(connection: Connection, settings: LedgerSettings, hub: HubAPI) ->
             "token_valid": valid,
             "error": f"{error_class_of(exc)}: {exc}"[:200],
         }
-    state = await hub.connection_state(connection.id)
-    out["last_error"] = {"class": state.last_error_class, "message": state.last_error}
+    error = hub.connection_state(connection.id).last_error
+    out["last_error"] = (
+        None
+        if error is None
+        else {"class": error.error_class, "message": error.message, "at": error.at}
+    )
     out["rate_limit"] = hub.http.limit_state(connection.id)
     return out

@@ -1,0 +1,239 @@
+"""One pass of a sync over a connection's streams: plan, consume the plugin's batches, complete.
+
+A batch's records, tombstones and cursor are written in one transaction on the store's
+writer thread while the plugin already fetches the next batch (one batch in flight, so memory
+stays flat). A full sync stamps every record it writes with a generation (the run id of the
+full pass); when it completes, records of that connection and stream the generation did not
+see are tombstoned. A full sync that is interrupted keeps its generation in the cursor row and
+is resumed by the next run. An incremental run may turn one stream into a full re-read
+(``Batch.full``) when the plugin finds its change log can no longer serve the cursor; that
+stream is then swept the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+import sqlite_utils
+
+from hub.metrics import Metrics
+from hub.model import Batch, SyncMode
+from hub.store.clock import utcnow
+from hub.store.database import Database
+from hub.store.records import BatchCounts, RecordTable
+from hub.store.runs import StreamCursor, write_cursor, write_stream_stats
+
+
+@dataclass
+class SyncProgress:
+    """Live figures of a running sync, passed to progress callbacks after every batch."""
+
+    run_id: int
+    connection_id: str
+    stream: str = ""
+    records: int = 0
+    batches: int = 0
+    per_stream: dict[str, int] = field(default_factory=dict)
+    counts: BatchCounts = field(default_factory=BatchCounts)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rate(self) -> float:
+        """Records per second so far."""
+        elapsed = time.monotonic() - self.started
+        return self.records / elapsed if elapsed > 0 else 0.0
+
+
+ProgressCallback = Callable[[SyncProgress], None]
+
+
+@dataclass
+class Plan:
+    """Where each stream of a run starts.
+
+    :param generations: per stream, the generation its records are stamped with (the run id
+        of the full pass it belongs to), or None in an incremental pass.
+    :param cursors: per stream, the committed cursor it resumes from (absent: from the start).
+    """
+
+    generations: dict[str, int | None]
+    cursors: dict[str, Any]
+
+    def full_streams(self) -> list[str]:
+        """The streams in a full pass (swept when the run completes)."""
+        return [name for name, gen in self.generations.items() if gen is not None]
+
+
+def plan(
+    run_id: int, names: Sequence[str], mode: SyncMode, stored: dict[str, StreamCursor]
+) -> Plan:
+    """Plan run ``run_id``: a full sync and a stream's first sync start a full pass; a full
+    pass left unfinished is resumed from its cursor; other streams resume incrementally."""
+    result = Plan({}, {})
+    for name in names:
+        previous = stored.get(name)
+        if mode is SyncMode.FULL or previous is None:
+            result.generations[name] = run_id
+            continue
+        result.generations[name] = previous.full_generation
+        if previous.cursor is not None:
+            result.cursors[name] = previous.cursor
+    return result
+
+
+def prepare(
+    db: sqlite_utils.Database,
+    tables: dict[str, RecordTable],
+    integration: str,
+    connection_id: str,
+    run_plan: Plan,
+    run_id: int,
+) -> None:
+    """Create the record tables; a stream starting a full pass records it in its cursor row."""
+    for name, table in tables.items():
+        table.create(db, name, integration)
+        if run_plan.generations[name] == run_id:
+            write_cursor(db, connection_id, name, None, run_id)
+
+
+def complete(
+    db: sqlite_utils.Database,
+    tables: dict[str, RecordTable],
+    connection_id: str,
+    run_plan: Plan,
+    run_id: int,
+) -> int:
+    """End a successful run: sweep the full streams, record every stream's statistics.
+
+    :return: how many records the sweep tombstoned.
+    """
+    now, swept, full = utcnow(), 0, run_plan.full_streams()
+    for name, table in tables.items():
+        if name in full:
+            swept += table.sweep(db, connection_id, run_plan.generations[name] or 0, now)
+            db.conn.execute(
+                "UPDATE cursors SET full_generation = NULL WHERE connection_id = ? AND stream = ?",
+                [connection_id, name],
+            )
+        write_stream_stats(db, connection_id, name, run_id, table.count(db, connection_id))
+    return swept
+
+
+def _snapshot(batch: Batch) -> Batch:
+    """What ``batch`` holds now, for the writer thread: the plugin runs on while the batch
+    waits its turn, and may reuse its lists, records or cursor for the next page."""
+    cursor = batch.cursor
+    if isinstance(cursor, dict | list):
+        cursor = orjson.loads(orjson.dumps(cursor))
+    return replace(
+        batch,
+        records=[dict(record) for record in batch.records],
+        deleted=list(batch.deleted),
+        cursor=cursor,
+    )
+
+
+def _write_batch(
+    db: sqlite_utils.Database,
+    table: RecordTable,
+    connection_id: str,
+    batch: Batch,
+    generation: int | None,
+    restart: bool,
+    previous: Future[BatchCounts] | None,
+) -> BatchCounts:
+    if previous is not None and previous.exception() is not None:
+        # the writer is FIFO, so the previous batch is settled: never commit a cursor past
+        # records that were not stored
+        raise RuntimeError("an earlier batch of this sync failed to commit")
+    counts = table.write(db, connection_id, batch.records, batch.deleted, utcnow(), generation)
+    if batch.cursor is not None or restart:
+        write_cursor(db, connection_id, batch.stream, batch.cursor, generation)
+    return counts
+
+
+class BatchConsumer:
+    """Commits a run's batches in order, one in flight while the plugin fetches the next."""
+
+    def __init__(
+        self,
+        db: Database,
+        metrics: Metrics,
+        tables: dict[str, RecordTable],
+        run_plan: Plan,
+        live: SyncProgress,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self._db, self._metrics = db, metrics
+        self._tables, self._plan = tables, run_plan
+        self._live, self._progress = live, progress
+        self._integration = live.connection_id.split(":", 1)[0]
+
+    async def consume(self, batches: AsyncIterator[Batch]) -> None:
+        """Commit every batch ``batches`` yields; close it however the loop ends.
+
+        :raise TypeError, ValueError: the plugin yielded something else than a requested
+            stream's :class:`Batch`.
+        """
+        pending: tuple[Batch, Future[BatchCounts]] | None = None
+        try:
+            async for batch in batches:
+                submitted = self._submit(batch, pending)
+                if pending is not None:
+                    await self._settle(pending)
+                pending = submitted
+            if pending is not None:
+                await self._settle(pending)
+                pending = None
+        finally:
+            if pending is not None:  # wait so a crash never leaves a half-known commit
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._settle(pending))
+            aclose = getattr(batches, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    def _submit(
+        self, batch: Batch, pending: tuple[Batch, Future[BatchCounts]] | None
+    ) -> tuple[Batch, Future[BatchCounts]]:
+        if not isinstance(batch, Batch):
+            raise TypeError(f"sync yielded {type(batch).__name__}, not a Batch")
+        table = self._tables.get(batch.stream)
+        if table is None:
+            raise ValueError(f"sync yielded a batch for unrequested stream {batch.stream!r}")
+        generations = self._plan.generations
+        restart = batch.full and generations[batch.stream] is None
+        if restart:  # the plugin began a full re-read of this stream in this run
+            generations[batch.stream] = self._live.run_id
+        batch = _snapshot(batch)
+        future = self._db.submit(
+            _write_batch,
+            table,
+            self._live.connection_id,
+            batch,
+            generations[batch.stream],
+            restart,
+            pending[1] if pending is not None else None,
+        )
+        return batch, future
+
+    async def _settle(self, item: tuple[Batch, Future[BatchCounts]]) -> None:
+        batch, future = item
+        counts = await asyncio.wrap_future(future)
+        live = self._live
+        live.counts.add(counts)
+        live.stream = batch.stream
+        live.records += len(batch.records)
+        live.batches += 1
+        live.per_stream[batch.stream] = live.per_stream.get(batch.stream, 0) + len(batch.records)
+        self._metrics.records(self._integration, batch.stream, counts)
+        if self._progress is not None:
+            self._progress(live)
