@@ -127,7 +127,7 @@ class HubAPI(Protocol):
         """Persist new credentials (a rotated token) encrypted, and update ``connection``."""
         ...
 
-    async def reload(self, connection: Connection) -> Connection:
+    async def reload_credentials(self, connection: Connection) -> Connection:
         """Re-read ``connection``'s stored credentials into it (another caller may have
         refreshed them) and return it."""
         ...

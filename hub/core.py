@@ -293,7 +293,7 @@ class Hub:
         await self.store.connections.save_credentials(connection.id, credentials)
         connection.credentials = dict(credentials)
 
-    async def reload(self, connection: Connection) -> Connection:
+    async def reload_credentials(self, connection: Connection) -> Connection:
         """Re-read ``connection``'s stored credentials (another caller may have refreshed)."""
         fresh = await self.connection(connection.id)
         connection.credentials = fresh.credentials

@@ -64,8 +64,8 @@ class PluginAPI(HubAPI):
     async def save_credentials(self, connection: Connection, credentials: dict[str, Any]) -> None:
         await self.__hub.save_credentials(connection, credentials)
 
-    async def reload(self, connection: Connection) -> Connection:
-        return await self.__hub.reload(connection)
+    async def reload_credentials(self, connection: Connection) -> Connection:
+        return await self.__hub.reload_credentials(connection)
 
     async def authenticate(self, connection: Connection) -> Connection:
         return await self.__hub.authenticate(connection)

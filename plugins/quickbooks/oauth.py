@@ -180,7 +180,7 @@ async def refresh(hub: HubAPI, connection: Connection, rejected: str | None = No
 
 async def _refresh(hub: HubAPI, connection: Connection, rejected: str | None) -> None:
     async with hub.single_flight(f"quickbooks:refresh:{connection.id}"):
-        await hub.reload(connection)
+        await hub.reload_credentials(connection)
         credentials = _usable(connection)
         if rejected is not None and credentials.get("access_token") != rejected:
             return  # another caller refreshed while this one waited
@@ -191,7 +191,7 @@ async def _refresh(hub: HubAPI, connection: Connection, rejected: str | None) ->
         try:
             tokens = await token_request(hub, settings, form)
         except InvalidGrantError:
-            await hub.reload(connection)
+            await hub.reload_credentials(connection)
             if connection.credentials.get("refresh_token") != credentials["refresh_token"]:
                 log.info("token refreshed by another process meanwhile", connection=connection.id)
                 return
