@@ -36,6 +36,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from child import start_ready_child
 from custom_accounting.sandbox import free_port
@@ -288,7 +289,7 @@ def during_sync(folder: Path, script: Path, records: int, duration: int) -> dict
     }
 
 
-def api(port: int, method: str, path: str, body: object = None) -> dict[str, object]:
+def api(port: int, method: str, path: str, body: object = None) -> dict[str, Any]:
     """Call the daemon's admin API."""
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}",
@@ -297,11 +298,11 @@ def api(port: int, method: str, path: str, body: object = None) -> dict[str, obj
         headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        answer: dict[str, object] = json.loads(response.read())
+        answer: dict[str, Any] = json.loads(response.read())
         return answer
 
 
-def wait_for(read: Callable[[], dict[str, object]], timeout: float = 600) -> dict[str, object]:
+def wait_for(read: Callable[[], dict[str, Any]], timeout: float = 600) -> dict[str, Any]:
     """Poll a run until it has finished."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
