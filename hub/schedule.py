@@ -10,7 +10,9 @@ misfire grace time. A connection's scheduled syncs are skipped while its state i
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -69,29 +71,35 @@ class Scheduler:
             self.add_sync_job(connection.id, connection.integration)
         health = hub.settings.health
         self.scheduler.add_job(
-            hub.health.check_all,
+            _until_shutdown(hub.health.check_all),
             IntervalTrigger(seconds=health.interval),
             id="health",
             name="health checks",
             next_run_time=datetime.now().astimezone(),
         )
         self.scheduler.add_job(
-            hub.health.send_reminders,
+            _until_shutdown(hub.health.send_reminders),
             IntervalTrigger(seconds=min(health.reminder_interval, 3600)),
             id="alert-reminders",
             name="alert reminders",
         )
         self.scheduler.add_job(
-            self._prune_inbox, IntervalTrigger(hours=6), id="inbox-prune", name="inbox pruning"
+            _until_shutdown(self._prune_inbox),
+            IntervalTrigger(hours=6),
+            id="inbox-prune",
+            name="inbox pruning",
         )
         self.scheduler.add_job(
-            self._prune_history,
+            _until_shutdown(self._prune_history),
             IntervalTrigger(hours=6),
             id="history-prune",
             name="run and health history pruning",
         )
         self.scheduler.add_job(
-            self._sweep_runs, IntervalTrigger(minutes=1), id="runs-sweep", name="stale run sweep"
+            _until_shutdown(self._sweep_runs),
+            IntervalTrigger(minutes=1),
+            id="runs-sweep",
+            name="stale run sweep",
         )
         self.scheduler.start()
         self.running = True
@@ -189,3 +197,17 @@ class Scheduler:
         if self.running:
             self.scheduler.shutdown(wait=False)
             self.running = False
+
+
+def _until_shutdown(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """``job``, ending quietly when the daemon stops while it runs (a cancelled job is not a
+    failure to report with a traceback)."""
+
+    @functools.wraps(job)
+    async def run() -> None:
+        try:
+            await job()
+        except asyncio.CancelledError:
+            log.debug("scheduled job stopped by shutdown", job=getattr(job, "__name__", "job"))
+
+    return run

@@ -292,3 +292,22 @@ async def test_connections_added_or_removed_while_running_are_scheduled_or_not(
     assert not await hub.remove_connection(added.id)
     await client.close()
     assert hub.scheduler is None
+
+
+async def test_a_job_cancelled_by_shutdown_ends_quietly() -> None:
+    """A job running when the daemon stops is cancelled: no traceback, no "raised an
+    exception" from the scheduler, and the cancellation does not escape the job."""
+    from hub.schedule import _until_shutdown
+
+    started = asyncio.Event()
+
+    async def health_checks() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    task = asyncio.create_task(_until_shutdown(health_checks)())
+    await started.wait()
+    task.cancel()
+    await asyncio.wait_for(task, 5)  # it ended, not raised
+    assert not task.cancelled()
+    assert _until_shutdown(health_checks).__name__ == "health_checks"  # the job keeps its name
