@@ -199,7 +199,7 @@ class Scheduler:
             self.running = False
 
 
-def _until_shutdown(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+def _until_shutdown(job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
     """``job``, ending quietly when the daemon stops while it runs (a cancelled job is not a
     failure to report with a traceback)."""
 
