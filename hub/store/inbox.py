@@ -250,14 +250,23 @@ class Inbox:
         return [Unrouted(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
     async def route(self, routes: Sequence[tuple[int, Sequence[str]]]) -> None:
-        """Give each (event, handlers) its deliveries, due now, and mark the events routed."""
+        """Give each (event, handlers) its deliveries, due now, and mark the events routed.
+
+        ``routes`` covers every unrouted event between its lowest and highest id (what
+        :meth:`unrouted` returns: the oldest, in order), so one range update marks them.
+        """
+        if not routes:
+            return
         at, now = time.time(), utcnow()
         deliveries = [(e, h, "pending", at, now) for e, handlers in routes for h in handlers]
-        events = [(e,) for e, _ in routes]
+        ids = [e for e, _ in routes]
 
         def write(db: sqlite_utils.Database) -> None:
             insert_rows(db.conn, DELIVERIES_SQL, deliveries)
-            db.conn.executemany("UPDATE events SET routed = 1 WHERE id = ?", events)
+            db.conn.execute(
+                "UPDATE events SET routed = 1 WHERE routed = 0 AND id BETWEEN ? AND ?",
+                [min(ids), max(ids)],
+            )
 
         await self._db.write(write)
 
