@@ -46,6 +46,9 @@ ROUTE_BATCH = 500
 UNRECORDED_RETRY_S = 5.0
 """How long a delivery whose outcome could not be written waits before it runs again."""
 LOOP_ERROR_PAUSE_S = 1.0
+ROUND_MIN_INTERVAL_S = 0.02
+"""Rounds start at most this often: under a stream of webhooks each round routes and starts
+many events at once, instead of reading the inbox for every stored group."""
 
 
 def message_id(source: str, event_id: str) -> str:
@@ -173,11 +176,15 @@ class Dispatcher:
 
     async def _loop(self) -> None:
         while True:
+            started = time.monotonic()
             try:
                 await self._round()
             except Exception:  # a failed read (disk, lock): log, pause, carry on
                 log.exception("dispatcher round failed; retrying")
                 await asyncio.sleep(LOOP_ERROR_PAUSE_S)
+            pause = ROUND_MIN_INTERVAL_S - (time.monotonic() - started)
+            if pause > 0:
+                await asyncio.sleep(pause)
 
     async def _route(self) -> None:
         """Resolve the handlers of stored events not routed yet, giving them deliveries."""
