@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hub.store import Store
-from hub.store.clients import Candidate, normalise_email, normalise_name
+from hub.store.client_match import Candidate, normalise_email, normalise_name
 
 QBO = ("quickbooks", "quickbooks:1")
 
