@@ -165,8 +165,10 @@ class HubAPI(Protocol):
         deleted: Sequence[str] = (),
     ) -> BatchCounts:
         """Upsert ``records`` and tombstone ``deleted`` ids of one stream outside a sync (a
-        webhook's re-fetch), in one transaction, through the same upsert as synced batches.
-        Cursors are untouched; a full sync of the stream in progress counts them as seen.
+        webhook's re-fetch), in one transaction, through the same upsert as synced batches
+        (records of a stream with ``client`` fields are matched to the clients registry in it,
+        and ``clients.matched`` follows). Cursors are untouched; a full sync of the stream in
+        progress counts them as seen.
 
         :raise KeyError: the integration declares no such stream.
         """
