@@ -8,7 +8,7 @@ keeps it so); the types the API's members take and return are re-exported here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -23,21 +23,17 @@ from hub.model import (
     IntegrationSettings,
     RunProgress,
 )
-from hub.store.clients import Candidate, MatchReport, MatchResult
 from hub.store.plugin_tables import Key, Params, PluginTables, Row, TableSession, Value
 from hub.store.records import BatchCounts
 
 __all__ = [
     "BatchCounts",
-    "Candidate",
     "ClientsRegistry",
     "ConnectionStatus",
     "ErrorInfo",
     "HttpClient",
     "HubAPI",
     "Key",
-    "MatchReport",
-    "MatchResult",
     "Params",
     "PluginTables",
     "Response",
@@ -50,13 +46,19 @@ __all__ = [
 
 
 class ClientsRegistry(Protocol):
-    """The firm's clients, each linked to the provider records that stand for it."""
+    """The firm's clients, each linked to the provider records that stand for it, to read.
 
-    async def match(
-        self, integration: str, connection_id: str, candidates: Iterable[Candidate]
-    ) -> MatchReport:
-        """Settle each candidate record as ``matched`` (by link, name or e-mail), ``created``
-        or ``ambiguous`` (left for a person to link). Idempotent, deterministic."""
+    The hub fills it: the records of a stream that declares
+    :class:`~hub.model.ClientFields` are matched as they are stored.
+    """
+
+    async def client_of(self, integration: str, connection_id: str, provider_id: str) -> int | None:
+        """The id of the client a provider record is linked to, or None (not linked)."""
+        ...
+
+    async def list(self) -> list[dict[str, Any]]:
+        """Every client (``id``, ``name``, ``email``, ``created_at``, ``tax_ids``) with its
+        ``links`` (``integration``, ``connection_id``, ``provider_id``, ``matched_by``)."""
         ...
 
 
@@ -152,7 +154,7 @@ class HubAPI(Protocol):
 
     @property
     def clients(self) -> ClientsRegistry:
-        """The clients registry (match provider records to the firm's clients)."""
+        """The clients registry, to read (which client a provider record belongs to)."""
         ...
 
     async def write_records(
@@ -163,8 +165,10 @@ class HubAPI(Protocol):
         deleted: Sequence[str] = (),
     ) -> BatchCounts:
         """Upsert ``records`` and tombstone ``deleted`` ids of one stream outside a sync (a
-        webhook's re-fetch), in one transaction, through the same upsert as synced batches.
-        Cursors are untouched; a full sync of the stream in progress counts them as seen.
+        webhook's re-fetch), in one transaction, through the same upsert as synced batches
+        (records of a stream with ``client`` fields are matched to the clients registry in it,
+        and ``clients.matched`` follows). Cursors are untouched; a full sync of the stream in
+        progress counts them as seen.
 
         :raise KeyError: the integration declares no such stream.
         """

@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 
 from hub.api import ClientsRegistry, HubAPI
+from hub.client_matching import MatchTally, stream_clients
 from hub.config import HubSettings, is_disabled, validate_integration
 from hub.connection_state import ConnectionStates
 from hub.errors import ConfigError
@@ -37,6 +38,7 @@ from hub.plugin_api import PluginAPI
 from hub.plugins import DEFAULT_PLUGINS, HubPlugins
 from hub.schedule import Scheduler, trigger_for
 from hub.store import ConnectionRow, Store
+from hub.store.client_match import MatchReport
 from hub.store.clock import utcnow
 from hub.store.plugin_tables import PluginTables
 from hub.store.records import BatchCounts, RecordTable
@@ -310,23 +312,32 @@ class Hub:
 
         For changes a plugin learns between syncs (a webhook's re-fetch or deletion). The rows
         go through the same upsert as synced batches, in one transaction on the store's writer
-        thread; cursors are not touched. A full sync of the stream in progress counts them as
-        seen, so its final sweep does not tombstone them.
+        thread, matched to the clients registry in it if the stream declares client fields
+        (``clients.matched`` follows the commit); cursors are not touched. A full sync of the
+        stream in progress counts them as seen, so its final sweep does not tombstone them.
 
         :raise KeyError: the integration declares no such stream.
         """
         integration = self.plugins.integrations[connection.integration]
-        table = RecordTable(integration.name, integration.stream(stream))
+        declared = integration.stream(stream)
+        table = RecordTable(integration.name, declared)
+        clients = stream_clients(integration.name, declared)
         ready = table.name in self._record_tables
 
-        def write(db: sqlite_utils.Database) -> BatchCounts:
+        def write(db: sqlite_utils.Database) -> tuple[BatchCounts, MatchReport | None]:
             if not ready:
                 table.create(db, stream, integration.name)
             gen = full_generation(db, connection.id, stream)
-            return table.write(db, connection.id, records, deleted, utcnow(), gen)
+            counts = table.write(db, connection.id, records, deleted, utcnow(), gen)
+            matched = clients.write(db, connection.id, records, deleted) if clients else None
+            return counts, matched
 
-        counts = await self.store.db.write(write)
+        counts, matched = await self.store.db.write(write)
         self._record_tables.add(table.name)
+        if matched is not None:
+            await MatchTally.of(matched).announce(
+                self.emit, integration.name, connection.id, stream
+            )
         return counts
 
     def tables(self, plugin: str | object) -> PluginTables:

@@ -34,6 +34,38 @@ class IntegrationSettings(BaseModel):
     """Seconds between syncs, or a five-field cron expression; None = the plugin's default."""
 
 
+Field = str | Callable[[dict[str, Any]], Any]
+"""Where a value is in a record: a dotted path (``"PrimaryEmailAddr.Address"``; None when a
+step is missing), or a callable taking the record and returning the value."""
+
+
+@dataclass(frozen=True)
+class ClientFields:
+    """Which fields of a stream's records identify a client of the firm (a business it serves).
+
+    A stream that declares them has its records matched against the hub's clients registry as
+    they are stored (by a sync's batch or ``hub.write_records``), in the same transaction:
+    linked to a client by tax id, else by business name, else by e-mail, or a new client is
+    created; unclear evidence is left for a person to review. Give at least one field.
+
+    :param name: the business name.
+    :param email: the e-mail address.
+    :param tax_id: the tax id (EIN, VAT number, ABN, ...); the value may also be a list of
+        them, e.g. Stripe's ``lambda c: [t["value"] for t in c["tax_ids"]["data"]]``.
+    :param when: only records for which this returns true stand for a client (QuickBooks
+        sub-customers, say, belong to their parent's client); default: every record.
+    """
+
+    name: Field | None = None
+    email: Field | None = None
+    tax_id: Field | None = None
+    when: Callable[[dict[str, Any]], bool] | None = None
+
+    def __post_init__(self) -> None:
+        if self.name is None and self.email is None and self.tax_id is None:
+            raise ValueError("ClientFields needs at least one of name, email, tax_id")
+
+
 @dataclass(frozen=True)
 class Stream:
     """One kind of record a sync produces, stored in table ``records_<integration>_<name>``.
@@ -43,12 +75,15 @@ class Stream:
     :param columns: extra indexed columns: column name -> dotted path into the record, or a
         callable taking the record. Values are stored as given (text, integer), never as float
         money: a plugin passes amounts as text or integer minor units.
+    :param client: for a stream whose records stand for the firm's clients (customers), the
+        fields that identify them: its records are matched to the clients registry.
     """
 
     name: str
     key: str = "id"
-    columns: Mapping[str, str | Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
+    columns: Mapping[str, Field] = field(default_factory=dict)
     description: str = ""
+    client: ClientFields | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import time
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from hub.client_matching import MatchTally, stream_clients
 from hub.errors import PluginContractError, SyncBusyError, advice_of, error_class_of
 from hub.logs import redact_text
 from hub.model import Connection, ErrorInfo, SyncMode
@@ -233,6 +235,11 @@ class SyncEngine:
         hub = self._hub
         integration = hub.plugins.integrations[connection.integration]
         tables = {n: RecordTable(integration.name, integration.stream(n)) for n in names}
+        clients = {
+            n: matching
+            for n in names
+            if (matching := stream_clients(integration.name, integration.stream(n))) is not None
+        }
         run_plan = plan(run_id, names, mode, await hub.store.runs.cursors(connection.id))
         await hub.store.db.write(
             functools.partial(
@@ -260,17 +267,31 @@ class SyncEngine:
                 f"{integration.name}: sync must be an async generator (async def with yield), "
                 f"got {type(batches).__name__}"
             )
-        consumer = BatchConsumer(hub.store.db, hub.metrics, tables, run_plan, live, progress)
-        await consumer.consume(batches)
+        consumer = BatchConsumer(
+            hub.store.db, hub.metrics, tables, clients, run_plan, live, progress
+        )
+        try:
+            await consumer.consume(batches)
+        except BaseException:  # the committed batches were matched: announce them anyway
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._announce(connection, consumer.tallies))
+            raise
+        await self._announce(connection, consumer.tallies)
         live.counts.deleted += await hub.store.db.write(
             functools.partial(
                 complete,
                 tables=tables,
+                clients=clients,
                 connection_id=connection.id,
                 run_plan=run_plan,
                 run_id=run_id,
             )
         )
+
+    async def _announce(self, connection: Connection, tallies: dict[str, MatchTally]) -> None:
+        """Emit ``clients.matched`` per stream whose committed records were matched."""
+        for stream, tally in tallies.items():
+            await tally.announce(self._hub.emit, connection.integration, connection.id, stream)
 
     async def _finish(
         self,

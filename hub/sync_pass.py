@@ -7,7 +7,8 @@ full pass); when it completes, records of that connection and stream the generat
 see are tombstoned. A full sync that is interrupted keeps its generation in the cursor row and
 is resumed by the next run. An incremental run may turn one stream into a full re-read
 (``Batch.full``) when the plugin finds its change log can no longer serve the cursor; that
-stream is then swept the same way.
+stream is then swept the same way. The records of a stream that declares client fields are
+matched to the clients registry in their batch's transaction (:mod:`hub.client_matching`).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import Any
 import orjson
 import sqlite_utils
 
+from hub.client_matching import MatchTally, StreamClients
 from hub.metrics import Metrics
 from hub.model import Batch, SyncMode
+from hub.store.client_match import MatchReport
 from hub.store.clock import utcnow
 from hub.store.database import Database
 from hub.store.records import BatchCounts, RecordTable
@@ -52,6 +55,9 @@ class SyncProgress:
 
 
 ProgressCallback = Callable[[SyncProgress], None]
+Written = tuple[BatchCounts, MatchReport | None]
+"""What committing one batch did: its record counts and, for a stream with client fields,
+how its records were matched."""
 
 
 @dataclass
@@ -106,18 +112,23 @@ def prepare(
 def complete(
     db: sqlite_utils.Database,
     tables: dict[str, RecordTable],
+    clients: dict[str, StreamClients],
     connection_id: str,
     run_plan: Plan,
     run_id: int,
 ) -> int:
-    """End a successful run: sweep the full streams, record every stream's statistics.
+    """End a successful run: sweep the full streams (dropping the client reviews of what
+    they tombstoned), record every stream's statistics.
 
     :return: how many records the sweep tombstoned.
     """
     now, swept, full = utcnow(), 0, run_plan.full_streams()
     for name, table in tables.items():
         if name in full:
-            swept += table.sweep(db, connection_id, run_plan.generations[name] or 0, now)
+            gone = table.sweep(db, connection_id, run_plan.generations[name] or 0, now)
+            if gone and name in clients:
+                clients[name].forget_tombstoned(db, table, connection_id)
+            swept += gone
             db.conn.execute(
                 "UPDATE cursors SET full_generation = NULL WHERE connection_id = ? AND stream = ?",
                 [connection_id, name],
@@ -143,36 +154,45 @@ def _snapshot(batch: Batch) -> Batch:
 def _write_batch(
     db: sqlite_utils.Database,
     table: RecordTable,
+    clients: StreamClients | None,
     connection_id: str,
     batch: Batch,
     generation: int | None,
     restart: bool,
-    previous: Future[BatchCounts] | None,
-) -> BatchCounts:
+    previous: Future[Written] | None,
+) -> Written:
     if previous is not None and previous.exception() is not None:
         # the writer is FIFO, so the previous batch is settled: never commit a cursor past
         # records that were not stored
         raise RuntimeError("an earlier batch of this sync failed to commit")
     counts = table.write(db, connection_id, batch.records, batch.deleted, utcnow(), generation)
+    report = None
+    if clients is not None:
+        report = clients.write(db, connection_id, batch.records, batch.deleted)
     if batch.cursor is not None or restart:
         write_cursor(db, connection_id, batch.stream, batch.cursor, generation)
-    return counts
+    return counts, report
 
 
 class BatchConsumer:
-    """Commits a run's batches in order, one in flight while the plugin fetches the next."""
+    """Commits a run's batches in order, one in flight while the plugin fetches the next.
+
+    ``tallies`` totals, per stream with client fields, how the committed records matched.
+    """
 
     def __init__(
         self,
         db: Database,
         metrics: Metrics,
         tables: dict[str, RecordTable],
+        clients: dict[str, StreamClients],
         run_plan: Plan,
         live: SyncProgress,
         progress: ProgressCallback | None,
     ) -> None:
         self._db, self._metrics = db, metrics
-        self._tables, self._plan = tables, run_plan
+        self._tables, self._clients, self._plan = tables, clients, run_plan
+        self.tallies: dict[str, MatchTally] = {}
         self._live, self._progress = live, progress
         self._integration = live.connection_id.split(":", 1)[0]
 
@@ -182,7 +202,7 @@ class BatchConsumer:
         :raise TypeError, ValueError: the plugin yielded something else than a requested
             stream's :class:`Batch`.
         """
-        pending: tuple[Batch, Future[BatchCounts]] | None = None
+        pending: tuple[Batch, Future[Written]] | None = None
         try:
             async for batch in batches:
                 submitted = self._submit(batch, pending)
@@ -202,8 +222,8 @@ class BatchConsumer:
                     await aclose()
 
     def _submit(
-        self, batch: Batch, pending: tuple[Batch, Future[BatchCounts]] | None
-    ) -> tuple[Batch, Future[BatchCounts]]:
+        self, batch: Batch, pending: tuple[Batch, Future[Written]] | None
+    ) -> tuple[Batch, Future[Written]]:
         if not isinstance(batch, Batch):
             raise TypeError(f"sync yielded {type(batch).__name__}, not a Batch")
         table = self._tables.get(batch.stream)
@@ -217,6 +237,7 @@ class BatchConsumer:
         future = self._db.submit(
             _write_batch,
             table,
+            self._clients.get(batch.stream),
             self._live.connection_id,
             batch,
             generations[batch.stream],
@@ -225,9 +246,11 @@ class BatchConsumer:
         )
         return batch, future
 
-    async def _settle(self, item: tuple[Batch, Future[BatchCounts]]) -> None:
+    async def _settle(self, item: tuple[Batch, Future[Written]]) -> None:
         batch, future = item
-        counts = await asyncio.wrap_future(future)
+        counts, report = await asyncio.wrap_future(future)
+        if report is not None:
+            self.tallies.setdefault(batch.stream, MatchTally()).add(report)
         live = self._live
         live.counts.add(counts)
         live.stream = batch.stream

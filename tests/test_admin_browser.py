@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.store.clients import Candidate
+from hub.store.client_match import Candidate
 from hub.testing import ADMIN_TOKEN, sync_records
 from hub.web.keys import HUB
 from tests.browser import browser_page

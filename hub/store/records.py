@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import sqlite_utils
 
-from hub.model import Stream
+from hub.model import Field, Stream
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED_COLUMNS = frozenset({"connection_id", "id", "data", "synced_at", "deleted_at", "_gen"})
@@ -30,7 +30,8 @@ def table_name(integration: str, stream: str) -> str:
     return f"records_{integration}_{stream}"
 
 
-def _getter(path: str | Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+def field_getter(path: Field) -> Callable[[dict[str, Any]], Any]:
+    """A function reading ``path`` (a :data:`~hub.model.Field`) from a record."""
     if callable(path):
         return path
     parts = path.split(".")
@@ -81,8 +82,8 @@ class RecordTable:
             if not NAME_RE.match(column) or column in RESERVED_COLUMNS:
                 raise ValueError(f"{integration}.{stream.name}: invalid column name {column!r}")
         self.columns = columns
-        self._key = _getter(stream.key)
-        self._getters = [_getter(stream.columns[column]) for column in columns]
+        self._key = field_getter(stream.key)
+        self._getters = [field_getter(stream.columns[column]) for column in columns]
         names = ["connection_id", "id", *columns, "data", "synced_at", "_gen"]
         updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in [*columns, "data", "synced_at"])
         self.upsert_sql = (

@@ -232,6 +232,22 @@ def _m008_plugin_migrations(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m009_client_tax_ids(db: sqlite_utils.Database) -> None:
+    # a client may have several tax ids (a VAT number and an EIN); one may be shared by
+    # several clients until a person settles it, so matching by it is then ambiguous
+    db.executescript(
+        """
+        CREATE TABLE client_tax_ids (
+            tax_id TEXT NOT NULL,
+            client_id INTEGER NOT NULL REFERENCES clients (id) ON DELETE CASCADE,
+            PRIMARY KEY (tax_id, client_id)
+        );
+        CREATE INDEX client_tax_ids_client ON client_tax_ids (client_id);
+        ALTER TABLE client_reviews ADD COLUMN tax_ids TEXT;
+        """
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_core", _m001_core),
     ("002_inbox", _m002_inbox),
@@ -241,6 +257,7 @@ MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("006_client_reviews", _m006_client_reviews),
     ("007_event_routing", _m007_event_routing),
     ("008_plugin_migrations", _m008_plugin_migrations),
+    ("009_client_tax_ids", _m009_client_tax_ids),
 )
 
 

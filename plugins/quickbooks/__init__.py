@@ -29,7 +29,7 @@ from hub.model import (
 from . import health as checks
 from . import oauth, webhooks
 from .settings import QuickBooksSettings
-from .sync import STREAMS, CustomerMatcher, sync_company
+from .sync import STREAMS, sync_company
 
 NAME = oauth.NAME
 
@@ -72,8 +72,7 @@ def sync(
 ) -> AsyncIterator[Batch]:
     """CompanyInfo, then CDC changes for streams with a cursor and full reads for the rest."""
     client = oauth.client_for(hub, connection)
-    matcher = CustomerMatcher(hub, connection)
-    return sync_company(client, streams, cursors, oauth.settings_of(settings), matcher)
+    return sync_company(client, streams, cursors, oauth.settings_of(settings))
 
 
 @hookimpl

@@ -17,8 +17,8 @@ the cap is read in full instead. Deleted objects become tombstones. A cursor bey
 30-day look-back, and the streams CDC does not serve (CompanyInfo, TaxCode), are re-read in
 full within the incremental run (``Batch.full``), so vanished records are tombstoned too.
 
-Customers are matched to the hub's clients registry as they are synced (see
-:class:`CustomerMatcher`).
+The customers stream declares the fields that identify a client (:data:`CUSTOMER_CLIENT`):
+the hub matches each stored customer to its clients registry.
 """
 
 from __future__ import annotations
@@ -26,22 +26,18 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
-from hub.api import Candidate, MatchReport
 from hub.errors import ValidationError
-from hub.model import Batch, Stream
+from hub.model import Batch, ClientFields, Stream
 
 from .client import JSON, QuickBooksClient
 
 if TYPE_CHECKING:
-    from hub.api import HubAPI
-    from hub.model import Connection
-
     from .settings import QuickBooksSettings
 
 log = structlog.get_logger("plugins.quickbooks")
@@ -64,6 +60,7 @@ class Spec:
     kind: Kind
     columns: Mapping[str, str]
     cdc: bool = True
+    client: ClientFields | None = None
 
     def as_stream(self) -> Stream:
         """The hub's declaration of this stream."""
@@ -73,16 +70,38 @@ class Spec:
             columns={"sync_token": "SyncToken", "updated_at": "MetaData.LastUpdatedTime"}
             | dict(self.columns),
             description=f"QuickBooks {self.entity} records (raw entity JSON)",
+            client=self.client,
         )
+
+
+def business_name(customer: JSON) -> Any:
+    """A customer's business name: CompanyName, else DisplayName."""
+    return customer.get("CompanyName") or customer.get("DisplayName")
+
+
+def is_top_level(customer: JSON) -> bool:
+    """False for a sub-customer (a job, with a ``ParentRef``): it belongs to its parent's
+    client."""
+    return not customer.get("ParentRef")
+
+
+CUSTOMER_CLIENT = ClientFields(
+    name=business_name,
+    email="PrimaryEmailAddr.Address",
+    tax_id="PrimaryTaxIdentifier",
+    when=is_top_level,
+)
+"""How a customer identifies a client of the firm."""
 
 
 def _list(stream: str, entity: str, name: str = "FullyQualifiedName", **more: str) -> Spec:
     return Spec(stream, entity, "list", {"name": name, "active": "Active", **more})
 
 
-def _party(stream: str, entity: str) -> Spec:
+def _party(stream: str, entity: str, client: ClientFields | None = None) -> Spec:
     columns = {"company_name": "CompanyName", "email": "PrimaryEmailAddr.Address"}
-    return _list(stream, entity, "DisplayName", balance="Balance", **columns)
+    spec = _list(stream, entity, "DisplayName", balance="Balance", **columns)
+    return replace(spec, client=client)
 
 
 def _txn(stream: str, entity: str, **more: str) -> Spec:
@@ -99,7 +118,7 @@ SPECS: tuple[Spec, ...] = (
         "company_info", "CompanyInfo", "info", {"name": "CompanyName", "country": "Country"}, False
     ),
     _list("accounts", "Account", account_type="AccountType", balance="CurrentBalance"),
-    _party("customers", "Customer"),
+    _party("customers", "Customer", CUSTOMER_CLIENT),
     _party("vendors", "Vendor"),
     _list("items", "Item", type="Type", unit_price="UnitPrice"),
     _list("employees", "Employee", "DisplayName", email="PrimaryEmailAddr.Address"),
@@ -162,77 +181,6 @@ def split_changes(rows: Iterable[JSON]) -> tuple[list[JSON], list[str]]:
         else:
             live.append(row)
     return live, gone
-
-
-# --------------------------------------------------------------------------- clients registry
-
-
-def customer_candidates(records: Iterable[JSON]) -> list[Candidate]:
-    """Customers as client candidates: the business name is CompanyName, else DisplayName.
-
-    Sub-customers (jobs, with a ``ParentRef``) belong to their parent's client and are skipped.
-    """
-    return [
-        Candidate(
-            provider_id=str(record["Id"]),
-            name=record.get("CompanyName") or record.get("DisplayName"),
-            email=(record.get("PrimaryEmailAddr") or {}).get("Address"),
-        )
-        for record in records
-        if not record.get("ParentRef") and record.get("Id")
-    ]
-
-
-AMBIGUOUS_SHOWN = 100
-"""Ambiguous customers listed in a ``clients.matched`` event (all are counted)."""
-
-
-@dataclass
-class CustomerMatcher:
-    """Feeds synced customers to the clients registry and totals the outcomes of a run."""
-
-    hub: HubAPI
-    connection: Connection
-    counts: dict[str, int] = field(default_factory=dict)
-    ambiguous: list[dict[str, Any]] = field(default_factory=list)
-
-    async def add(self, records: Iterable[JSON]) -> MatchReport:
-        """Match these customers (matching is idempotent: a linked one stays matched)."""
-        report = await self.hub.clients.match(
-            self.connection.integration, self.connection.id, customer_candidates(records)
-        )
-        for outcome, count in report.counts().items():
-            self.counts[outcome] = self.counts.get(outcome, 0) + count
-        ambiguous = report.of("ambiguous")
-        if ambiguous:
-            log.warning(
-                "customers not linked to a client: ambiguous",
-                connection=self.connection.id,
-                count=len(ambiguous),
-                first={r.provider_id: r.reason for r in ambiguous[:5]},
-            )
-        room = AMBIGUOUS_SHOWN - len(self.ambiguous)
-        self.ambiguous += [
-            {"provider_id": r.provider_id, "reason": r.reason, "clients": list(r.candidates)}
-            for r in ambiguous[: max(room, 0)]
-        ]
-        return report
-
-    async def publish(self) -> None:
-        """Log the totals and emit ``clients.matched`` (with the ambiguous customers)."""
-        if not self.counts:
-            return
-        log.info("customers matched to clients", connection=self.connection.id, **self.counts)
-        await self.hub.emit(
-            "clients.matched",
-            {
-                "integration": self.connection.integration,
-                "connection": self.connection.id,
-                **self.counts,
-                "ambiguous_customers": self.ambiguous,
-            },
-            source=self.connection.integration,
-        )
 
 
 # --------------------------------------------------------------------------- full reads
@@ -386,17 +334,11 @@ async def sync_company(
     streams: Sequence[str],
     cursors: Mapping[str, Any],
     settings: QuickBooksSettings,
-    matcher: CustomerMatcher | None = None,
 ) -> AsyncIterator[Batch]:
-    """Yield every batch of one run (CompanyInfo, CDC changes, then full reads); customers
-    are matched to clients after each of their batches is handed over."""
+    """Yield every batch of one run: CompanyInfo, CDC changes, then full reads."""
     async with contextlib.aclosing(_run(client, streams, cursors, settings)) as batches:
         async for batch in batches:
             yield batch
-            if matcher is not None and batch.stream == "customers" and batch.records:
-                await matcher.add(batch.records)
-    if matcher is not None:
-        await matcher.publish()
 
 
 async def _run(

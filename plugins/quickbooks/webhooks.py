@@ -29,7 +29,7 @@ from hub.errors import MalformedWebhookError, SignatureError
 from hub.model import WebhookEvent
 
 from .oauth import NAME, client_for
-from .sync import BY_ENTITY_LOWER, CustomerMatcher
+from .sync import BY_ENTITY_LOWER
 
 if TYPE_CHECKING:
     from hub.api import HubAPI
@@ -176,8 +176,6 @@ async def process(event: HubEvent, hub: HubAPI) -> None:
         if record is None:
             deleted.append(entity_id)
         await hub.write_records(connection, spec.stream, [record] if record else [], deleted)
-        if spec.stream == "customers" and record is not None:
-            await CustomerMatcher(hub, connection).add([record])
     await hub.emit(
         f"{NAME}.{entity.lower()}.{operation}",
         {

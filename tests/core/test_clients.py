@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hub.store import Store
-from hub.store.clients import Candidate, normalise_email, normalise_name
+from hub.store.client_match import Candidate, normalise_email, normalise_name, normalise_tax_id
 
 QBO = ("quickbooks", "quickbooks:1")
 
@@ -157,3 +157,55 @@ async def test_reviews_are_listed_oldest_first_up_to_a_limit(store):
     assert await store.clients.review_count() == 5
     listed = await store.clients.reviews(limit=2)
     assert [r["provider_id"] for r in listed] == ["20", "21"]
+
+
+def test_tax_ids_are_normalised_and_masked_ones_ignored():
+    assert normalise_tax_id(" de 123-456.789 ") == "DE123456789"
+    assert normalise_tax_id("12-3456789") == "123456789"
+    assert normalise_tax_id("XXXXX6789") == normalise_tax_id("***-**-6789") == ""
+    assert normalise_tax_id("N/A") == normalise_tax_id("NONE") == normalise_tax_id("12") == ""
+
+
+async def test_a_tax_id_matches_first_whatever_the_name(store):
+    await store.clients.match(*QBO, [Candidate("1", "Acme Inc", "a@acme.test", ("12-3456789",))])
+    await store.clients.match(*QBO, [Candidate("2", "Bolt", "b@bolt.test")])
+    report = await store.clients.match(
+        "stripe", "stripe:x", [Candidate("cus_1", "Bolt", "b@bolt.test", ("123456789",))]
+    )
+    assert outcomes(report) == [("cus_1", "matched", "tax_id")]
+    assert report.results[0].client_id == 1
+
+
+async def test_unclear_tax_ids_are_ambiguous(store):
+    await store.clients.match(*QBO, [Candidate("1", "Acme", None, ("DE111111111",))])
+    await store.clients.match(*QBO, [Candidate("2", "Acme Two", None, ("DE222222222",))])
+    report = await store.clients.match(
+        "stripe",
+        "stripe:x",
+        [
+            Candidate("cus_1", "Zeta", None, ("DE111111111", "DE222222222")),  # two clients
+            Candidate("cus_2", "Acme", None, ("DE999999999",)),  # Acme has another tax id
+            Candidate("cus_3", "Acme Two"),  # no tax id given: the name decides
+        ],
+    )
+    assert outcomes(report) == [
+        ("cus_1", "ambiguous", None),
+        ("cus_2", "ambiguous", None),
+        ("cus_3", "matched", "name"),
+    ]
+    assert "several clients have this tax id" in report.results[0].reason
+    assert report.results[0].candidates == (1, 2)
+    assert "another tax id" in report.results[1].reason
+    reviews = {r["provider_id"]: r for r in await store.clients.reviews()}
+    assert reviews["cus_2"]["tax_ids"] == ["DE999999999"]
+
+
+async def test_a_linked_record_teaches_its_client_a_tax_id(store):
+    await store.clients.match(*QBO, [Candidate("1", "Acme")])
+    await store.clients.match(*QBO, [Candidate("1", "Acme", None, ("GB 123 4567 89",))])
+    report = await store.clients.match(
+        "stripe", "stripe:x", [Candidate("c", "A", None, ("GB123456789",))]
+    )
+    assert outcomes(report) == [("c", "matched", "tax_id")]
+    (client,) = await store.clients.list()
+    assert client["tax_ids"] == ["GB123456789"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.store.clients import Candidate
+from hub.store.client_match import Candidate
 from hub.web.keys import HUB
 
 SCOPE = ("quickbooks", "quickbooks:2")

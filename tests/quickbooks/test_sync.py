@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from hub.store import Store
+from hub.store.client_match import Candidate
 from hub.testing import stored_records, sync_records
 from plugins.quickbooks.oauth import credentials_from
 from plugins.quickbooks.sandbox import CompanySpec, InjectedFault, start_sandbox
@@ -240,7 +241,33 @@ async def test_customers_are_matched_to_clients(make_hub, sandbox):
     events = await hub.store.db.read(
         lambda db: db.execute("SELECT data FROM events WHERE type = 'clients.matched'").fetchall()
     )
-    assert len(events) == 2
+    first, second = (orjson.loads(row[0]) for row in events)  # one per run
+    assert (first["stream"], first["created"], first["matched"]) == ("customers", 23, 0)
+    assert (second["created"], second["matched"], second["ambiguous"]) == (1, 0, 0)
+    assert second["linked"] == [{"record": "24", "client": 24, "by": "created"}]
+
+
+async def test_customers_match_by_tax_id_and_jobs_stand_for_no_client(make_hub, sandbox):
+    hub = await synced_hub(make_hub, sandbox, streams=["customers"])
+    await hub.store.clients.match(
+        "stripe", "stripe:x", [Candidate("cus_1", "Northwind Holdings", None, ("12 3456789",))]
+    )
+    state = sandbox.state
+    taxed = state.create(
+        REALM, "Customer", {"DisplayName": "Northwind", "PrimaryTaxIdentifier": "12-3456789"}
+    )
+    job = state.create(
+        REALM, "Customer", {"DisplayName": "Northwind:Audit", "ParentRef": {"value": taxed["Id"]}}
+    )
+    await sync_records(hub, "quickbooks")
+    linked = {
+        link["provider_id"]: (client["id"], link["matched_by"])
+        for client in await hub.store.clients.list()
+        for link in client["links"]
+        if link["integration"] == "quickbooks"
+    }
+    assert linked[taxed["Id"]] == (1, "tax_id")
+    assert job["Id"] not in linked
 
 
 def test_every_stream_is_declared_once():

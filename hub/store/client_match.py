@@ -1,0 +1,355 @@
+"""Matching provider records to the firm's clients, inside the caller's write transaction.
+
+Candidates are settled deterministically (taken in provider-id order, so the same store and
+input always give the same result):
+
+1. a link already exists for (integration, connection, provider id): *matched* by ``link``;
+2. else exactly one client has one of the candidate's tax ids: *matched* by ``tax_id``;
+3. else exactly one client has the same normalised business name: *matched* by ``name``;
+4. else exactly one client has the same e-mail address: *matched* by ``email``;
+5. else no client resembles it: a client is *created* from it and linked (``created``).
+
+When the evidence is not clear-cut — several clients share the tax id, the name or the
+e-mail, the name and the e-mail point at different clients, the client found by name or
+e-mail has other tax ids than the candidate, or the client found is already linked to
+another record of the same connection — the candidate is reported *ambiguous* and left
+unlinked for a person to settle. Nothing is ever merged silently. Ambiguous candidates are
+kept in ``client_reviews`` until they are linked by hand, a later match settles them, or
+their record is tombstoned. A settled candidate's tax ids are added to its client's.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+import sqlite_utils
+
+from hub.store.clock import utcnow
+
+CHUNK = 900  # below SQLite's 999 variables per statement
+LEGAL_FORMS = frozenset(
+    {
+        "co", "company", "corp", "corporation", "inc", "incorporated", "llc", "llp", "lp",
+        "ltd", "limited", "pc", "pllc", "plc", "gmbh", "sa", "bv",
+    }
+)  # fmt: skip
+MASKED = re.compile(r"[*•]|XXX")
+Outcome = Literal["matched", "created", "ambiguous"]
+
+
+def normalise_name(name: str | None) -> str:
+    """A business name reduced for comparison: case, accents, punctuation, ``&`` and a
+    trailing legal form (``Inc.``, ``LLC``, …) or a leading ``The`` do not count."""
+    if not name:
+        return ""
+    text = unicodedata.normalize("NFKD", name).casefold()
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    words = re.findall(r"\w+", text.replace("&", " and ").replace(".", ""))
+    core = words[1:] if words[:1] == ["the"] and len(words) > 1 else words
+    while len(core) > 1 and core[-1] in LEGAL_FORMS:
+        core = core[:-1]
+    return " ".join(core)
+
+
+def normalise_email(email: str | None) -> str:
+    """An e-mail address for comparison (trimmed, case-folded), or "" if it is not one."""
+    value = (email or "").strip().casefold()
+    return value if "@" in value else ""
+
+
+def normalise_tax_id(tax_id: str | None) -> str:
+    """A tax id for comparison: letters and digits only, upper case (``de 123-456.789`` is
+    ``DE123456789``); "" when it is not one: fewer than four characters, no digit, or masked
+    the way providers return a hidden id (``XXXXX1234``, ``***1234``)."""
+    text = unicodedata.normalize("NFKC", tax_id or "").upper()
+    if MASKED.search(text):
+        return ""
+    value = "".join(c for c in text if c.isascii() and c.isalnum())
+    return value if len(value) >= 4 and any(c.isdigit() for c in value) else ""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A provider record that may stand for a client (a QuickBooks or Stripe customer)."""
+
+    provider_id: str
+    name: str | None = None
+    email: str | None = None
+    tax_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """How one candidate was settled.
+
+    :param matched_by: ``link``, ``tax_id``, ``name``, ``email`` or ``created``; None when
+        ambiguous.
+    :param candidates: for an ambiguous candidate, the client ids it could belong to.
+    """
+
+    provider_id: str
+    outcome: Outcome
+    client_id: int | None
+    matched_by: str | None
+    reason: str = ""
+    candidates: tuple[int, ...] = ()
+
+
+@dataclass
+class MatchReport:
+    """Every candidate's result, in the order they were settled."""
+
+    results: list[MatchResult] = field(default_factory=list)
+
+    def of(self, outcome: Outcome) -> list[MatchResult]:
+        """The results with one outcome."""
+        return [r for r in self.results if r.outcome == outcome]
+
+    def counts(self) -> dict[str, int]:
+        """``{"matched": n, "created": n, "ambiguous": n}``."""
+        out = {"matched": 0, "created": 0, "ambiguous": 0}
+        for result in self.results:
+            out[result.outcome] += 1
+        return out
+
+
+def _order(candidate: Candidate) -> tuple[int, str]:
+    pid = candidate.provider_id
+    return (int(pid), "") if pid.isdigit() else (1 << 62, pid)
+
+
+def chunked(
+    db: sqlite_utils.Database, sql: str, fixed: Sequence[Any], values: Iterable[Any]
+) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``sql`` (with one ``{marks}`` placeholder list) for ``values`` in chunks."""
+    items = list(dict.fromkeys(values))
+    for start in range(0, len(items), CHUNK):
+        chunk = items[start : start + CHUNK]
+        query = sql.format(marks=",".join("?" * len(chunk)))
+        yield from db.conn.execute(query, [*fixed, *chunk]).fetchall()
+
+
+def _tax_ids(candidate: Candidate) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(k for k in map(normalise_tax_id, candidate.tax_ids) if k))
+
+
+class _Matcher:
+    """One match run inside one write transaction: indexes the relevant rows up front."""
+
+    def __init__(self, db: sqlite_utils.Database, integration: str, connection_id: str) -> None:
+        self.db = db
+        self.scope = (integration, connection_id)
+        self.now = utcnow()
+        self.linked: dict[str, int] = {}
+        self.by_tax: dict[str, set[int]] = defaultdict(set)
+        self.by_name: dict[str, set[int]] = defaultdict(set)
+        self.by_email: dict[str, set[int]] = defaultdict(set)
+        self.taxes_of: dict[int, set[str]] = defaultdict(set)
+        self.taken: dict[int, str] = {}
+
+    def load(self, candidates: Sequence[Candidate]) -> None:
+        """Read the links and the same-tax-id, same-name and same-e-mail clients these
+        candidates may meet, with those clients' tax ids."""
+        db, scope = self.db, self.scope
+        link_sql = (
+            "SELECT provider_id, client_id FROM client_links "
+            "WHERE integration = ? AND connection_id = ? AND provider_id IN ({marks})"
+        )
+        ids = [c.provider_id for c in candidates]
+        self.linked = {pid: cid for pid, cid in chunked(db, link_sql, scope, ids)}
+        keys = {
+            "SELECT tax_id, client_id FROM client_tax_ids WHERE tax_id IN ({marks})": (
+                self.by_tax,
+                [k for c in candidates for k in _tax_ids(c)],
+            ),
+            "SELECT name_key, id FROM clients WHERE name_key IN ({marks})": (
+                self.by_name,
+                [k for k in (normalise_name(c.name) for c in candidates) if k],
+            ),
+            "SELECT email, id FROM clients WHERE email IN ({marks})": (
+                self.by_email,
+                [e for e in (normalise_email(c.email) for c in candidates) if e],
+            ),
+        }
+        for sql, (index, values) in keys.items():
+            for key, cid in chunked(db, sql, (), values):
+                index[key].add(cid)
+        indexes = (self.by_tax, self.by_name, self.by_email)
+        found = {c for index in indexes for ids_ in index.values() for c in ids_}
+        taken_sql = (
+            "SELECT client_id, provider_id FROM client_links "
+            "WHERE integration = ? AND connection_id = ? AND client_id IN ({marks})"
+        )
+        self.taken = {cid: pid for cid, pid in chunked(db, taken_sql, scope, found)}
+        tax_sql = "SELECT client_id, tax_id FROM client_tax_ids WHERE client_id IN ({marks})"
+        for cid, tax_id in chunked(db, tax_sql, (), found | set(self.linked.values())):
+            self.taxes_of[cid].add(tax_id)
+
+    def settle(self, candidate: Candidate) -> MatchResult:
+        """Match, create or report one candidate (see the module docstring for the rules)."""
+        pid, taxes = candidate.provider_id, _tax_ids(candidate)
+        if pid in self.linked:
+            self._learn(self.linked[pid], taxes)
+            return MatchResult(pid, "matched", self.linked[pid], "link")
+        by_tax = sorted({cid for key in taxes for cid in self.by_tax.get(key, ())})
+        if by_tax:
+            if len(by_tax) > 1:
+                return self._ambiguous(pid, "several clients have this tax id", by_tax)
+            return self._link(pid, by_tax[0], "tax_id", taxes)
+        name_key, email = normalise_name(candidate.name), normalise_email(candidate.email)
+        by_name = sorted(self.by_name.get(name_key, ())) if name_key else []
+        by_email = sorted(self.by_email.get(email, ())) if email else []
+        if by_name:
+            if len(by_name) > 1:
+                return self._ambiguous(pid, "several clients have this business name", by_name)
+            if by_email and by_name[0] not in by_email:
+                reason = "the business name and the e-mail address point at different clients"
+                return self._ambiguous(pid, reason, sorted({*by_name, *by_email}))
+            return self._link(pid, by_name[0], "name", taxes)
+        if by_email:
+            if len(by_email) > 1:
+                return self._ambiguous(pid, "several clients have this e-mail address", by_email)
+            return self._link(pid, by_email[0], "email", taxes)
+        return self._create(candidate, name_key, email, taxes)
+
+    def _ambiguous(self, pid: str, reason: str, clients: list[int]) -> MatchResult:
+        return MatchResult(pid, "ambiguous", None, None, reason, tuple(clients))
+
+    def _link(
+        self, pid: str, client_id: int, matched_by: str, taxes: tuple[str, ...]
+    ) -> MatchResult:
+        other = self.taken.get(client_id)
+        if other is not None:
+            reason = f"client {client_id} is already linked to {other} of this connection"
+            return self._ambiguous(pid, reason, [client_id])
+        if matched_by != "tax_id" and taxes and self.taxes_of.get(client_id):
+            reason = f"client {client_id} has another tax id"
+            return self._ambiguous(pid, reason, [client_id])
+        self.db.conn.execute(
+            "INSERT INTO client_links (client_id, integration, connection_id, provider_id, "
+            "matched_by, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [client_id, *self.scope, pid, matched_by, self.now],
+        )
+        self.taken[client_id] = pid
+        self.linked[pid] = client_id
+        self._learn(client_id, taxes)
+        return MatchResult(pid, "matched", client_id, matched_by)
+
+    def _learn(self, client_id: int, taxes: tuple[str, ...]) -> None:
+        """Add the tax ids of a record linked to ``client_id`` to the client's."""
+        new = [key for key in taxes if key not in self.taxes_of[client_id]]
+        self.db.conn.executemany(
+            "INSERT OR IGNORE INTO client_tax_ids (tax_id, client_id) VALUES (?, ?)",
+            [(key, client_id) for key in new],
+        )
+        for key in new:
+            self.taxes_of[client_id].add(key)
+            self.by_tax[key].add(client_id)
+
+    def _create(
+        self, candidate: Candidate, name_key: str, email: str, taxes: tuple[str, ...]
+    ) -> MatchResult:
+        name = candidate.name or candidate.email or f"{self.scope[0]} {candidate.provider_id}"
+        cursor = self.db.conn.execute(
+            "INSERT INTO clients (name, name_key, email, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [name, name_key, email or None, self.now, self.now],
+        )
+        client_id = int(cursor.lastrowid or 0)
+        if name_key:
+            self.by_name[name_key].add(client_id)
+        if email:
+            self.by_email[email].add(client_id)
+        self._link(candidate.provider_id, client_id, "created", taxes)
+        return MatchResult(candidate.provider_id, "created", client_id, "created")
+
+
+def _keep_reviews(
+    db: sqlite_utils.Database,
+    scope: tuple[str, str],
+    candidates: Sequence[Candidate],
+    report: MatchReport,
+) -> None:
+    """Record this match's ambiguous candidates for review; forget those it settled."""
+    by_id = {candidate.provider_id: candidate for candidate in candidates}
+    if has_reviews(db, scope):  # usually none: then no delete per settled record
+        settled = [(*scope, r.provider_id) for r in report.results if r.outcome != "ambiguous"]
+        db.conn.executemany(
+            "DELETE FROM client_reviews WHERE integration = ? AND connection_id = ? "
+            "AND provider_id = ?",
+            settled,
+        )
+    now = utcnow()
+    db.conn.executemany(
+        "INSERT OR REPLACE INTO client_reviews (integration, connection_id, provider_id, name, "
+        "email, tax_ids, reason, candidates, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                *scope,
+                r.provider_id,
+                by_id[r.provider_id].name,
+                by_id[r.provider_id].email,
+                orjson.dumps(list(by_id[r.provider_id].tax_ids)).decode(),
+                r.reason,
+                orjson.dumps(list(r.candidates)).decode(),
+                now,
+            )
+            for r in report.of("ambiguous")
+        ],
+    )
+
+
+def has_reviews(db: sqlite_utils.Database, scope: tuple[str, str]) -> bool:
+    """True if a record of (integration, connection) waits for review."""
+    row = db.conn.execute(
+        "SELECT 1 FROM client_reviews WHERE integration = ? AND connection_id = ? LIMIT 1", scope
+    ).fetchone()
+    return row is not None
+
+
+def forget_reviews(
+    db: sqlite_utils.Database,
+    scope: tuple[str, str],
+    ids: Sequence[str] = (),
+    tombstoned_in: str | None = None,
+) -> None:
+    """Drop the reviews of (integration, connection) records that are gone: ``ids``, or every
+    tombstoned record of the record table ``tombstoned_in``."""
+    if not has_reviews(db, scope):
+        return
+    sql = "DELETE FROM client_reviews WHERE integration = ? AND connection_id = ? AND "
+    db.conn.executemany(sql + "provider_id = ?", [(*scope, i) for i in ids])
+    if tombstoned_in is not None:
+        db.conn.execute(
+            sql + f"provider_id IN (SELECT id FROM [{tombstoned_in}] "
+            "WHERE connection_id = ? AND deleted_at IS NOT NULL)",
+            [*scope, scope[1]],
+        )
+
+
+def match_candidates(
+    db: sqlite_utils.Database,
+    integration: str,
+    connection_id: str,
+    candidates: Iterable[Candidate],
+) -> MatchReport:
+    """Settle each candidate as matched, created or ambiguous (see the module docstring);
+    call inside a write transaction (on the store's writer thread).
+
+    Idempotent: matching the same candidates again reports them matched by ``link``. A
+    candidate listed twice counts once (the last one wins).
+    """
+    unique = sorted({c.provider_id: c for c in candidates}.values(), key=_order)
+    if not unique:
+        return MatchReport()
+    matcher = _Matcher(db, integration, connection_id)
+    matcher.load(unique)
+    report = MatchReport([matcher.settle(candidate) for candidate in unique])
+    _keep_reviews(db, (integration, connection_id), unique, report)
+    return report
