@@ -79,7 +79,7 @@ class PluginAPI(HubAPI):
 
     @property
     def clients(self) -> ClientsRegistry:
-        return self.__hub.clients
+        return _ClientsReader(self.__hub.clients)
 
     async def write_records(
         self,
@@ -106,3 +106,16 @@ class PluginAPI(HubAPI):
 
     def require_admin(self, request: web.Request) -> str:
         return self.__hub.require_admin(request)
+
+
+class _ClientsReader(ClientsRegistry):
+    """The clients registry's reads only: linking and matching stay the engine's."""
+
+    def __init__(self, registry: ClientsRegistry) -> None:
+        self.__registry = registry
+
+    async def client_of(self, integration: str, connection_id: str, provider_id: str) -> int | None:
+        return await self.__registry.client_of(integration, connection_id, provider_id)
+
+    async def list(self) -> list[dict[str, Any]]:
+        return await self.__registry.list()

@@ -96,3 +96,12 @@ async def test_hooks_receive_the_api_without_the_hubs_internals(make_hub):
         for name in ("store", "engine", "health", "plugins", "scheduler", "settings", "events"):
             assert not hasattr(received, name), name
     assert (await snoop.received[0].connection(connection.id)).id == connection.id
+
+
+async def test_the_clients_registry_is_read_only_for_plugins(make_hub):
+    snoop = Snoop()
+    await make_hub(plugins=[snoop])
+    registry = snoop.received[0].clients
+    assert {name for name in dir(registry) if not name.startswith("_")} == {"client_of", "list"}
+    assert await registry.list() == []
+    assert await registry.client_of("snoop", "snoop:one", "x") is None
