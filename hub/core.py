@@ -11,12 +11,10 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import sqlite_utils
 import structlog
 from aiohttp import web
 
 from hub.api import ClientsRegistry, HubAPI
-from hub.client_matching import MatchTally, stream_clients
 from hub.config import HubSettings, is_disabled, validate_integration
 from hub.connection_state import ConnectionStates
 from hub.errors import ConfigError
@@ -36,13 +34,11 @@ from hub.model import (
 )
 from hub.plugin_api import PluginAPI
 from hub.plugins import DEFAULT_PLUGINS, HubPlugins
+from hub.record_writes import RecordWriter
 from hub.schedule import Scheduler, trigger_for
 from hub.store import ConnectionRow, Store
-from hub.store.client_match import MatchReport
-from hub.store.clock import utcnow
 from hub.store.plugin_tables import PluginTables
-from hub.store.records import BatchCounts, RecordTable
-from hub.store.runs import full_generation
+from hub.store.records import BatchCounts
 from hub.sync import SyncEngine, SyncResult
 from hub.tables import migrate_plugins, namespace_of
 from hub.webhooks.dispatcher import Dispatcher
@@ -78,9 +74,7 @@ class Hub:
         self.scheduler: Scheduler | None = None
         """The daemon's scheduler while it runs (None in one-off commands and tests)."""
         self._plugins_started = False
-        self._record_tables: set[str] = set()
-        """Record tables ``write_records`` created or brought up to date (once per process:
-        webhook handlers call it per event)."""
+        self._records = RecordWriter()
         self._flights: dict[str, asyncio.Lock] = {}
         self.started_at = time.time()
         self.loaded = False
@@ -308,37 +302,12 @@ class Hub:
         records: Sequence[dict[str, Any]],
         deleted: Sequence[str] = (),
     ) -> BatchCounts:
-        """Upsert ``records`` and tombstone ``deleted`` ids of one stream outside a sync.
-
-        For changes a plugin learns between syncs (a webhook's re-fetch or deletion). The rows
-        go through the same upsert as synced batches, in one transaction on the store's writer
-        thread, matched to the clients registry in it if the stream declares client fields
-        (``clients.matched`` follows the commit); cursors are not touched. A full sync of the
-        stream in progress counts them as seen, so its final sweep does not tombstone them.
-
-        :raise KeyError: the integration declares no such stream.
-        """
+        """Upsert ``records`` and tombstone ``deleted`` ids of one stream outside a sync (see
+        :meth:`hub.record_writes.RecordWriter.write`)."""
         integration = self.plugins.integrations[connection.integration]
-        declared = integration.stream(stream)
-        table = RecordTable(integration.name, declared)
-        clients = stream_clients(integration.name, declared)
-        ready = table.name in self._record_tables
-
-        def write(db: sqlite_utils.Database) -> tuple[BatchCounts, MatchReport | None]:
-            if not ready:
-                table.create(db, stream, integration.name)
-            gen = full_generation(db, connection.id, stream)
-            counts = table.write(db, connection.id, records, deleted, utcnow(), gen)
-            matched = clients.write(db, connection.id, records, deleted) if clients else None
-            return counts, matched
-
-        counts, matched = await self.store.db.write(write)
-        self._record_tables.add(table.name)
-        if matched is not None:
-            await MatchTally.of(matched).announce(
-                self.emit, integration.name, connection.id, stream
-            )
-        return counts
+        return await self._records.write(
+            self.store.db, self.emit, integration, connection, stream, records, deleted
+        )
 
     def tables(self, plugin: str | object) -> PluginTables:
         """The calling plugin's own tables (declared by its ``migrations`` hook).
