@@ -61,7 +61,7 @@ def test_the_generated_code_imports_only_the_public_api(project):
 
 @pytest.mark.parametrize("installed", [False, True], ids=["as a module", "by entry point"])
 def test_the_generated_tests_pass(project, tmp_path, installed):
-    paths = [str(project)]
+    paths = [str(project), *filter(None, [os.environ.get("PYTHONPATH")])]
     if installed:  # what `pip install -e .` adds, so the hub loads it by its entry point
         dist = tmp_path / "advisoros_hub_acme_books-0.1.0.dist-info"
         dist.mkdir()
