@@ -1,4 +1,4 @@
-"""The ``advisoros-hub`` command: serve, check, plugins, sync, demo.
+"""The ``advisoros-hub`` command: serve, check, plugins, sync, demo, new-plugin.
 
 Exit codes: 0 success, 1 a problem the user can fix (bad config, failed check or sync),
 2 a usage error. Errors are one line naming the file, key or value at fault.
@@ -58,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "demo", parents=[common], help="the daemon plus local sandbox providers, pre-connected"
     )
+    new = sub.add_parser(
+        "new-plugin", parents=[common], help="write a new plugin package (sandbox, tests)"
+    )
+    new.add_argument("name", help="integration name: lowercase letters, digits, _ (acme_books)")
+    new.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(),
+        metavar="D",
+        help="folder to create the NAME project in (default: the current one)",
+    )
     parser.set_defaults(command="serve", config=None)
     return parser
 
@@ -72,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sync": _sync,
         "demo": _demo,
     }
+    if args.command == "new-plugin":  # writes files only: no configuration needed
+        return _new_plugin(args)
     try:
         settings = load_settings(args.config or config_path_from_env())
         configure_logging(settings.logging.level, settings.logging.format)
@@ -187,6 +200,25 @@ def _sync(args: argparse.Namespace, settings: HubSettings) -> int:
     return asyncio.run(
         run_sync_command(settings, args.name, args.connection, args.full, args.stream)
     )
+
+
+def _new_plugin(args: argparse.Namespace) -> int:
+    from hub.scaffold import InvalidPluginName, next_steps, write_plugin
+
+    try:
+        root = write_plugin(args.name, args.dir)
+    except InvalidPluginName as exc:
+        print(f"advisoros-hub: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        reason = "already exists" if isinstance(exc, FileExistsError) else exc.strerror
+        print(f"advisoros-hub: error: {args.dir / args.name}: {reason}", file=sys.stderr)
+        return 1
+    print(f"wrote plugin {args.name!r} in {root}:")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        print(f"  {path.relative_to(root)}")
+    print(next_steps(root, args.name))
+    return 0
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:

@@ -13,6 +13,7 @@ Fixtures: ``hub_config`` (settings factory on a temporary database), ``make_hub`
 hub with your plugins registered; stopped after the test), ``hub_client`` (an aiohttp test
 client of the full app, authorised with the admin token). Helpers: :func:`sync_records`
 (run a sync and return the stored live records per stream), :func:`stored_records`,
+:func:`hub_of` (the hub behind a ``hub_client`` client),
 :func:`generic_signature` (sign a body like a generic sender) and :func:`deliver_webhook`
 (post a webhook and wait until its handlers ran).
 """
@@ -111,6 +112,12 @@ async def hub_client(
         return await aiohttp_client(app, headers=headers)
 
     return make
+
+
+def hub_of(client: Any) -> Hub:
+    """The hub behind a client from ``hub_client`` (for :func:`stored_records` and the like)."""
+    hub: Hub = client.app[HUB]
+    return hub
 
 
 async def wait_for_run(client: Any, run_id: int, timeout: float = 30.0) -> dict[str, Any]:

@@ -20,7 +20,15 @@ HOOKS = [
     for name, value in vars(hookspecs).items()
     if inspect.isfunction(value) and hasattr(value, "advisoros_hub_spec")
 ]
-PLUGIN_FILES = ("__init__.py", "settings.py", "client.py", "sync.py", "webhooks.py", "sandbox.py")
+PLUGIN_FILES = (
+    "__init__.py",
+    "settings.py",
+    "client.py",
+    "sync.py",
+    "webhooks.py",
+    "health.py",
+    "sandbox.py",
+)
 PACKAGES = sorted(
     [p for p in Path(plugins.__file__).parent.iterdir() if (p / "__init__.py").is_file()]
     + [Path(custom_accounting.__file__).parent]

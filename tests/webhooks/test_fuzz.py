@@ -151,8 +151,9 @@ small_ids = mostly(
 ledger_events = st.fixed_dictionaries(
     {
         "id": small_ids,
-        "type": mostly(st.sampled_from(["txn.updated", "account.created"]), small_ids),
-    }
+        "type": mostly(st.sampled_from(["transaction.updated", "account.deleted"]), small_ids),
+    },
+    optional={"data": mostly(st.fixed_dictionaries({"id": small_ids}), json_values)},
 )
 ledger_bodies = st.fixed_dictionaries(
     {"events": st.lists(mostly(ledger_events, json_values), max_size=5)}

@@ -1,8 +1,10 @@
 """Example third-party plugin for advisoros-hub: the "Ledger" bearer-token accounting API.
 
-Only hook implementations live here; the API calls are in ``client.py``, the paging in
-``sync.py``, health and diagnostics in ``health.py``, the signature check in ``webhooks.py``
-and a local fake of the API in ``sandbox.py``. Copy this package to start your own integration.
+Only hook implementations live here; the settings are in ``settings.py``, the API calls in
+``client.py``, the paging in ``sync.py``, the signature check and the processing of webhook
+events in ``webhooks.py``, health and diagnostics in ``health.py``, the plugin's own table in
+``tables.py`` and a local fake of the API in ``sandbox.py``. ``advisoros-hub new-plugin NAME``
+writes a new package in this shape.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from hub.model import (
     Connection,
     ConnectionSpec,
     HealthReport,
+    HubEvent,
     Integration,
     IntegrationSettings,
     Migration,
@@ -29,11 +32,11 @@ from hub.model import (
 
 from . import health as checks
 from . import tables, webhooks
-from .settings import LedgerSettings
+from .client import client_for
+from .settings import NAME, LedgerSettings
 from .sync import STREAMS, sync_streams
 
 __version__ = "1.0.0"
-NAME = "custom_accounting"
 
 
 def _settings(settings: IntegrationSettings | None) -> LedgerSettings:
@@ -92,7 +95,7 @@ def sync(
 ) -> AsyncIterator[Batch]:
     """Page through each stream from its cursor (absent cursor: from the beginning)."""
     ledger = _settings(settings)
-    client = checks.client_for(connection, ledger, hub)
+    client = client_for(connection, ledger, hub)
     return sync_streams(client, streams, cursors, ledger.page_size)
 
 
@@ -117,12 +120,14 @@ def webhook(
     request: web.Request, body: bytes, settings: IntegrationSettings | None
 ) -> list[WebhookEvent]:
     """Verify ``X-Ledger-Signature`` and parse the event list."""
-    secret = settings.webhook_secret if isinstance(settings, LedgerSettings) else None
-    return webhooks.parse(
-        body,
-        request.headers.get(webhooks.SIGNATURE_HEADER),
-        secret.get_secret_value() if secret else None,
-    )
+    ledger = settings if isinstance(settings, LedgerSettings) else None
+    return webhooks.parse(body, request.headers.get(webhooks.SIGNATURE_HEADER), ledger)
+
+
+@hookimpl
+async def process(event: HubEvent, settings: IntegrationSettings | None, hub: HubAPI) -> None:
+    """Handle one event: re-fetch or tombstone the record, emit ``<integration>.<stream>.<op>``."""
+    await webhooks.process(event, _settings(settings), hub)
 
 
 @hookimpl

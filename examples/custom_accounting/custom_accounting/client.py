@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hub.api import HttpClient
+from hub.errors import AuthenticationError, ValidationError
+
+if TYPE_CHECKING:
+    from hub.api import HttpClient, HubAPI
+    from hub.model import Connection
+
+    from .settings import LedgerSettings
 
 
 class LedgerClient:
@@ -30,6 +36,16 @@ class LedgerClient:
         result: dict[str, Any] = await self.get("/v1/me")
         return result
 
+    async def record(self, stream: str, record_id: str) -> dict[str, Any] | None:
+        """One record of ``stream`` as it is now, or None if Ledger has no such (live) record."""
+        try:
+            result: dict[str, Any] = await self.get(f"/v1/{stream}/{record_id}")
+        except ValidationError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
     async def pages(
         self, path: str, after: str | None, page_size: int
     ) -> AsyncIterator[tuple[list[dict[str, Any]], str | None]]:
@@ -45,3 +61,14 @@ class LedgerClient:
                 yield records, after
             if not page.get("has_more"):
                 return
+
+
+def client_for(connection: Connection, settings: LedgerSettings, hub: HubAPI) -> LedgerClient:
+    """A client with the connection's token and rate limit.
+
+    :raise AuthenticationError: no token is stored.
+    """
+    token = connection.credentials.get("api_token")
+    if not token:
+        raise AuthenticationError("no API token stored for this connection")
+    return LedgerClient(hub.http, settings.base_url, token, limit_key=connection.id)

@@ -13,23 +13,12 @@ from hub.errors import AuthenticationError, ProviderError, error_class_of
 from hub.model import HealthCheck, HealthReport, HealthStatus
 
 from . import tables
-from .client import LedgerClient
+from .client import client_for
 from .settings import LedgerSettings
 
 if TYPE_CHECKING:
     from hub.api import HubAPI
     from hub.model import Connection
-
-
-def client_for(connection: Connection, settings: LedgerSettings, hub: HubAPI) -> LedgerClient:
-    """A client with the connection's token and rate limit.
-
-    :raise AuthenticationError: no token is stored.
-    """
-    token = connection.credentials.get("api_token")
-    if not token:
-        raise AuthenticationError("no API token stored for this connection")
-    return LedgerClient(hub.http, settings.base_url, token, limit_key=connection.id)
 
 
 async def check(connection: Connection, settings: LedgerSettings, hub: HubAPI) -> HealthReport:

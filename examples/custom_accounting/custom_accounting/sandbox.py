@@ -2,7 +2,9 @@
 
 Records are generated deterministically from their index, so a million of them cost no
 memory until asked for; changes (updates, deletions) live in an overlay ordered after them.
-Listings are ordered by (updated_at, id) and paged with an opaque ``after`` cursor.
+Listings are ordered by (updated_at, id) and paged with an opaque ``after`` cursor;
+``GET /v1/{stream}/{id}`` reads one record (404 once deleted). Every change is also queued
+as a webhook event, which :meth:`SandboxState.webhook` signs and hands out like Ledger would.
 
 Run alone: ``python -m custom_accounting.sandbox --port 8790 --transactions 100000``.
 """
@@ -20,8 +22,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .webhooks import SIGNATURE_HEADER, sign
+
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 STREAMS = ("accounts", "transactions")
+OBJECTS = {"accounts": "account", "transactions": "transaction"}
+"""The object name each stream's webhook events carry (``transaction.updated``)."""
 
 
 @dataclass
@@ -78,15 +84,15 @@ class StreamState:
     order: list[tuple[str, str]] = field(default_factory=list)
     """(updated_at, id) of every changed record, sorted; they come after all base records."""
 
-    def _index_of(self, record_id: str) -> int:
-        return int(record_id.split("_", 1)[1])
-
     def get(self, record_id: str) -> dict[str, Any] | None:
-        """A record by id (changed version if any)."""
+        """A record by id (changed version if any), or None for an id it never had."""
         if record_id in self.changed:
             return self.changed[record_id]
-        index = self._index_of(record_id)
-        return base_record(self.name, index, self.accounts) if 0 <= index < self.size else None
+        number = record_id.partition("_")[2]
+        if not number.isdigit() or int(number) >= self.size:
+            return None
+        record = base_record(self.name, int(number), self.accounts)
+        return record if record["id"] == record_id else None
 
     def touch(self, record: dict[str, Any], clock: int) -> None:
         """Store a changed record with a new updated_at at ``clock`` seconds."""
@@ -147,6 +153,9 @@ class SandboxState:
         self.fail_next: list[int] = []
         """HTTP statuses to answer the next requests with (a fault-injection queue)."""
         self.prerendered: dict[tuple[str, str | None, int], bytes] = {}
+        self.events: list[dict[str, Any]] = []
+        """Webhook events of the changes since the last :meth:`webhook`, oldest first."""
+        self.event_count = 0
 
     def update(self, stream: str, record_id: str, **fields: Any) -> dict[str, Any]:
         """Change a record at the provider (it moves to the end of the change order)."""
@@ -155,6 +164,7 @@ class SandboxState:
         record.update(fields)
         self.clock += 1
         state.touch(record, self.clock)
+        self._announce(stream, record_id, "deleted" if record.get("deleted") else "updated")
         return record
 
     def create(self, stream: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +172,25 @@ class SandboxState:
         self.clock += 1
         state = self.streams[stream]
         state.touch(dict(record), self.clock)
+        self._announce(stream, record["id"], "created")
         return state.changed[record["id"]]
+
+    def _announce(self, stream: str, record_id: str, operation: str) -> None:
+        self.event_count += 1
+        self.events.append(
+            {
+                "id": f"evt_{self.event_count:06d}",
+                "type": f"{OBJECTS[stream]}.{operation}",
+                "data": {"id": record_id},
+            }
+        )
+
+    def webhook(self, secret: str) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of a delivery of every queued event, signed with ``secret``
+        (the queue is emptied; post the same body again to simulate a redelivery)."""
+        body = orjson.dumps({"events": self.events})
+        self.events = []
+        return body, {SIGNATURE_HEADER: sign(body, secret), "Content-Type": "application/json"}
 
     def delete(self, stream: str, record_id: str) -> None:
         """Delete a record at the provider (listed with ``deleted: true``)."""
@@ -237,10 +265,18 @@ def create_app(config: SandboxConfig) -> web.Application:
         body = state.render(stream, request.query.get("after"), limit, include_deleted)
         return web.Response(body=body, content_type="application/json")
 
+    async def one(request: web.Request) -> web.Response:
+        stream = state.streams.get(request.match_info["stream"])
+        record = stream.get(request.match_info["id"]) if stream else None
+        if record is None or record.get("deleted"):
+            return web.json_response({"error": "not found"}, status=404)
+        return web.json_response(record)
+
     app = web.Application(middlewares=[auth])
     app[STATE] = state
     app.router.add_get("/v1/me", me)
     app.router.add_get("/v1/{stream}", listing)
+    app.router.add_get("/v1/{stream}/{id}", one)
     return app
 
 

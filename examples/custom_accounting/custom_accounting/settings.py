@@ -6,6 +6,9 @@ from pydantic import Field, SecretStr
 
 from hub.model import IntegrationSettings
 
+NAME = "custom_accounting"
+"""The integration: ``[integrations.custom_accounting]``, ``/webhooks/custom_accounting``."""
+
 
 class LedgerSettings(IntegrationSettings):
     """Settings of the Ledger API integration (``base_url`` and ``api_token`` are required)."""
