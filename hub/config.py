@@ -110,7 +110,7 @@ class WebhookSettings(Section):
     queue_max_requests: int = Field(default=2048, ge=1)
     """Webhook requests held at most (bodies being read or waiting for their commit); past it
     ``POST /webhooks/*`` answers 503 with ``Retry-After`` and stores nothing."""
-    queue_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    queue_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     """Bytes of webhook bodies held at most (a request reserves its declared length before
     its body is read); past it, 503 as above."""
     max_attempts: int = Field(default=8, ge=1)

@@ -38,6 +38,10 @@ WAL_RESTART_BACKOFF_S = 60.0
 WRITER_CACHE_MB = 16
 URGENT_RUN = 4
 """Urgent items the writer runs in a row at most while a regular item waits."""
+URGENT_GRACE_S = 0.002
+"""After an urgent item, how long the writer waits for the next one before it starts a
+regular item: the next webhook group is submitted once the event loop has answered the last
+one, and would otherwise wait for a whole sync batch."""
 
 
 def connect(path: Path, cache_mb: int = 4) -> sqlite_utils.Database:
@@ -85,7 +89,9 @@ class WriteQueue:
     """The writer thread's two queues: urgent before regular, regular never starved.
 
     After ``URGENT_RUN`` urgent items in a row with a regular item waiting, the regular item
-    goes next. ``None`` (stop) is taken once both queues are empty.
+    goes next; right after an urgent item the writer gives the next urgent one
+    ``URGENT_GRACE_S`` to arrive before it starts a regular one. ``None`` (stop) is taken once
+    both queues are empty.
     """
 
     def __init__(self) -> None:
@@ -93,6 +99,7 @@ class WriteQueue:
         self._regular: collections.deque[Job] = collections.deque()
         self._ready = threading.Condition()
         self._urgent_run = 0
+        self._after_urgent = False
         self._stopping = False
 
     def put(self, job: Job, urgent: bool) -> None:
@@ -114,10 +121,14 @@ class WriteQueue:
                 if self._stopping:
                     return None
                 self._ready.wait()
+            if not self._urgent and self._after_urgent and self._urgent_run < URGENT_RUN:
+                self._ready.wait_for(lambda: bool(self._urgent), URGENT_GRACE_S)
             if self._urgent and (not self._regular or self._urgent_run < URGENT_RUN):
                 self._urgent_run += 1
+                self._after_urgent = True
                 return self._urgent.popleft()
             self._urgent_run = 0
+            self._after_urgent = False
             return self._regular.popleft()
 
 
