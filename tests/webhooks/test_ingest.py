@@ -371,3 +371,24 @@ async def test_a_webhook_group_waits_for_one_sync_batch_at_most(db):
     finally:
         ingest.insert_webhooks = original  # type: ignore[assignment]
     assert order[:2] == ["batch0", "webhooks"]
+
+
+def test_after_an_urgent_item_the_next_urgent_one_gets_a_moment_before_regular_work(monkeypatch):
+    """The next webhook group is submitted just after the last one is answered: it goes
+    before the sync batch already waiting, instead of after it."""
+    monkeypatch.setattr("hub.store.database.URGENT_GRACE_S", 2.0)  # a slow CI machine too
+    queue = WriteQueue()
+    order: list[str] = []
+    queue.put(job("u0", order), urgent=True)
+    queue.put(job("r0", order), urgent=False)
+    first = queue.get()
+    assert first is not None
+    first[0]()  # u0 ran; r0 waits
+    late = threading.Timer(0.05, lambda: queue.put(job("u1", order), urgent=True))
+    late.start()
+    for _ in range(2):
+        item = queue.get()
+        assert item is not None
+        item[0]()
+    late.join()
+    assert order == ["u0", "u1", "r0"]
