@@ -376,7 +376,7 @@ async def test_a_webhook_group_waits_for_one_sync_batch_at_most(db):
 def test_after_an_urgent_item_the_next_urgent_one_gets_a_moment_before_regular_work(monkeypatch):
     """The next webhook group is submitted just after the last one is answered: it goes
     before the sync batch already waiting, instead of after it."""
-    monkeypatch.setattr("hub.store.database.URGENT_GRACE_S", 2.0)  # a slow CI machine too
+    monkeypatch.setattr("hub.store.database.URGENT_GRACE_S", 0.5)  # a slow CI machine too
     queue = WriteQueue()
     order: list[str] = []
     queue.put(job("u0", order), urgent=True)
