@@ -26,7 +26,7 @@ class IntegrationSettings(BaseModel):
     integration; a plugin adds its own fields (use ``SecretStr`` for secrets).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     enabled: bool = True
     base_url: str | None = None

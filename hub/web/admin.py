@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jinja2
 from aiohttp import web
 
 from hub.status import hub_status
 from hub.web.auth import SESSION_COOKIE, SESSION_TTL_S
 from hub.web.keys import AUTH, HUB, SCHEDULER
 
+if TYPE_CHECKING:
+    import jinja2
+
 routes = web.RouteTableDef()
-_templates = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=jinja2.select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The page templates, loaded when the first page is rendered (not at start)."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def render(name: str, code: int = 200, **context: object) -> web.Response:
     """Render a template as an HTML response with status ``code``."""
-    html = _templates.get_template(name).render(**context)
+    html = _templates().get_template(name).render(**context)
     return web.Response(text=html, status=code, content_type="text/html")
 
 
