@@ -26,7 +26,15 @@ from hub.errors import PluginContractError, SyncBusyError, advice_of, error_clas
 from hub.logs import redact_text
 from hub.model import Connection, ErrorInfo, SyncMode
 from hub.store.records import RecordTable
-from hub.sync_pass import BatchConsumer, ProgressCallback, SyncProgress, complete, plan, prepare
+from hub.sync_pass import (
+    BatchConsumer,
+    ProgressCallback,
+    SyncProgress,
+    complete,
+    plan,
+    prepare,
+    sweep,
+)
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -277,11 +285,12 @@ class SyncEngine:
                 await asyncio.shield(self._announce(connection, consumer.tallies))
             raise
         await self._announce(connection, consumer.tallies)
-        live.counts.deleted += await hub.store.db.write(
+        db = hub.store.db
+        live.counts.deleted += await sweep(db, tables, clients, connection.id, run_plan)
+        await db.write(
             functools.partial(
                 complete,
                 tables=tables,
-                clients=clients,
                 connection_id=connection.id,
                 run_plan=run_plan,
                 run_id=run_id,

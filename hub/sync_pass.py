@@ -109,32 +109,67 @@ def prepare(
             write_cursor(db, connection_id, name, None, run_id)
 
 
-def complete(
-    db: sqlite_utils.Database,
+SWEEP_ROWS = 20_000
+"""Rows a full sync's sweep examines per transaction: webhook commits go between the parts
+instead of waiting for a scan of the whole table."""
+
+
+async def sweep(
+    db: Database,
     tables: dict[str, RecordTable],
     clients: dict[str, StreamClients],
     connection_id: str,
     run_plan: Plan,
-    run_id: int,
 ) -> int:
-    """End a successful run: sweep the full streams (dropping the client reviews of what
-    they tombstoned), record every stream's statistics.
+    """Tombstone what the full streams of a successful run did not see, ``SWEEP_ROWS`` rows
+    per transaction (dropping the client reviews of what it tombstoned). A crash midway is
+    safe: the full pass stays open (:func:`complete` closes it) and the next run sweeps again.
 
-    :return: how many records the sweep tombstoned.
+    :return: how many records it tombstoned.
     """
-    now, swept, full = utcnow(), 0, run_plan.full_streams()
+    swept, now = 0, utcnow()
+    for name in run_plan.full_streams():
+        table, generation = tables[name], run_plan.generations[name] or 0
+        last = await db.read(table.last_rowid)
+        for low in range(0, last, SWEEP_ROWS):
+            bounds = (low, low + SWEEP_ROWS)
+            args = (table, clients.get(name), connection_id, generation, now, bounds)
+            swept += await db.write(_sweep_part, *args)
+    return swept
+
+
+def _sweep_part(
+    db: sqlite_utils.Database,
+    table: RecordTable,
+    clients: StreamClients | None,
+    connection_id: str,
+    generation: int,
+    now: str,
+    rows: tuple[int, int],
+) -> int:
+    gone = table.sweep(db, connection_id, generation, now, rows)
+    if gone and clients is not None:
+        clients.forget_tombstoned(db, table, connection_id)
+    return gone
+
+
+def complete(
+    db: sqlite_utils.Database,
+    tables: dict[str, RecordTable],
+    connection_id: str,
+    run_plan: Plan,
+    run_id: int,
+) -> None:
+    """End a successful run after its :func:`sweep`: close the full passes and record every
+    stream's statistics."""
+    full = run_plan.full_streams()
     for name, table in tables.items():
         if name in full:
-            gone = table.sweep(db, connection_id, run_plan.generations[name] or 0, now)
-            if gone and name in clients:
-                clients[name].forget_tombstoned(db, table, connection_id)
-            swept += gone
             db.conn.execute(
                 "UPDATE cursors SET full_generation = NULL WHERE connection_id = ? AND stream = ?",
                 [connection_id, name],
             )
         write_stream_stats(db, connection_id, name, run_id, table.count(db, connection_id))
-    return swept
 
 
 def _snapshot(batch: Batch) -> Batch:

@@ -223,14 +223,31 @@ class RecordTable:
             total += cursor.rowcount
         return total
 
-    def sweep(self, db: sqlite_utils.Database, connection_id: str, gen: int, now: str) -> int:
-        """Tombstone live records a completed full sync (generation ``gen``) did not see."""
+    def sweep(
+        self,
+        db: sqlite_utils.Database,
+        connection_id: str,
+        gen: int,
+        now: str,
+        rows: tuple[int, int] | None = None,
+    ) -> int:
+        """Tombstone live records a completed full sync (generation ``gen``) did not see.
+
+        :param rows: only rows whose rowid is in ``(low, high]`` (a sweep in parts).
+        """
+        part, bounds = ("AND rowid > ? AND rowid <= ?", list(rows)) if rows else ("", [])
         cursor = db.conn.execute(
             f"UPDATE [{self.name}] SET deleted_at = ?, synced_at = ? "
-            "WHERE connection_id = ? AND deleted_at IS NULL AND (_gen IS NULL OR _gen != ?)",
-            [now, now, connection_id, gen],
+            "WHERE connection_id = ? AND deleted_at IS NULL AND (_gen IS NULL OR _gen != ?) "
+            f"{part}",
+            [now, now, connection_id, gen, *bounds],
         )
         return cursor.rowcount
+
+    def last_rowid(self, db: sqlite_utils.Database) -> int:
+        """The highest rowid of the table (0 when empty)."""
+        row = db.conn.execute(f"SELECT max(rowid) FROM [{self.name}]").fetchone()
+        return int(row[0] or 0)
 
     def count(self, db: sqlite_utils.Database, connection_id: str) -> int:
         """Live (not tombstoned) records of this stream for one connection."""
