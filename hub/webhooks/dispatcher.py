@@ -46,7 +46,7 @@ ROUTE_BATCH = 500
 UNRECORDED_RETRY_S = 5.0
 """How long a delivery whose outcome could not be written waits before it runs again."""
 LOOP_ERROR_PAUSE_S = 1.0
-ROUND_MIN_INTERVAL_S = 0.02
+ROUND_MIN_INTERVAL_S = 0.1
 """Rounds start at most this often: under a stream of webhooks each round routes and starts
 many events at once, instead of reading the inbox for every stored group."""
 
