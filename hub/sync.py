@@ -24,7 +24,7 @@ import structlog
 from hub.client_matching import MatchTally, stream_clients
 from hub.errors import PluginContractError, SyncBusyError, advice_of, error_class_of
 from hub.logs import redact_text
-from hub.model import Connection, ErrorInfo, SyncMode
+from hub.model import Batch, Connection, ErrorInfo, SyncMode
 from hub.store.records import RecordTable
 from hub.sync_pass import (
     BatchConsumer,
@@ -260,21 +260,7 @@ class SyncEngine:
             )
         )
         connection = await hub.authenticate(connection)
-        batches = hub.plugins.call_owner_raw(
-            integration.name,
-            "sync",
-            connection=connection,
-            streams=names,
-            cursors=run_plan.cursors,
-            mode=mode,
-        )
-        if not isinstance(batches, AsyncIterator):
-            if inspect.iscoroutine(batches):
-                batches.close()  # never awaited: close it so it does not warn
-            raise PluginContractError(
-                f"{integration.name}: sync must be an async generator (async def with yield), "
-                f"got {type(batches).__name__}"
-            )
+        batches = self._batches(connection, names, run_plan.cursors, mode)
         consumer = BatchConsumer(
             hub.store.db, hub.metrics, tables, clients, run_plan, live, progress
         )
@@ -296,6 +282,26 @@ class SyncEngine:
                 run_id=run_id,
             )
         )
+
+    def _batches(
+        self, connection: Connection, names: list[str], cursors: dict[str, Any], mode: SyncMode
+    ) -> AsyncIterator[Batch]:
+        """The plugin's ``sync``: the async iterator of batches its call returns.
+
+        :raise PluginContractError: the call returned something else (a coroutine).
+        """
+        integration = connection.integration
+        batches = self._hub.plugins.call_owner_raw(
+            integration, "sync", connection=connection, streams=names, cursors=cursors, mode=mode
+        )
+        if not isinstance(batches, AsyncIterator):
+            if inspect.iscoroutine(batches):
+                batches.close()  # never awaited: close it so it does not warn
+            raise PluginContractError(
+                f"{integration}: sync must be an async generator (async def with yield), "
+                f"got {type(batches).__name__}"
+            )
+        return batches
 
     async def _announce(self, connection: Connection, tallies: dict[str, MatchTally]) -> None:
         """Emit ``clients.matched`` per stream whose committed records were matched."""
