@@ -193,6 +193,21 @@ class ConnectionState:
         self.last_error, self.needs_reauth = error, True
         self._changed(was_failing)
 
+    def reconnected(self) -> None:
+        """New credentials were saved by a connect flow: no longer waiting for a person, and a
+        failure that the old credentials caused no longer holds scheduled syncs back (the
+        next sync or health check decides how the connection is)."""
+        if not self.needs_reauth:
+            return
+        self.needs_reauth = False
+        if self.last_error is not None and self.last_error.error_class == _AUTH:
+            self.last_error, self.failures = None, 0
+        log.info(
+            "connection re-authenticated",
+            integration=self.integration,
+            connection=self.connection_id,
+        )
+
     def _changed(self, was_failing: bool, success_at: str | None = None) -> None:
         """Apply a success, then log the change between working and failing, once."""
         if success_at is not None:

@@ -258,6 +258,7 @@ class Hub:
         """Create or update the connection (integration, key), e.g. after an OAuth flow."""
         row = await self.store.connections.upsert(integration, key, title, credentials, origin)
         log.info("connection saved", integration=integration, connection=row.id, origin=origin)
+        self.states.get(row.id).reconnected()
         if self.scheduler is not None:
             self.scheduler.add_sync_job(row.id, integration)
         return self._connection(row)

@@ -215,6 +215,22 @@ async def test_an_auth_failure_in_a_sync_needs_reauthentication(make_hub: Any) -
     assert not hub.connection_state(CONNECTION).needs_reauth
 
 
+async def test_reconnecting_clears_needs_reauthentication_and_its_backoff(make_hub: Any) -> None:
+    """A person completed the connect flow again: the admin page stops asking for it, and
+    the refused credentials' backoff does not hold the next scheduled sync back."""
+    hub, flaky = await flaky_hub(make_hub)
+    flaky.sync_error = AuthenticationError("token revoked", status=401)
+    await sync(hub)
+    await sync(hub)
+    refused = hub.connection_state(CONNECTION)
+    assert refused.needs_reauth and refused.consecutive_failures == 2 and refused.retry_at
+    await hub.add_connection("flaky", "one", "Flaky One", {"token": "new"}, origin="oauth")
+    state = hub.connection_state(CONNECTION)
+    assert not state.needs_reauth
+    assert (state.consecutive_failures, state.retry_at, state.last_error) == (0, None, None)
+    assert not hub.states.get(CONNECTION).in_backoff()
+
+
 async def test_an_auth_failure_in_a_health_check_needs_reauthentication(make_hub: Any) -> None:
     hub, flaky = await flaky_hub(make_hub)
     flaky.health_error = AuthenticationError("token revoked", status=401, advice="log in again")
