@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -149,7 +150,7 @@ def _sweep_part(
 ) -> int:
     gone = table.sweep(db, connection_id, generation, now, rows)
     if gone and clients is not None:
-        clients.forget_tombstoned(db, table, connection_id)
+        clients.forget_tombstoned(db, table, connection_id, rows)
     return gone
 
 
@@ -234,30 +235,33 @@ class BatchConsumer:
     async def consume(self, batches: AsyncIterator[Batch]) -> None:
         """Commit every batch ``batches`` yields; close it however the loop ends.
 
+        However the loop ends (a failure, a cancellation), every batch already handed to the
+        writer is waited for and counted, so a run never ends with a commit still to come.
+
         :raise TypeError, ValueError: the plugin yielded something else than a requested
             stream's :class:`Batch`.
         """
-        pending: tuple[Batch, Future[Written]] | None = None
+        in_flight: deque[tuple[Batch, Future[Written]]] = deque()
         try:
-            async for batch in batches:
-                submitted = self._submit(batch, pending)
-                if pending is not None:
-                    await self._settle(pending)
-                pending = submitted
-            if pending is not None:
-                await self._settle(pending)
-                pending = None
+            try:
+                async for batch in batches:
+                    in_flight.append(self._submit(batch, in_flight[-1] if in_flight else None))
+                    if len(in_flight) > 1:
+                        await self._settle_oldest(in_flight)
+                while in_flight:
+                    await self._settle_oldest(in_flight)
+            finally:
+                while in_flight:
+                    with contextlib.suppress(Exception):
+                        await self._settle_oldest(in_flight)
         finally:
-            if pending is not None:  # wait so a crash never leaves a half-known commit
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self._settle(pending))
             aclose = getattr(batches, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
 
     def _submit(
-        self, batch: Batch, pending: tuple[Batch, Future[Written]] | None
+        self, batch: Batch, previous: tuple[Batch, Future[Written]] | None
     ) -> tuple[Batch, Future[Written]]:
         if not isinstance(batch, Batch):
             raise TypeError(f"sync yielded {type(batch).__name__}, not a Batch")
@@ -277,13 +281,25 @@ class BatchConsumer:
             batch,
             generations[batch.stream],
             restart,
-            pending[1] if pending is not None else None,
+            previous[1] if previous is not None else None,
         )
         return batch, future
 
-    async def _settle(self, item: tuple[Batch, Future[Written]]) -> None:
-        batch, future = item
-        counts, report = await asyncio.wrap_future(future)
+    async def _settle_oldest(self, in_flight: deque[tuple[Batch, Future[Written]]]) -> None:
+        """Wait for the oldest batch in flight to commit, then count it.
+
+        A cancellation leaves the batch in ``in_flight`` and its commit going on (the writer's
+        future is shielded), so the caller can still wait for it; a failed commit leaves it.
+        """
+        batch, future = in_flight[0]
+        try:
+            counts, report = await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            in_flight.popleft()
+            raise
+        in_flight.popleft()
         if report is not None:
             self.tallies.setdefault(batch.stream, MatchTally()).add(report)
         live = self._live

@@ -7,6 +7,7 @@ import asyncio
 import os
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ import sqlite_utils
 from cryptography.fernet import Fernet
 from structlog.testing import capture_logs
 
-from hub import hookimpl
+from hub import hookimpl, sync_pass
 from hub.cli import main
 from hub.errors import ServerError, StoreError, SyncBusyError
 from hub.model import Batch, Connection, Integration, Stream, SyncMode
@@ -313,6 +314,7 @@ class ScriptedPlugin:
         self.release = asyncio.Event()
         self.active = 0
         self.max_active = 0
+        self.yielded = 0
 
     @hookimpl
     def register(self) -> Integration:
@@ -339,6 +341,7 @@ class ScriptedPlugin:
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 records = [item(page * 100 + i) for i in range(5)]
+                self.yielded += 1
                 yield Batch("items", records, cursor={"page": page})
         finally:
             self.active -= 1
@@ -398,13 +401,71 @@ async def test_cancelled_sync_is_recorded_and_its_cursor_stays_valid(make_hub):
     assert (run["state"], run["error_class"]) == ("cancelled", "cancelled")
     assert (await hub.store.runs.cursors("scripted:a"))["items"].cursor == {"page": 2}
     assert len(await live_ids(hub)) == 10
-    assert not hub.engine.is_running("scripted:a")
+    assert hub.connection_state("scripted:a").running is None
 
     plugin.wait_at = None
     result = await hub.engine.run("scripted:a", trigger="test")
     assert result.state == "succeeded", result.error
     assert plugin.received[-1] == {"items": {"page": 2}}
     assert len(await live_ids(hub)) == 20
+
+
+async def until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.001)
+
+
+async def test_a_sync_cancelled_with_batches_queued_counts_them_when_they_commit(make_hub):
+    """Cancelled while its batches wait behind other writes: the run waits for them, and
+    what it records is what was committed."""
+    plugin = ScriptedPlugin(pages=4, wait_at=1)
+    hub = await scripted_hub(make_hub, plugin)
+    task = asyncio.create_task(hub.engine.run("scripted:a", trigger="test"))
+    await asyncio.wait_for(plugin.reached.wait(), 5)
+    gate = threading.Event()
+    hub.store.db.submit(lambda db: gate.wait(10))  # holds the writer
+    plugin.release.set()
+    await until(lambda: plugin.yielded == 2)  # both handed to the writer, neither committed
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # waits for the queued commits
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (run,) = await hub.store.runs.recent("scripted:a")
+    assert (run["state"], run["created"]) == ("cancelled", 10)
+    assert (await hub.store.runs.cursors("scripted:a"))["items"].cursor == {"page": 2}
+    assert len(await live_ids(hub)) == 10
+
+
+async def test_a_sync_cancelled_while_a_batch_commits_records_every_commit(
+    make_hub, monkeypatch: pytest.MonkeyPatch
+):
+    plugin = ScriptedPlugin(pages=4)
+    hub = await scripted_hub(make_hub, plugin)
+    started, gate = threading.Event(), threading.Event()
+    write_batch = sync_pass._write_batch
+
+    def held_write(*args: Any) -> Any:
+        if not started.is_set():
+            started.set()
+            gate.wait(10)
+        return write_batch(*args)
+
+    monkeypatch.setattr(sync_pass, "_write_batch", held_write)
+    task = asyncio.create_task(hub.engine.run("scripted:a", trigger="test"))
+    assert await asyncio.to_thread(started.wait, 5)
+    await until(lambda: plugin.yielded == 2)
+    task.cancel()
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (run,) = await hub.store.runs.recent("scripted:a")
+    assert (run["state"], run["created"]) == ("cancelled", 10)
+    assert (await hub.store.runs.cursors("scripted:a"))["items"].cursor == {"page": 2}
+    assert len(await live_ids(hub)) == 10
 
 
 async def test_one_sync_at_a_time_per_connection(make_hub):
@@ -419,7 +480,7 @@ async def test_one_sync_at_a_time_per_connection(make_hub):
         assert exc.value.run_id == (await hub.store.runs.recent("scripted:a"))[0]["id"]
         with pytest.raises(SyncBusyError):
             await hub.engine.start("scripted:a", trigger="api")
-        assert hub.engine.is_running("scripted:a")
+        assert hub.connection_state("scripted:a").running is not None
     finally:
         plugin.release.set()
     assert (await first).state == "succeeded"
