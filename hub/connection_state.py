@@ -179,12 +179,16 @@ class ConnectionState:
 
     def health_checked(self, report: HealthReport) -> None:
         """A health report was decided: ``disconnected`` means the credentials were refused,
-        any other status that they work."""
+        ``healthy`` or ``warning`` that they work; ``error`` (a timeout, a provider fault)
+        says nothing of them, so it leaves needs-reauthentication as it was."""
         was_failing = self.failing
         self.health, self.health_message = report.status, report.message
         self.checks = tuple(report.checks)
         self.checked_at = utcnow()
-        self.needs_reauth = report.status is HealthStatus.DISCONNECTED
+        if report.status is HealthStatus.DISCONNECTED:
+            self.needs_reauth = True
+        elif report.status is not HealthStatus.ERROR:
+            self.needs_reauth = False
         self._changed(was_failing)
 
     def credentials_refused(self, error: ErrorInfo) -> None:

@@ -244,6 +244,23 @@ async def test_an_auth_failure_in_a_health_check_needs_reauthentication(make_hub
     assert not hub.connection_state(CONNECTION).needs_reauth
 
 
+async def test_a_health_check_that_times_out_keeps_needs_reauthentication(
+    make_hub: Any,
+) -> None:
+    """A timeout or a provider fault says nothing of the credentials: the admin page keeps
+    asking for a reconnect until a check or a sync shows they work."""
+    hub, flaky = await flaky_hub(make_hub)
+    flaky.health_error = AuthenticationError("token revoked", status=401)
+    await hub.health.check(CONNECTION)
+    flaky.health_error = ServerError("provider timed out", status=504)
+    await hub.health.check(CONNECTION)
+    state = hub.connection_state(CONNECTION)
+    assert (state.needs_reauth, state.health) == (True, HealthStatus.ERROR)
+    flaky.health_error = None
+    await hub.health.check(CONNECTION)
+    assert not hub.connection_state(CONNECTION).needs_reauth
+
+
 async def test_an_auth_failure_in_a_webhooks_handling_needs_reauthentication(
     hub_client: Any,
 ) -> None:
