@@ -84,11 +84,15 @@ class StreamClients:
         return report
 
     def forget_tombstoned(
-        self, db: sqlite_utils.Database, table: RecordTable, connection_id: str
+        self,
+        db: sqlite_utils.Database,
+        table: RecordTable,
+        connection_id: str,
+        rows: tuple[int, int],
     ) -> None:
-        """Drop the reviews of this connection's tombstoned records (after a full sync's
-        sweep); call inside a write transaction."""
-        forget_reviews(db, (self.integration, connection_id), tombstoned_in=table.name)
+        """Drop the reviews of this connection's records tombstoned in the rowid range
+        ``(low, high]`` (one part of a full sync's sweep); call inside a write transaction."""
+        forget_reviews(db, (self.integration, connection_id), swept=(table.name, rows))
 
 
 def stream_clients(integration: str, stream: Stream) -> StreamClients | None:

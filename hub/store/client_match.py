@@ -317,19 +317,23 @@ def forget_reviews(
     db: sqlite_utils.Database,
     scope: tuple[str, str],
     ids: Sequence[str] = (),
-    tombstoned_in: str | None = None,
+    swept: tuple[str, tuple[int, int]] | None = None,
 ) -> None:
-    """Drop the reviews of (integration, connection) records that are gone: ``ids``, or every
-    tombstoned record of the record table ``tombstoned_in``."""
+    """Drop the reviews of (integration, connection) records that are gone: ``ids``, or the
+    tombstoned records of one sweep part, ``(record table, (low, high] rowids))``.
+
+    The part's rowid bounds keep each part's delete to the rows it swept, not every
+    tombstone the table has."""
     if not has_reviews(db, scope):
         return
     sql = "DELETE FROM client_reviews WHERE integration = ? AND connection_id = ? AND "
     db.conn.executemany(sql + "provider_id = ?", [(*scope, i) for i in ids])
-    if tombstoned_in is not None:
+    if swept is not None:
+        table, (low, high) = swept
         db.conn.execute(
-            sql + f"provider_id IN (SELECT id FROM [{tombstoned_in}] "
-            "WHERE connection_id = ? AND deleted_at IS NOT NULL)",
-            [*scope, scope[1]],
+            sql + f"provider_id IN (SELECT id FROM [{table}] WHERE connection_id = ? "
+            "AND deleted_at IS NOT NULL AND rowid > ? AND rowid <= ?)",
+            [*scope, scope[1], low, high],
         )
 
 
