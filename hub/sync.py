@@ -69,10 +69,6 @@ class SyncEngine:
         self._tasks: set[asyncio.Task[Any]] = set()
         """Every task running a sync here (API, schedule), so ``stop`` finishes or cancels it."""
 
-    def is_running(self, connection_id: str) -> bool:
-        """True while a sync of ``connection_id`` runs in this process."""
-        return connection_id in self._active
-
     async def start(
         self,
         connection_id: str,

@@ -73,11 +73,6 @@ class WebhookDelivery:
     request_row: tuple[Any, ...]
     events: PreparedEvents
 
-    @property
-    def size(self) -> int:
-        """The raw body's length in bytes."""
-        return len(self.request_row[4])
-
     @classmethod
     def build(
         cls, source: str, headers: dict[str, str], body: bytes, events: Sequence[NewEvent]

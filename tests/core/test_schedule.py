@@ -226,16 +226,16 @@ async def test_a_scheduled_run_during_a_running_sync_is_skipped(
     hub: Hub = await make_hub(config=ledger_config(slow_ledger))
     scheduler = Scheduler(hub)  # not started: the job's function is called directly
     run_id = await hub.engine.start(CONNECTION, trigger="test")
-    assert hub.engine.is_running(CONNECTION)
+    assert hub.connection_state(CONNECTION).running is not None
     with structlog.testing.capture_logs() as logs:
         await scheduler._sync(CONNECTION)
     (skipped,) = [e for e in logs if e["event"] == "scheduled sync skipped"]
     assert skipped["connection"] == CONNECTION
     assert f"run {run_id}" in skipped["reason"]
-    assert hub.engine.is_running(CONNECTION)  # the first run goes on untouched
+    assert hub.connection_state(CONNECTION).running is not None  # the first run goes on untouched
 
     for _ in range(100):
-        if not hub.engine.is_running(CONNECTION):
+        if hub.connection_state(CONNECTION).running is None:
             break
         await asyncio.sleep(0.05)
     runs = await hub.store.runs.recent(CONNECTION)

@@ -42,7 +42,7 @@ def committer_of(db: Database) -> GroupCommitter:
 
 
 def store(committer: GroupCommitter, item: WebhookDelivery):
-    ticket = committer.admission.admit(item.size)
+    ticket = committer.admission.admit(len(item.request_row[4]))  # the body's length
     assert ticket is not None
     return committer.store(item, ticket)
 
