@@ -2,7 +2,9 @@
 summary of its result and its duration.
 
 Arguments are summarised, never dumped: a connection by its id, a request by its method and
-path, bytes by their length, settings and mappings redacted like every log line.
+path, bytes by their length, settings and mappings redacted like every log line. Text is
+redacted whole, then shortened, so a secret cut by the limit is never left half-masked. A
+``diagnostics`` result is a plugin's dump of provider state: only its key names are logged.
 """
 
 from __future__ import annotations
@@ -38,12 +40,22 @@ def summary(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return redact(value.model_dump(mode="json"))
     if isinstance(value, str):
-        return redact(value[:MAX_TEXT])
+        return _short(value)
     if isinstance(value, Mapping):
         return redact({str(k): summary(v) for k, v in list(value.items())[:20]})
     if isinstance(value, list | tuple):
         return f"{type(value).__name__} of {len(value)}"
     return type(value).__name__
+
+
+def _short(text: str) -> str:
+    return str(redact(text))[:MAX_TEXT]
+
+
+def _result(hook: str, value: Any) -> Any:
+    if hook == "diagnostics" and isinstance(value, Mapping):
+        return {"keys": sorted(str(k) for k in value)}
+    return summary(value)
 
 
 def traced(hook: str, plugin: str, kwargs: Mapping[str, Any], call: Callable[[], Any]) -> Any:
@@ -54,11 +66,11 @@ def traced(hook: str, plugin: str, kwargs: Mapping[str, Any], call: Callable[[],
     try:
         result = call()
     except Exception as exc:
-        _log(hook, plugin, args, started, error=repr(exc)[:MAX_TEXT])
+        _log(hook, plugin, args, started, error=_short(repr(exc)))
         raise
     if inspect.isawaitable(result):
         return _awaited(hook, plugin, args, started, result)
-    _log(hook, plugin, args, started, result=summary(result))
+    _log(hook, plugin, args, started, result=_result(hook, result))
     return result
 
 
@@ -68,9 +80,9 @@ async def _awaited(
     try:
         result = await pending
     except Exception as exc:
-        _log(hook, plugin, args, started, error=repr(exc)[:MAX_TEXT])
+        _log(hook, plugin, args, started, error=_short(repr(exc)))
         raise
-    _log(hook, plugin, args, started, result=summary(result))
+    _log(hook, plugin, args, started, result=_result(hook, result))
     return result
 
 

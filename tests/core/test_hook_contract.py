@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import pytest
 import structlog
 from pydantic import SecretStr
 
@@ -24,6 +25,7 @@ from hub.model import (
     WebhookEvent,
 )
 from hub.testing import deliver_webhook
+from hub.tracing import summary, traced
 from hub.web.keys import HUB
 from tests.conftest import ledger_config
 
@@ -176,6 +178,28 @@ async def test_trace_hooks_logs_every_call_with_redacted_arguments(make_hub, mon
     assert health["args"]["settings"]["region"] == "us"
     assert health["result"] == "HealthReport"
     assert API_KEY not in repr(logs)
+
+
+def test_tracing_masks_a_secret_cut_by_the_length_limit():
+    """A secret that straddles the limit is masked before the text is cut, never left as a
+    prefix too short for the pattern to see."""
+    text = "x " * 95 + "sk_live_" + "A" * 24
+    assert "sk_live_AA" not in summary(text)
+    with structlog.testing.capture_logs() as logs, pytest.raises(ValueError):
+        traced("health", "Keyed", {}, lambda: raise_value_error(text))
+    assert "sk_live_AA" not in logs[0]["error"]
+
+
+def test_a_traced_diagnostics_result_shows_key_names_only():
+    dump = {"accounts": [{"note": "PIN 4242"}], "token_hint": "abc"}
+    with structlog.testing.capture_logs() as logs:
+        traced("diagnostics", "Keyed", {}, lambda: dump)
+    assert logs[0]["result"] == {"keys": ["accounts", "token_hint"]}
+    assert "4242" not in repr(logs)
+
+
+def raise_value_error(text: str) -> None:
+    raise ValueError(text)
 
 
 async def test_without_trace_hooks_nothing_is_traced(make_hub, monkeypatch):
