@@ -180,7 +180,9 @@ class HubAPI(Protocol):
         on the store's writer thread, in the plugin's namespace only.
 
         :param plugin: ``__name__`` of any module of the plugin (or, for a plugin registered
-            as an object, that object).
+            as an object, that object). Namespaces keep plugins apart by name, not by
+            security: plugins are trusted code in the hub's process, and another plugin's
+            module name gives that plugin's tables.
         :raise LookupError: no loaded plugin is or contains ``plugin``.
         """
         ...

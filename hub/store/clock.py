@@ -28,7 +28,9 @@ def next_id() -> int:
     """A unique, increasing integer id: microseconds since the epoch, bumped by one on ties.
 
     Rows keyed by it are appended in order, like rowids, without asking the database first.
-    Only the store's one writer makes these ids, so unique within this process is unique.
+    Only the daemon's event loop calls it (a webhook request is prepared there, before its
+    group commit), so the read-and-bump needs no lock; one process writes the database, so
+    unique within this process is unique.
     """
     global _last_id
     _last_id = max(time.time_ns() // 1000, _last_id + 1)
