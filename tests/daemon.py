@@ -27,10 +27,16 @@ class Daemon:
     :param config: TOML appended after the ``[server]`` and ``[store]`` sections.
     :param env: extra environment (secrets go here, as in production).
     :param port: the port to listen on (default: a free one).
+    :param umask: the process's umask (default: this one's).
     """
 
     def __init__(
-        self, folder: Path, config: str, env: dict[str, str] | None = None, port: int = 0
+        self,
+        folder: Path,
+        config: str,
+        env: dict[str, str] | None = None,
+        port: int = 0,
+        umask: int = -1,
     ) -> None:
         self.port = port or free_port()
         self.db = folder / "hub.db"
@@ -43,6 +49,7 @@ class Daemon:
             env={**os.environ, "HUB_ADMIN__TOKEN": TOKEN, **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            umask=umask,
         )
         _started.append(self.proc)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,10 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
 from hub.errors import StoreError
+from hub.store.files import check_private, open_private
+
+KEY_FILE_MAX_BYTES = 4096
+"""Read at most this much of a key file (a Fernet key is 44 bytes)."""
 
 
 def key_file_for(database: Path) -> Path:
@@ -19,17 +24,43 @@ def key_file_for(database: Path) -> Path:
 
 
 def load_or_create_key(configured: str | None, database: Path) -> bytes:
-    """Return the Fernet key: the configured one, else the key file (created 0600 if absent)."""
+    """Return the Fernet key: the configured one, else the key file (created 0600 if absent).
+
+    :raise StoreError: one line naming the key or the file: not a Fernet key, a key file
+        that cannot be read (a directory, a link to nothing), or one that group or others
+        may access (the hub refuses it rather than use a key others may have read).
+    """
     if configured:
         key = configured.encode()
         _check_key(key, "HUB_SECRET_KEY")
         return key
     path = key_file_for(database)
-    if not path.exists():
+    if not os.path.lexists(path):
         _create_key_file(path)
-    key = path.read_bytes().strip()
+    key = _read_key_file(path)
     _check_key(key, str(path))
     return key
+
+
+def _read_key_file(path: Path) -> bytes:
+    """The key file's content, if it is a regular file only its owner may access."""
+    try:
+        # O_NONBLOCK: a FIFO put in its place must not hang the start (no effect on files)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        reason = exc.strerror
+        if isinstance(exc, FileNotFoundError) and path.is_symlink():
+            reason = f"a symbolic link to {os.readlink(path)}, which does not exist"
+        raise StoreError(f"{path}: cannot read the key file: {reason}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise StoreError(f"{path}: cannot read the key file: it is {what}")
+        check_private(path, info.st_mode)
+        return os.read(fd, KEY_FILE_MAX_BYTES).strip()
+    finally:
+        os.close(fd)
 
 
 def _create_key_file(path: Path) -> None:
@@ -37,7 +68,10 @@ def _create_key_file(path: Path) -> None:
     name, then linked into place, so a crash leaves no empty key file and two processes
     starting together end up with the same key (the second link fails; both read the first)."""
     temporary = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = open_private(temporary)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the key file: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(Fernet.generate_key() + b"\n")

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from hub.errors import StoreError
+from hub.store.files import prepare_database
 from hub.store.schema import apply_migrations
 
 T = TypeVar("T")
@@ -143,6 +144,7 @@ class Database:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"{path.parent}: cannot create folder: {exc.strerror}") from None
+        prepare_database(path)
         self._writer_db = connect(path, cache_mb=WRITER_CACHE_MB)
         self._writer_db.execute("PRAGMA wal_autocheckpoint=0")
         self._writer_db.execute(

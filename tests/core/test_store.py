@@ -136,6 +136,7 @@ async def test_key_file_is_0600_and_reused(tmp_path: Path):
 def test_a_damaged_key_file_is_a_store_error(tmp_path: Path):
     path = tmp_path / "hub.db"
     key_file_for(path).write_text("not a key\n")
+    key_file_for(path).chmod(0o600)
     with pytest.raises(StoreError, match=r"hub\.db\.key: not a Fernet key"):
         Store(path)
 
