@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic import ValidationError as PydanticValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -22,12 +24,13 @@ from pydantic_settings import (
 )
 
 from hub.errors import ConfigError
-from hub.logs import is_secret_key, redact
 from hub.model import IntegrationSettings
 
 DEFAULT_CONFIG = Path("hub.toml")
 ENV_PREFIX = "HUB_"
 FILE_SUFFIX = "_FILE"
+TABLE_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"})
+"""pydantic's error types for a value given where a table (a section) belongs."""
 
 
 class Section(BaseModel):
@@ -139,6 +142,39 @@ class _EnvWithoutFileVariables(EnvSettingsSource):
             if not name.upper().endswith(FILE_SUFFIX)
         }
 
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        """The section ``field_name`` from its variables.
+
+        :raise ConfigError: a variable for a list or table is not JSON, naming the variable.
+        """
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError:
+            names = self._not_json(field_name, field) if value is None else []
+            lines = (_not_json_line(name) for name in names or [ENV_PREFIX + field_name])
+            raise ConfigError("\n".join(lines)) from None
+
+    def _not_json(self, field_name: str, field: FieldInfo) -> list[str]:
+        """The variables of section ``field_name`` whose value is not the JSON it needs."""
+        names = []
+        for name, value in self.env_vars.items():
+            try:
+                self.explode_env_vars(field_name, field, {name: value})
+            except ValueError:
+                names.append(name)
+        return names
+
+
+def _not_json_line(variable: str) -> str:
+    """The error line for ``variable``, whose value should be JSON and is not."""
+    key = variable[len(ENV_PREFIX) :].lower().replace("__", ".")
+    return (
+        f"environment ({variable.upper()}): {key}: not valid JSON (a list or table in a "
+        """variable is written as JSON, e.g. '["a", "b"]')"""
+    )
+
 
 class HubSettings(BaseSettings):
     """The whole configuration. ``integrations`` is validated later by each plugin's model."""
@@ -218,6 +254,8 @@ def secret_files(environ: Mapping[str, str]) -> dict[str, Any]:
             content = Path(file_name).read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise ConfigError(f"{name}: cannot read {file_name}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{name}: cannot read {file_name}: not UTF-8 text") from None
         parts = upper[len(ENV_PREFIX) : -len(FILE_SUFFIX)].lower().split("__")
         nested: dict[str, Any] = {parts[-1]: content}
         for part in reversed(parts[:-1]):
@@ -253,31 +291,56 @@ def validate_integration(
 
 
 def format_validation_error(label: str, exc: PydanticValidationError, prefix: str = "") -> str:
-    """Turn a pydantic error into one line per problem: ``label: dotted.key: reason``."""
+    """Turn a pydantic error into one line per problem: ``label: dotted.key: reason``.
+
+    The reason says what the key expects and what kind of value it got, never the value: any
+    key may be holding a secret (a sender's secret written where its table belongs, a token
+    in the wrong key).
+    """
     lines = []
-    for error in exc.errors():
+    for error in exc.errors(include_url=False):
         key = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
         env = ENV_PREFIX + key.upper().replace(".", "__")
-        where = f"environment ({env})" if env in os.environ else label
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            reason = "unknown key"
-        elif kind == "missing":
-            reason = f"required (set it in the file or as {env})"
-        else:
-            given = error.get("input")
-            shown = "***" if _looks_secret(key) else repr(redact(given))[:60]
-            reason = f"{error['msg']} (got {shown})"
-        lines.append(f"{where}: {key}: {reason}")
+        lines.append(f"{_where(label, env)}: {key}: {_reason(error, env)}")
     return "\n".join(lines)
 
 
-def _looks_secret(key: str) -> bool:
-    """True if any part of the dotted key names a secret (the log redactor's rule)."""
-    return any(
-        is_secret_key(part) or any(word in part.lower() for word in ("secret", "token", "key"))
-        for part in key.split(".")
+def _where(label: str, env: str) -> str:
+    """Where a key's value came from: its variable or its ``_FILE`` variable, else the
+    variable of the table holding it (``HUB_WEBHOOKS__GENERIC='{...}'``), else ``label``."""
+    parts = env.split("__")
+    for end in range(len(parts), 0, -1):
+        variable = "__".join(parts[:end])
+        for name in (variable, variable + FILE_SUFFIX):
+            if name in os.environ:
+                return f"environment ({name})"
+    return label
+
+
+def _reason(error: ErrorDetails, env: str) -> str:
+    """What is wrong with a key, without its value."""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return f"required (set it in the file or as {env})"
+    given = _kind_of(error["input"])
+    if kind in TABLE_ERRORS:
+        return f"should be a table (a section of keys), got {given}"
+    return f"{error['msg']} (got {given})"
+
+
+def _kind_of(value: object) -> str:
+    """The kind of a configuration value in TOML's words: what an error may show of it."""
+    kinds: tuple[tuple[type, str], ...] = (
+        (bool, "a boolean"),  # before int: bool is an int
+        (int, "an integer"),
+        (float, "a number"),
+        (str, "a string"),
+        (dict, "a table"),
+        (list, "a list"),
     )
+    return next((name for cls, name in kinds if isinstance(value, cls)), "a value")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -112,13 +112,14 @@ def test_unknown_section_is_an_error(tmp_path: Path):
     assert problems(exc) == [f"{path}: sever: unknown key"]
 
 
-def test_wrong_type_names_key_and_value(tmp_path: Path):
+def test_wrong_type_names_key_and_expected_shape_not_value(tmp_path: Path):
     path = write(tmp_path / "hub.toml", '[server]\nport = "eighty"\n')
     with pytest.raises(ConfigError) as exc:
         load_settings(path)
     (line,) = problems(exc)
     assert line.startswith(f"{path}: server.port: ")
-    assert "'eighty'" in line
+    assert "valid integer" in line and "(got a string)" in line
+    assert "eighty" not in line
 
 
 def test_out_of_range_value_is_an_error(tmp_path: Path):
@@ -126,7 +127,8 @@ def test_out_of_range_value_is_an_error(tmp_path: Path):
     with pytest.raises(ConfigError) as exc:
         load_settings(path)
     (line,) = problems(exc)
-    assert line.startswith(f"{path}: server.port: ") and "70000" in line
+    assert line.startswith(f"{path}: server.port: ") and "less than or equal to 65535" in line
+    assert "70000" not in line
 
 
 def test_every_problem_is_its_own_line(tmp_path: Path):
@@ -191,7 +193,7 @@ def test_validate_integration_directly(tmp_path: Path):
     with pytest.raises(ConfigError) as exc:
         validate_integration(hub.settings, "custom_accounting", LedgerSettings)
     (line,) = problems(exc)
-    assert "integrations.custom_accounting.page_size" in line and "9999" in line
+    assert "integrations.custom_accounting.page_size" in line and "9999" not in line
 
 
 def test_wrongly_typed_plugin_secret_is_not_echoed(tmp_path: Path):
