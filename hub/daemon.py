@@ -23,6 +23,7 @@ from hub.core import Hub
 from hub.errors import SyncBusyError
 from hub.plugins import HubPlugins
 from hub.progress import ProgressDisplay
+from hub.store.files import real_path
 from hub.sync_pass import SyncProgress
 from hub.web.app import create_app
 
@@ -33,14 +34,14 @@ RECEIVE_BUFFER_BYTES = 64 * 1024
 sending large bodies at once hold tens of megabytes in the daemon, not hundreds."""
 
 
-def _only_daemon(database: Path) -> TextIO | None:
-    """Hold ``<database>.lock`` for this process's lifetime; None if another daemon holds it.
+def _only_daemon(lock_path: Path) -> TextIO | None:
+    """Hold ``lock_path`` for this process's lifetime; None if another daemon holds it.
 
     Two daemons on one database would both schedule syncs and both deliver every event. (A
     one-off ``sync`` or ``check`` beside the daemon is fine: it takes no lock.)
     """
-    database.parent.mkdir(parents=True, exist_ok=True)
-    lock = open(f"{database}.lock", "a+")  # noqa: SIM115 (held open while the daemon runs)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(lock_path, "a+")  # noqa: SIM115 (held open while the daemon runs)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -53,16 +54,21 @@ def _only_daemon(database: Path) -> TextIO | None:
 
 
 async def serve(settings: HubSettings) -> int:
-    """Run the daemon until SIGTERM or SIGINT; return the exit code."""
+    """Run the daemon until SIGTERM or SIGINT; return the exit code.
+
+    The single-daemon lock is named after the database's real path, so a symbolic link, a
+    relative path or ``..`` cannot open a second daemon on the same file.
+    """
+    database = real_path(settings.store.path)
+    lock_path = Path(f"{database}.lock")
     try:
-        lock = _only_daemon(settings.store.path)
+        lock = _only_daemon(lock_path)
     except OSError as exc:
-        print(f"advisoros-hub: error: {settings.store.path}.lock: {exc.strerror}", file=sys.stderr)
+        print(f"advisoros-hub: error: {lock_path}: {exc.strerror}", file=sys.stderr)
         return 1
     if lock is None:
         print(
-            f"advisoros-hub: error: another hub daemon is running on {settings.store.path} "
-            f"(see {settings.store.path}.lock)",
+            f"advisoros-hub: error: another hub daemon is running on {database} (see {lock_path})",
             file=sys.stderr,
         )
         return 1

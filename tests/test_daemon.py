@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,11 +13,13 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
-from custom_accounting.sandbox import RunningSandbox, SandboxConfig, start_sandbox
+from custom_accounting.sandbox import RunningSandbox, SandboxConfig, free_port, start_sandbox
 
-from tests.daemon import Daemon, query
+from tests.daemon import TOKEN, Daemon, query
 
 TABLE = "records_custom_accounting_transactions"
+ROOT = Path(__file__).resolve().parents[1]
+"""The checkout whose ``hub`` a daemon started from another working directory imports."""
 pytestmark = pytest.mark.slow
 
 
@@ -133,5 +138,39 @@ async def test_a_second_daemon_on_the_same_database_refuses_to_start(tmp_path, r
         assert second.returncode == 1
         assert "another hub daemon is running" in second.stderr
         assert "Traceback" not in second.stderr
+        status, _ = await first.api(session, "GET", "/api/status")
+        assert status == 200  # the first one is unaffected
+
+
+@pytest.mark.parametrize("alias", ["symlink", "relative path with .."])
+async def test_a_second_daemon_on_another_name_of_the_database_refuses_to_start(
+    tmp_path, reap_daemons, alias
+):
+    (tmp_path / "a").mkdir()
+    other = tmp_path / "b"
+    other.mkdir()
+    if alias == "symlink":
+        (other / "hub.db").symlink_to(tmp_path / "a" / "hub.db")
+        database = other / "hub.db"
+    else:  # from b/ as its working directory
+        database = Path("../b/../a/hub.db")
+    config = other / "hub.toml"
+    config.write_text(f'[server]\nport = {free_port()}\n[store]\npath = "{database}"\n')
+    async with aiohttp.ClientSession() as session:
+        first = Daemon(tmp_path / "a", "")
+        await first.ready(session)
+        second = subprocess.run(
+            [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
+            cwd=other,
+            env={**os.environ, "HUB_ADMIN__TOKEN": TOKEN, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        real = os.path.realpath(first.db)
+        assert second.returncode == 1
+        assert second.stderr.splitlines() == [
+            f"advisoros-hub: error: another hub daemon is running on {real} (see {real}.lock)"
+        ]
         status, _ = await first.api(session, "GET", "/api/status")
         assert status == 200  # the first one is unaffected
