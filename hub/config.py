@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
@@ -25,6 +25,7 @@ from pydantic_settings import (
 
 from hub.errors import ConfigError
 from hub.model import IntegrationSettings
+from hub.webhooks import signing
 
 DEFAULT_CONFIG = Path("hub.toml")
 ENV_PREFIX = "HUB_"
@@ -94,9 +95,26 @@ class HealthSettings(Section):
 class GenericSender(Section):
     """``[webhooks.generic.<sender>]``: a tool posting HMAC-SHA256 signed JSON."""
 
+    scheme: Literal["hmac", "standard"] = "hmac"
+    """``hmac``: the body's HMAC in ``header`` (the event id, from a header, is not signed);
+    ``standard``: Standard Webhooks (``webhook-id``, ``webhook-timestamp`` and
+    ``webhook-signature`` over ``id.timestamp.body``), so ids and times are signed too."""
     secret: SecretStr
+    """The shared secret; for the ``standard`` scheme ``whsec_<base64>``."""
     header: str = "X-Signature"
+    """The header carrying the ``hmac`` signature."""
     encoding: Literal["hex", "base64"] = "hex"
+    """How the ``hmac`` signature is encoded."""
+    tolerance: int = Field(default=signing.DEFAULT_TOLERANCE_S, ge=1, le=3600)
+    """``standard``: seconds a ``webhook-timestamp`` may be from now, either way."""
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_secret(cls, secret: SecretStr, info: ValidationInfo) -> SecretStr:
+        """A ``standard`` secret must decode (``whsec_<base64>``), checked at start."""
+        if info.data.get("scheme") == "standard":
+            signing.check_secret(secret.get_secret_value())
+        return secret
 
 
 class OutboundSettings(Section):

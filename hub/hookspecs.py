@@ -151,7 +151,9 @@ def webhook(
     events; nothing is handled here (``process`` handles each event once it is stored).
 
     :param body: the raw request body (already read, within the size limit).
-    :return: the verified events, each with the provider's event id.
+    :return: the verified events, each with the provider's event id. An id stored before
+        is a duplicate only with the same ``data``: other data makes a new event, so keep
+        what changes between redeliveries (attempt counters, send times) out of ``data``.
     :raise hub.errors.SignatureError: bad or missing signature (401, nothing stored).
     :raise hub.errors.MalformedWebhookError: unparseable body (400, nothing stored).
     """
@@ -166,7 +168,9 @@ def process(
     records, emit), after the HTTP answer; ``webhook`` verified and parsed it.
 
     Called by the dispatcher, at least once per event: make it idempotent (``event.id`` is the
-    provider's event id, ``event.attempt`` the attempt number). Raising schedules a retry with
+    provider's event id, ``event.attempt`` the attempt number). An event that came under an id
+    already stored with other data has the id ``<provider id>#<32 hex digits>`` (of the
+    SHA-256 of its data), so it is never taken for the first one. Raising schedules a retry with
     backoff; after ``webhooks.max_attempts`` the event is dead-lettered and alerted.
     ``event.connection_key`` names the provider account, when the webhook said. Raising
     :class:`~hub.errors.AuthenticationError` also marks that account's connection

@@ -243,7 +243,7 @@ class WebhookEvent:
 
     :param id: the provider's event id (deduplicates redeliveries).
     :param type: the provider's event type.
-    :param data: the parsed event.
+    :param data: the parsed event; a known ``id`` with other ``data`` is a new event.
     :param connection_key: the provider account it concerns (a realm id), if known.
     """
 

@@ -1,12 +1,22 @@
 """The built-in ``generic`` webhook source: tools such as Zapier or in-house scripts post
-HMAC-SHA256-signed JSON to ``/webhooks/generic/<sender>``.
+signed JSON to ``/webhooks/generic/<sender>``.
 
-Each sender is configured under ``[webhooks.generic.<sender>]`` with its shared secret, the
-header carrying the signature (a ``sha256=`` prefix is accepted) and its encoding (``hex`` or
-``base64``). An accepted delivery becomes the hub event ``generic.<sender>.received`` with the
-JSON body as its data. The event id is ``<sender>:`` plus the request's ``webhook-id``,
-``X-Event-Id`` or ``Idempotency-Key`` header, else the SHA-256 of the body (a resent body is
-a duplicate).
+Each sender is configured under ``[webhooks.generic.<sender>]`` with its shared secret and its
+``scheme``:
+
+* ``hmac`` (the default): the HMAC-SHA256 of the body in the configured header (a ``sha256=``
+  prefix is accepted), encoded ``hex`` or ``base64``. The event id is ``<sender>:`` plus the
+  request's ``webhook-id``, ``X-Event-Id`` or ``Idempotency-Key`` header, else the SHA-256 of
+  the body (a resent body is a duplicate). The signature does not cover that header: a
+  captured body can be re-sent under any id (the inbox stores it as a new event, and never
+  lets it suppress a real event with other content under that id).
+* ``standard``: Standard Webhooks (:mod:`hub.webhooks.signing`): ``webhook-signature`` signs
+  ``webhook-id``, ``webhook-timestamp`` and the body, and a timestamp more than ``tolerance``
+  seconds away is refused, so a captured request cannot be re-sent under another id or
+  later. The event id is ``<sender>:`` plus ``webhook-id``.
+
+An accepted delivery becomes the hub event ``generic.<sender>.received`` with the JSON body as
+its data.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from hub.model import (
     Integration,
     WebhookEvent,
 )
+from hub.webhooks import signing
 
 NAME = "generic"
 ID_HEADERS = ("webhook-id", "X-Event-Id", "Idempotency-Key")
@@ -73,6 +84,20 @@ def _event_id(request: web.Request) -> str | None:
     return None
 
 
+def verified_event_id(sender: GenericSender, request: web.Request, body: bytes) -> str:
+    """Check the request's signature by ``sender``'s scheme; return the sender's event id.
+
+    :raise SignatureError: a missing or wrong signature, or (``standard``) a missing header
+        or a timestamp outside the tolerance; the message says which.
+    """
+    if sender.scheme == "standard":
+        signing.verify(sender.secret.get_secret_value(), request.headers, body, sender.tolerance)
+        return request.headers[signing.HEADER_ID]
+    if not signature_matches(sender, body, request.headers.get(sender.header)):
+        raise SignatureError(f"bad or missing {sender.header} signature")
+    return _event_id(request) or hashlib.sha256(body).hexdigest()
+
+
 @hookimpl
 def register() -> Integration:
     """Declare the generic source (no streams: it only receives webhooks)."""
@@ -99,18 +124,16 @@ def health(connection: Connection, hub: Hub) -> HealthReport:
 
 @hookimpl
 def webhook(request: web.Request, body: bytes, hub: Hub) -> list[WebhookEvent]:
-    """Verify the sender's HMAC signature and accept the JSON body as one event."""
+    """Verify the sender's signature and accept the JSON body as one event."""
     name = request.match_info.get("path", "")
     sender = hub.settings.webhooks.generic.get(name)
     if sender is None:
         raise UnknownSourceError(f"no generic sender {name!r} (configure webhooks.generic.{name})")
-    if not signature_matches(sender, body, request.headers.get(sender.header)):
-        raise SignatureError(f"bad or missing {sender.header} signature")
+    event_id = verified_event_id(sender, request, body)
     try:
         data: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise MalformedWebhookError("the body is not JSON") from None
-    event_id = _event_id(request) or hashlib.sha256(body).hexdigest()
     return [
         WebhookEvent(
             id=f"{name}:{event_id}"[:300],  # senders' ids are their own: never each other's dups

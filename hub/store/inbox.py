@@ -20,6 +20,7 @@ import orjson
 import sqlite_utils
 
 from hub.store.clock import next_id, utcnow
+from hub.store.content import conflict_id, content_hash
 from hub.store.database import Database
 
 EVENT_STATES = ("pending", "dead", "done")
@@ -34,6 +35,20 @@ class NewEvent:
     type: str
     data: Any
     connection_key: str | None
+
+
+def event_row(event: NewEvent, request_id: int | None, created_at: str) -> tuple[Any, ...]:
+    """The ``events`` row of ``event``, in :data:`EVENTS_SQL`'s column order."""
+    return (
+        event.source,
+        event.event_id,
+        event.type,
+        event.connection_key,
+        orjson.dumps(event.data).decode(),
+        request_id,
+        content_hash(event.data),
+        created_at,
+    )
 
 
 @dataclass(slots=True)
@@ -51,19 +66,7 @@ class PreparedEvents:
     def build(cls, events: Sequence[NewEvent]) -> PreparedEvents:
         """Serialise ``events`` under a new request id."""
         batch, now = next_id(), utcnow()
-        event_rows = [
-            (
-                e.source,
-                e.event_id,
-                e.type,
-                e.connection_key,
-                orjson.dumps(e.data).decode(),
-                batch,
-                now,
-            )
-            for e in events
-        ]
-        return cls(batch, event_rows)
+        return cls(batch, [event_row(e, batch, now) for e in events])
 
 
 @dataclass(slots=True)
@@ -90,6 +93,8 @@ class Stored:
 
     created: int
     duplicates: int
+    conflicts: tuple[tuple[str, str], ...] = ()
+    """(event id, id stored as) of the created events whose id was known with other content."""
 
 
 @dataclass(frozen=True)
@@ -119,9 +124,17 @@ class Due:
 
 
 # new events are unrouted (the column's default)
-EVENTS_SQL = (
-    "INSERT OR IGNORE INTO events (source, event_id, type, connection_key, data, request_id, "
-    "created_at) VALUES {values}"
+EVENTS_COLUMNS = (
+    "source, event_id, type, connection_key, data, request_id, content_hash, created_at"
+)
+EVENTS_SQL = f"INSERT OR IGNORE INTO events ({EVENTS_COLUMNS}) VALUES {{values}}"
+# rows of EVENTS_SQL plus their conflict id (column9): those whose id is stored with another
+# content hash become new events under the conflict id (ignored if that one is stored too)
+CONFLICTS_SQL = (
+    f"INSERT OR IGNORE INTO events ({EVENTS_COLUMNS}) "
+    "SELECT v.column1, v.column9, v.column3, v.column4, v.column5, v.column6, v.column7, "
+    "v.column8 FROM (VALUES {values}) v WHERE NOT EXISTS (SELECT 1 FROM events e "
+    "WHERE e.source = v.column1 AND e.event_id = v.column2 AND e.content_hash = v.column7)"
 )
 REQUESTS_SQL = (
     "INSERT INTO webhook_requests (id, source, received_at, headers, body) VALUES {values}"
@@ -148,9 +161,17 @@ EVENT_FILTERS = {
     "done": "WHERE e.routed = 1 AND NOT EXISTS (SELECT 1 FROM deliveries d "
     "WHERE d.event = e.id AND d.state != 'done')",
 }
-# Rows per statement, largest first (at most 128 x 7 = 896 bound values, under SQLite's
-# oldest limit of 999): a group of n rows takes at most one statement per set bit of n.
-CHUNK_SIZES = (128, 64, 32, 16, 8, 4, 2, 1)
+MAX_BOUND_VALUES = 999
+"""Values one statement binds at most: SQLite's oldest limit (3.32 raised the default)."""
+
+
+@functools.cache
+def chunk_sizes(width: int) -> tuple[int, ...]:
+    """Rows per statement for rows of ``width`` values, largest first: the powers of two up
+    to the largest within :data:`MAX_BOUND_VALUES`, so a group of n rows takes at most one
+    statement per set bit of n."""
+    largest = 1 << ((MAX_BOUND_VALUES // width).bit_length() - 1)
+    return tuple(largest >> shift for shift in range(largest.bit_length()))
 
 
 @functools.cache
@@ -170,7 +191,7 @@ def insert_rows(conn: sqlite3.Connection, template: str, rows: Sequence[tuple[An
     if not rows:
         return 0
     width, start, inserted = len(rows[0]), 0, 0
-    for size in CHUNK_SIZES:
+    for size in chunk_sizes(width):
         while len(rows) - start >= size:
             chunk = rows[start : start + size]
             inserted += conn.execute(
@@ -184,26 +205,48 @@ def insert_rows(conn: sqlite3.Connection, template: str, rows: Sequence[tuple[An
 def insert_event_groups(
     db: sqlite_utils.Database, groups: Sequence[PreparedEvents]
 ) -> list[Stored]:
-    """Insert each group's events, unrouted, ignoring known (source, event id); what each group
-    created and ignored, in order."""
+    """Insert each group's events, unrouted, ignoring a known (source, event id) with the same
+    content; what each group created and ignored, in order.
+
+    An event whose id is stored with other content is a new event, stored under its
+    :func:`~hub.store.content.conflict_id`. That check runs only when the plain insert
+    ignored some rows, so a group of new events costs what it did before.
+    """
     conn = db.conn
     rows = [row for group in groups for row in group.event_rows]
     created_total = insert_rows(conn, EVENTS_SQL, rows)  # not total_changes: it wraps at 2**31
     if created_total == len(rows):
-        created = [len(group.event_rows) for group in groups]
-    else:  # duplicates: count the new rows (the highest row ids) per request
-        counts = dict(
-            conn.execute(
-                "SELECT request_id, count(*) FROM events WHERE id > last_insert_rowid() - ? "
-                "GROUP BY request_id",
-                [created_total],
-            ).fetchall()
-            if created_total
-            else []
-        )
-        created = [counts.get(group.batch, 0) for group in groups]
+        return [Stored(len(group.event_rows), 0) for group in groups]
+    # each row + the id it gets if its (source, event_id) is stored with another content_hash
+    candidates = [(*row, conflict_id(row[1], row[6])) for row in rows]
+    conflicts_created = insert_rows(conn, CONFLICTS_SQL, candidates)
+    created_total += conflicts_created
+    # count the new rows (the highest row ids) per request
+    counts = dict(
+        conn.execute(
+            "SELECT request_id, count(*) FROM events WHERE id > last_insert_rowid() - ? "
+            "GROUP BY request_id",
+            [created_total],
+        ).fetchall()
+        if created_total
+        else []
+    )
+    conflicts: dict[int, list[tuple[str, str]]] = {}
+    if conflicts_created:  # the conflict rows are the newest of all
+        originals = {row[8]: row[1] for row in candidates}
+        for request_id, stored_as in conn.execute(
+            "SELECT request_id, event_id FROM events WHERE id > last_insert_rowid() - ? "
+            "ORDER BY id",
+            [conflicts_created],
+        ):
+            conflicts.setdefault(request_id, []).append((originals[stored_as], stored_as))
     return [
-        Stored(new, len(group.event_rows) - new) for group, new in zip(groups, created, strict=True)
+        Stored(
+            counts.get(group.batch, 0),
+            len(group.event_rows) - counts.get(group.batch, 0),
+            tuple(conflicts.get(group.batch, ())),
+        )
+        for group in groups
     ]
 
 
@@ -221,15 +264,7 @@ class Inbox:
 
     async def add_event(self, event: NewEvent) -> bool:
         """Store one hub event (from the bus, no webhook request); False if its id is known."""
-        row = (
-            event.source,
-            event.event_id,
-            event.type,
-            event.connection_key,
-            orjson.dumps(event.data).decode(),
-            None,
-            utcnow(),
-        )
+        row = event_row(event, None, utcnow())
         created = await self._db.write(lambda db: insert_rows(db.conn, EVENTS_SQL, [row]))
         return created == 1
 

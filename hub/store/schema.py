@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import sqlite_utils
 
+from hub.store.content import stored_content_hash
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 
@@ -248,6 +250,14 @@ def _m009_client_tax_ids(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m010_event_content_hash(db: sqlite_utils.Database) -> None:
+    # dedupe compares content as well as ids: an id seen again with other content is a new
+    # event. Stored events get the hash their redelivery would have, so it stays a duplicate.
+    db.execute("ALTER TABLE events ADD COLUMN content_hash TEXT")
+    db.conn.create_function("hub_content_hash", 1, stored_content_hash, deterministic=True)
+    db.execute("UPDATE events SET content_hash = hub_content_hash(data)")
+
+
 MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_core", _m001_core),
     ("002_inbox", _m002_inbox),
@@ -258,6 +268,7 @@ MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("007_event_routing", _m007_event_routing),
     ("008_plugin_migrations", _m008_plugin_migrations),
     ("009_client_tax_ids", _m009_client_tax_ids),
+    ("010_event_content_hash", _m010_event_content_hash),
 )
 
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from hub.errors import HubError, MalformedWebhookError, SignatureError, UnknownSourceError
 from hub.model import WebhookEvent
 from hub.plugins import await_maybe
-from hub.store.inbox import NewEvent, WebhookDelivery
+from hub.store.inbox import NewEvent, Stored, WebhookDelivery
 from hub.web.api import json_response
 from hub.web.keys import HUB
 
@@ -115,6 +115,7 @@ async def _receive(request: web.Request, hub: Hub, source: str, ticket: Ticket) 
     )
     if stored.created:
         hub.dispatcher.wake()
+    _warn_conflicts(source, stored)
     metrics.webhook(source, "accepted")
     return json_response({"received": stored.created, "duplicates": stored.duplicates})
 
@@ -129,6 +130,18 @@ def _overloaded(hub: Hub) -> web.Response:
     )
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response
+
+
+def _warn_conflicts(source: str, stored: Stored) -> None:
+    """Log each event stored new because its id was known with other content (a replayed
+    body under a reused id, or a sender reusing ids): never the body."""
+    for event_id, stored_as in stored.conflicts:
+        log.warning(
+            "webhook event id known with other content; stored as a new event",
+            source=source,
+            event_id=event_id,
+            stored_as=stored_as,
+        )
 
 
 def _stored_event(source: str, event: WebhookEvent) -> NewEvent:

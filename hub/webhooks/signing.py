@@ -33,6 +33,7 @@ __all__ = [
     "HEADER_SIGNATURE",
     "HEADER_TIMESTAMP",
     "SECRET_PREFIX",
+    "check_secret",
     "headers",
     "new_secret",
     "sign",
@@ -67,6 +68,11 @@ def _secret_key(secret: str) -> bytes:
     if not key:
         raise ValueError("webhook secret is empty")
     return key
+
+
+def check_secret(secret: str) -> None:
+    """Raise :class:`ValueError` (without the secret in it) unless ``secret`` is usable."""
+    _secret_key(secret)
 
 
 def _digest(key: bytes, msg_id: bytes, timestamp: int, body: bytes) -> bytes:

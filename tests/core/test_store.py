@@ -23,8 +23,10 @@ from hub.cli import main
 from hub.errors import ServerError, StoreError, SyncBusyError
 from hub.model import Batch, Connection, Integration, Stream, SyncMode
 from hub.store import Store
+from hub.store.content import content_hash
 from hub.store.crypto import key_file_for
 from hub.store.database import Database, connect
+from hub.store.inbox import NewEvent, WebhookDelivery, insert_webhooks
 from hub.store.records import RecordTable
 from hub.store.schema import MIGRATIONS, apply_migrations
 from hub.testing import stored_records
@@ -191,6 +193,42 @@ def test_migrations_are_recorded_and_not_reapplied(tmp_path: Path):
         assert again.applied_migrations == []
     finally:
         again.close()
+
+
+async def test_a_database_at_009_gets_content_hashes_so_old_events_stay_deduplicated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    path = tmp_path / "hub.db"
+    old = connect(path)
+    with monkeypatch.context() as patch:
+        patch.setattr("hub.store.schema.MIGRATIONS", MIGRATIONS[:9])
+        assert apply_migrations(old)[-1] == "009_client_tax_ids"
+    with old.atomic():  # an event as the previous release stored it
+        old.execute(
+            "INSERT INTO events (source, event_id, type, data, request_id, created_at) "
+            "VALUES ('src', 'e1', 'src.thing', '{\"b\":[1,2],\"a\":\"x\"}', 1, 'then')"
+        )
+    old.close()
+
+    db = Database(path)
+    try:
+        assert db.applied_migrations == ["010_event_content_hash"]
+        (stored,) = db.read_sync(lambda d: d.execute("SELECT content_hash FROM events").fetchall())
+        assert stored == (content_hash({"a": "x", "b": [1, 2]}),)
+
+        def resend(data: dict[str, Any]) -> WebhookDelivery:
+            return WebhookDelivery.build("src", {}, b"", [NewEvent("src", "e1", "t", data, None)])
+
+        # its redelivery after the upgrade is still a duplicate; other content is a new event
+        (same,) = await db.write(insert_webhooks, [resend({"a": "x", "b": [1, 2]})])
+        assert (same.created, same.duplicates) == (0, 1)
+        (other,) = await db.write(insert_webhooks, [resend({"a": "y"})])
+        assert (other.created, other.conflicts) == (
+            1,
+            (("e1", "e1#" + content_hash({"a": "y"})[:32]),),
+        )
+    finally:
+        db.close()
 
 
 # --------------------------------------------------------------------------- record tables

@@ -4,14 +4,23 @@ thread, exact counts of what each request created and repeated, and bounds on wh
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
+from hub.store.content import conflict_id, content_hash
 from hub.store.database import URGENT_RUN, Database, WriteQueue
-from hub.store.inbox import CHUNK_SIZES, Inbox, NewEvent, WebhookDelivery, insert_webhooks
+from hub.store.inbox import (
+    MAX_BOUND_VALUES,
+    Inbox,
+    NewEvent,
+    WebhookDelivery,
+    chunk_sizes,
+    insert_webhooks,
+)
 from hub.testing import generic_signature, wait_for_run
 from hub.web.keys import HUB
 from hub.webhooks.dispatcher import HANDLER_CACHE_SIZE
@@ -84,6 +93,40 @@ async def test_duplicates_within_a_request_a_group_and_the_store_are_each_counte
     assert count(db, f"SELECT count(*) FROM events WHERE request_id = {first}") == 1
 
 
+def contents(*events: tuple[str, dict[str, object]]) -> WebhookDelivery:
+    """A request of events given as (event id, data)."""
+    made = [NewEvent("src", event_id, "src.thing", data, None) for event_id, data in events]
+    return WebhookDelivery.build("src", {}, b"{}", made)
+
+
+async def test_a_known_id_with_other_content_is_a_new_event_and_its_resend_a_duplicate(db):
+    await db.write(insert_webhooks, [contents(("x", {"v": "replayed"}))])
+    real = {"v": "real"}
+    conflict = conflict_id("x", content_hash(real))
+    group = [
+        contents(("x", real), ("y", {})),  # x with other content: new; y: new
+        contents(("x", real)),  # the same new content again, in the same group
+        contents(("x", {"v": "replayed"}), ("x", {"v": "third"})),  # a repeat; one more content
+    ]
+    stored = await db.write(insert_webhooks, group)
+    third = conflict_id("x", content_hash({"v": "third"}))
+    assert [(s.created, s.duplicates, s.conflicts) for s in stored] == [
+        (2, 0, (("x", conflict),)),
+        (0, 1, ()),
+        (1, 1, (("x", third),)),
+    ]
+    again = await db.write(insert_webhooks, [contents(("x", real)), contents(("x", {"v": "new"}))])
+    assert [(s.created, s.duplicates) for s in again] == [(0, 1), (1, 0)]
+    ids = db.read_sync(lambda conn: conn.execute("SELECT event_id FROM events ORDER BY id"))
+    assert [r[0] for r in ids] == [
+        "x",
+        "y",
+        conflict,
+        third,
+        conflict_id("x", content_hash({"v": "new"})),
+    ]
+
+
 @pytest.mark.parametrize("size", [1, 3, 127, 128, 129, 300])
 async def test_groups_of_any_size_store_every_row_once(db, size):
     group = [delivery(f"e{i}") for i in range(size)]
@@ -120,9 +163,11 @@ async def test_concurrent_requests_share_commits_and_each_gets_its_own_answer(db
     assert committer.admission.requests == 0 and committer.admission.bytes == 0
 
 
-def test_chunk_sizes_cover_every_group_size():
-    assert CHUNK_SIZES[-1] == 1
-    assert max(CHUNK_SIZES) * 7 <= 999  # the widest statement binds 7 values per row
+@pytest.mark.parametrize("width", [5, 8, 9, 200, 999])
+def test_chunk_sizes_cover_every_group_size(width):
+    sizes = chunk_sizes(width)
+    assert sizes[-1] == 1 and all(a == 2 * b for a, b in itertools.pairwise(sizes))
+    assert sizes[0] * width <= MAX_BOUND_VALUES < sizes[0] * 2 * width
 
 
 async def test_webhook_groups_are_written_on_the_writer_thread_only(hub_client, monkeypatch):
