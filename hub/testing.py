@@ -37,7 +37,7 @@ from hub.store.records import table_name
 from hub.store.runs import ACTIVE_RUN_STATES
 from hub.web.keys import HUB
 
-ADMIN_TOKEN = "test-admin-token"  # noqa: S105 (a fixed token for tests)
+ADMIN_TOKEN = "test-admin-token-of-32-characters"  # noqa: S105 (a fixed token for tests)
 
 SettingsFactory = Callable[..., HubSettings]
 HubFactory = Callable[..., Awaitable[Hub]]
