@@ -25,6 +25,7 @@ from pathlib import Path
 
 from custom_accounting.sandbox import free_port
 
+TOKEN = "bench-startup-token-of-32-characters"
 BARE = """
 import sys
 from aiohttp import web
@@ -72,7 +73,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def plugins_loaded(port: int) -> list[str]:
     """The plugins the daemon reports (``/api/status``)."""
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/status", headers={"Authorization": "Bearer bench-startup"}
+        f"http://127.0.0.1:{port}/api/status", headers={"Authorization": f"Bearer {TOKEN}"}
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         status = json.loads(response.read())
@@ -95,7 +96,7 @@ def main() -> None:
             config = Path(tmp) / "hub.toml"
             config.write_text(
                 f'[server]\nport = {port}\n[store]\npath = "{tmp}/hub-{number}.db"\n'
-                '[logging]\nlevel = "warning"\n[admin]\ntoken = "bench-startup"\n'
+                f'[logging]\nlevel = "warning"\n[admin]\ntoken = "{TOKEN}"\n'
             )
             command = [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)]
             hub_s, hub = time_to_ready(command, port)

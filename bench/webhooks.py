@@ -113,7 +113,7 @@ def run_wrk(url: str, script: Path, duration: int, connections: int) -> dict[str
     }
 
 
-TOKEN = "bench"
+TOKEN = "bench-webhooks-token-of-32-characters"
 HERE = Path(__file__).parent
 
 

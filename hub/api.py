@@ -216,5 +216,17 @@ class HubAPI(Protocol):
         :return: an opaque, stable id of the admin credential presented (a digest, never
             the credential): bind a multi-step flow to the session that started it.
         :raise aiohttp.web.HTTPUnauthorized: no valid credential (a JSON ``{"error": …}``).
+        :raise aiohttp.web.HTTPTooManyRequests: a token from a client address that failed
+            too often lately (JSON, with ``Retry-After``).
+        """
+        ...
+
+    @property
+    def public_url(self) -> str:
+        """The hub's base URL as browsers and providers reach it, without a trailing slash:
+        ``server.public_url`` (``https://hub.example.com``), else the listening address over
+        http (``http://127.0.0.1:8700``). Build OAuth callbacks and links from it, never from
+        a request's ``Host`` header, which the client chooses; it starts with ``https://``
+        when the hub is reached over TLS (mark cookies ``Secure`` then).
         """
         ...

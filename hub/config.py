@@ -6,16 +6,19 @@ Every key is optional; the defaults run a hub with no secrets. Problems become a
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -32,6 +35,47 @@ ENV_PREFIX = "HUB_"
 FILE_SUFFIX = "_FILE"
 TABLE_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"})
 """pydantic's error types for a value given where a table (a section) belongs."""
+MIN_TOKEN_LENGTH = 32
+"""The shortest admin token the hub accepts (a generated one has 43 characters)."""
+HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+"""A DNS name (lower case, as ``urlsplit`` gives it; international names in punycode)."""
+
+
+def check_public_url(value: str) -> str:
+    """``server.public_url`` checked, without a trailing slash.
+
+    :raise PydanticCustomError: not an ``http``/``https`` URL of a host (and port) alone: no
+        user info, path, query or fragment (the hub serves from the root); or ``http`` for a
+        host that is not loopback (cookies and tokens would cross the network in clear).
+    """
+    try:
+        parts = urlsplit(value.strip())
+        host, _ = parts.hostname or "", parts.port
+    except ValueError:
+        host, parts = "", urlsplit("")
+    if parts.scheme not in {"http", "https"} or not (_ip(host) or HOST_NAME.fullmatch(host)):
+        raise _invalid("must be an http(s) URL such as https://hub.example.com")
+    if parts.username is not None or parts.query or parts.fragment or parts.path not in {"", "/"}:
+        raise _invalid("must be the scheme and host alone: no user, path, query or fragment")
+    if parts.scheme == "http" and not _loopback(host):
+        raise _invalid("must use https (http only for a loopback host)")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _loopback(host: str) -> bool:
+    address = _ip(host)
+    return host == "localhost" or (address is not None and address.is_loopback)
+
+
+def _invalid(reason: str) -> PydanticCustomError:
+    return PydanticCustomError("invalid_setting", reason)
 
 
 class Section(BaseModel):
@@ -41,12 +85,33 @@ class Section(BaseModel):
 
 
 class ServerSettings(Section):
-    """``[server]``: where the daemon listens."""
+    """``[server]``: where the daemon listens, and the address it is reached at."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=0, le=65535)
     shutdown_timeout: float = Field(default=5.0, gt=0)
     """Seconds in-flight work gets to finish on SIGTERM before it is cancelled."""
+    public_url: str | None = None
+    """The hub's address as browsers and providers reach it (``https://hub.example.com``,
+    behind a TLS-terminating proxy): OAuth callbacks are built from it, and with ``https``
+    the session cookies are ``Secure``. Unset: the listening address, over http."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_public_url(value)
+
+    @property
+    def base_url(self) -> str:
+        """Where the hub is reached, without a trailing slash: ``public_url``, else the
+        listening address over http (``0.0.0.0`` and ``::`` as the loopback address)."""
+        if self.public_url is not None:
+            return self.public_url
+        address = _ip(self.host)
+        if address is not None and address.is_unspecified:
+            address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+        host = self.host if address is None else str(address)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
 
 class StoreSettings(Section):
@@ -62,9 +127,33 @@ class StoreSettings(Section):
 
 
 class AdminSettings(Section):
-    """``[admin]``: the token for ``/admin`` and ``/api/*``; generated at first start if unset."""
+    """``[admin]``: the token for ``/admin`` and ``/api/*`` (generated at first start if
+    unset), how failed sign-ins are throttled, and how long sessions last."""
 
     token: SecretStr | None = None
+    """At least :data:`MIN_TOKEN_LENGTH` characters."""
+    max_failures: int = Field(default=10, ge=1)
+    """Failed token attempts (login form, ``Authorization: Bearer``) one client address may
+    make within ``failure_window``; past it, its token attempts get 429 until the oldest
+    failure is that old."""
+    failure_window: float = Field(default=300.0, gt=0)
+    """Seconds a failed token attempt counts against its address."""
+    session_ttl: int = Field(default=12 * 3600, ge=60)
+    """Seconds a login-form session lasts (from sign-in)."""
+    max_sessions: int = Field(default=100, ge=1)
+    """Sessions held at once; a new sign-in past it ends the oldest session."""
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise PydanticCustomError(
+                "token_too_short",
+                "shorter than {length} characters; make one with python3 -c "
+                "'import secrets; print(secrets.token_urlsafe(32))'",
+                {"length": MIN_TOKEN_LENGTH},
+            )
+        return value
 
 
 class PluginsSettings(Section):

@@ -360,6 +360,11 @@ class Hub:
 
         return require_admin(request)
 
+    @property
+    def public_url(self) -> str:
+        """The hub's base URL: ``server.public_url``, else the listening address."""
+        return self.settings.server.base_url
+
     # ------------------------------------------------------------------ engine callbacks
 
     async def sync_finished(self, connection: Connection, result: SyncResult) -> None:

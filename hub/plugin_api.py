@@ -107,6 +107,10 @@ class PluginAPI(HubAPI):
     def require_admin(self, request: web.Request) -> str:
         return self.__hub.require_admin(request)
 
+    @property
+    def public_url(self) -> str:
+        return self.__hub.public_url
+
 
 class _ClientsReader(ClientsRegistry):
     """The clients registry's reads only: linking and matching stay the engine's."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from hub.store.records import table_name
 from hub.store.runs import ACTIVE_RUN_STATES
 from hub.web.keys import HUB
 
-ADMIN_TOKEN = "test-admin-token"  # noqa: S105 (a fixed token for tests)
+ADMIN_TOKEN = "test-admin-token-of-32-characters"  # noqa: S105 (a fixed token for tests)
 
 SettingsFactory = Callable[..., HubSettings]
 HubFactory = Callable[..., Awaitable[Hub]]
@@ -104,14 +105,29 @@ async def hub_client(
         config: dict[str, Any] | None = None,
         builtins: Iterable[str] | None = None,
         authorized: bool = True,
+        listen: bool = False,
     ) -> Any:
+        """:param listen: serve on a free port that is also ``server.port``, so that
+        ``hub.public_url`` is this client's own address (for flows that leave the hub and
+        come back to it, such as OAuth in a browser)."""
+        port = _free_port() if listen else 0
+        if listen:
+            config = deep_merge(config or {}, {"server": {"port": port}})
         settings = hub_config(config)
         hub = build_hub(settings, plugins, builtins)
         app = create_app(settings, hub=hub, schedule=False)
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"} if authorized else {}
-        return await aiohttp_client(app, headers=headers)
+        return await aiohttp_client(app, headers=headers, server_kwargs={"port": port})
 
     return make
+
+
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def hub_of(client: Any) -> Hub:

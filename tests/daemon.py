@@ -17,7 +17,7 @@ from custom_accounting.sandbox import free_port
 
 from hub.store.runs import ACTIVE_RUN_STATES
 
-TOKEN = "daemon-test-token"
+TOKEN = "daemon-test-token-of-32-characters"
 _started: list[subprocess.Popen[bytes]] = []
 
 

@@ -58,6 +58,7 @@ async def test_a_client_to_review_is_linked_from_the_admin_page(hub_client):
     await clients.match("quickbooks", "quickbooks:1", [Candidate("1", "Acme", "a@acme.test")])
     await clients.match("quickbooks", "quickbooks:1", [Candidate("2", "Bolt", "b@bolt.test")])
     await clients.match("quickbooks", "quickbooks:2", [Candidate("10", "Acme", "b@bolt.test")])
+    await client.app[HUB].add_connection("quickbooks", "2", "Company 2", {}, origin="test")
     base = str(client.make_url("")).rstrip("/")
 
     async with browser_page() as page:

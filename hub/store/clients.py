@@ -23,6 +23,10 @@ from hub.store.clock import utcnow
 from hub.store.database import Database
 
 
+class UnknownConnection(LookupError):
+    """A link names a connection the hub does not have (or of another integration)."""
+
+
 class Clients:
     """The clients registry: deterministic matching of provider records, links, listings."""
 
@@ -53,13 +57,21 @@ class Clients:
     ) -> None:
         """Link a provider record to a client by hand (replacing its previous link, if any).
 
+        :raise UnknownConnection: no connection ``connection_id`` of ``integration`` (a link
+            to it would dangle).
         :raise LookupError: no client ``client_id``.
         """
 
         def write(db: sqlite_utils.Database) -> None:
             found = db.conn.execute("SELECT 1 FROM clients WHERE id = ?", [client_id]).fetchone()
             if found is None:
-                raise LookupError(f"no client {client_id}")
+                raise LookupError(f"no such client: {client_id}")
+            connection = db.conn.execute(
+                "SELECT 1 FROM connections WHERE id = ? AND integration = ?",
+                [connection_id, integration],
+            ).fetchone()
+            if connection is None:
+                raise UnknownConnection(f"no {integration} connection {connection_id!r}")
             db.conn.execute(
                 "INSERT INTO client_links (client_id, integration, connection_id, provider_id, "
                 "matched_by, created_at) VALUES (?, ?, ?, ?, ?, ?) "

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from hub.status import hub_status
-from hub.web.auth import SESSION_COOKIE, SESSION_TTL_S
+from hub.web.auth import SESSION_COOKIE
 from hub.web.keys import AUTH, HUB, SCHEDULER
 
 if TYPE_CHECKING:
@@ -52,19 +52,31 @@ async def login_form(request: web.Request) -> web.Response:
 
 @routes.post("/admin/login")
 async def login(request: web.Request) -> web.StreamResponse:
-    """Check the posted token; on success set the session cookie and go to /admin."""
+    """Check the posted token; on success start a session (its cookie) and go to /admin.
+
+    A client address that failed too often lately gets the form again with 429 and
+    ``Retry-After``, whatever it posted.
+    """
     form = await request.post()
     token = str(form.get("token", ""))
-    if not token or not request.app[AUTH].check_token(token):
+    auth = request.app[AUTH]
+    try:
+        signed_in = bool(token) and auth.sign_in(request, token, "login form")
+    except web.HTTPTooManyRequests as exc:
+        wait = exc.headers["Retry-After"]
+        response = render("login.html", 429, error=f"Too many failed attempts: retry in {wait} s.")
+        response.headers["Retry-After"] = wait
+        return response
+    if not signed_in:
         return render("login.html", 401, error="That token is not right.")
     response = web.Response(status=303, headers={"Location": "/admin"})
     response.set_cookie(
         SESSION_COOKIE,
-        request.app[AUTH].new_session(),
-        max_age=SESSION_TTL_S,
+        auth.new_session(),
+        max_age=auth.sessions.ttl_s,
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=request.secure or auth.secure_cookies,
         path="/",
     )
     return response
@@ -72,7 +84,8 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/admin/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
-    """Forget the session cookie."""
+    """End the session on the server (its cookie is refused from now on) and forget it."""
+    request.app[AUTH].end_session(request)
     response = web.Response(status=303, headers={"Location": "/admin/login"})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response

@@ -73,10 +73,7 @@ def _auth_ctx(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         hub = app[HUB]
-        configured = hub.settings.admin.token
-        auth, generated = await AdminAuth.setup(
-            configured.get_secret_value() if configured else None, hub.store
-        )
+        auth, generated = await AdminAuth.setup(hub.settings, hub.store)
         app[AUTH] = auth
         if generated:
             announce(generated)

@@ -1,10 +1,16 @@
 """The admin token: from configuration, or generated once, stored only as a SHA-256 hash.
 
 ``/admin`` and ``/api/*`` accept ``Authorization: Bearer <token>`` or the admin page's session
-cookie (HMAC-signed with a key that lives only in this process's memory, expiring, HttpOnly,
-SameSite=Strict). A state-changing request authenticated by the cookie must also come from
-the hub's own origin (``Origin`` or ``Sec-Fetch-Site``), which SameSite alone does not
-guarantee for other ports of the same host. Comparisons are constant-time and never raise.
+cookie (a random session id the server looks up on every request: :mod:`hub.web.sessions`;
+HttpOnly, SameSite=Strict, Secure when the hub is reached over https). A state-changing
+request authenticated by the cookie must also come from the hub's own origin (``Origin`` or
+``Sec-Fetch-Site``), which SameSite alone does not guarantee for other ports of the same host.
+Comparisons are constant-time and never raise.
+
+Failed token attempts (the login form, a bearer token) are logged without the token and
+throttled per client address (:mod:`hub.web.throttle`): past ``admin.max_failures`` within
+``admin.failure_window``, that address's token attempts get 429 with ``Retry-After``, the
+right token included, so a guess cannot be confirmed. Sessions are not throttled.
 """
 
 from __future__ import annotations
@@ -12,17 +18,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 
+import orjson
+import structlog
 from aiohttp import web
 from yarl import URL
 
+from hub.config import HubSettings
 from hub.store import Store
-from hub.web.params import parse_int
+from hub.web.sessions import Sessions
+from hub.web.throttle import FailureLimiter, address_key
 
+log = structlog.get_logger("hub.web")
 TOKEN_META_KEY = "admin_token_sha256"  # noqa: S105 (a meta table key, not a secret)
 SESSION_COOKIE = "hub_session"
-SESSION_TTL_S = 12 * 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -60,55 +69,96 @@ def same_origin(request: web.Request) -> bool:
 
 
 class AdminAuth:
-    """Verifies admin tokens and session cookies."""
+    """Verifies admin tokens (throttled per client address) and session cookies.
 
-    def __init__(self, token_hash: str) -> None:
+    ``secure_cookies`` says whether cookies are marked ``Secure``: the hub is reached over
+    https (``server.public_url``).
+    """
+
+    def __init__(self, token_hash: str, settings: HubSettings) -> None:
         self._hash = token_hash
-        self._session_key = secrets.token_bytes(32)  # a restart signs everyone out
+        admin = settings.admin
+        self.sessions = Sessions(admin.max_sessions, admin.session_ttl)
+        self.failures = FailureLimiter(admin.max_failures, admin.failure_window)
+        self.secure_cookies = settings.server.base_url.startswith("https://")
 
     @classmethod
-    async def setup(cls, configured: str | None, store: Store) -> tuple[AdminAuth, str | None]:
+    async def setup(cls, settings: HubSettings, store: Store) -> tuple[AdminAuth, str | None]:
         """Use the configured token, else the stored hash, else generate a token.
 
         :return: the auth and, only when generated now, the plain token to print once.
         """
-        if configured:
-            return cls(token_digest(configured)), None
+        configured = settings.admin.token
+        if configured is not None:
+            return cls(token_digest(configured.get_secret_value()), settings), None
         stored = await store.get_meta(TOKEN_META_KEY)
         if stored:
-            return cls(stored), None
+            return cls(stored, settings), None
         token = secrets.token_urlsafe(32)
         await store.set_meta(TOKEN_META_KEY, token_digest(token))
-        return cls(token_digest(token)), token
+        return cls(token_digest(token), settings), token
 
     def check_token(self, token: str) -> bool:
-        """Constant-time check of a presented admin token."""
+        """Constant-time check of a presented admin token (not throttled: see :meth:`sign_in`)."""
         return hmac.compare_digest(token_digest(token), self._hash)
 
-    def _sign(self, issued: str) -> str:
-        message = f"session:{self._hash}:{issued}".encode()
-        return hmac.new(self._session_key, message, "sha256").hexdigest()
+    def sign_in(self, request: web.Request, token: str, via: str) -> bool:
+        """Check a token presented by ``request``'s client; log and count a wrong one.
+
+        :param via: how it came (``login form``, ``bearer``), for the log.
+        :raise web.HTTPTooManyRequests: the client's address failed too often lately (JSON,
+            with ``Retry-After``); the token is not checked.
+        """
+        address = address_key(request.remote)
+        wait = self.failures.retry_after(address)
+        if wait is not None:
+            raise throttled(wait)
+        if self.check_token(token):
+            return True
+        count = self.failures.failed(address)
+        limit = self.failures.max_failures
+        log.warning(
+            "admin sign-in failed", address=address, via=via, path=request.path, failures=count
+        )
+        if count >= limit:
+            log.warning(
+                "admin sign-in throttled",
+                address=address,
+                failures=count,
+                window_s=self.failures.window_s,
+            )
+        return False
 
     def new_session(self) -> str:
-        """A session cookie value valid for SESSION_TTL_S."""
-        issued = str(int(time.time()))
-        return f"{issued}.{self._sign(issued)}"
+        """A new session's cookie value."""
+        return self.sessions.new()
 
-    def check_session(self, value: str) -> bool:
-        """True for an unexpired cookie value made by :meth:`new_session` in this process."""
-        issued, _, signature = value.partition(".")
-        when = parse_int(issued, max_digits=12)
-        if when is None or time.time() - when > SESSION_TTL_S:
-            return False
-        return hmac.compare_digest(_bytes(signature), self._sign(issued).encode())
+    def end_session(self, request: web.Request) -> None:
+        """End the session whose cookie ``request`` carries (signing out)."""
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            self.sessions.end(cookie)
 
     def authorized(self, request: web.Request) -> bool:
-        """True if the request carries a valid bearer token, or a valid session cookie and
-        (for a state-changing method) comes from the hub's own origin."""
+        """True if the request carries a valid bearer token, or a live session cookie and
+        (for a state-changing method) comes from the hub's own origin.
+
+        :raise web.HTTPTooManyRequests: a bearer token from a throttled address.
+        """
         credential = presented_credential(request)
         kind, _, value = credential.partition(":")
         if kind == "bearer":
-            return self.check_token(value)
-        if kind != "session" or not self.check_session(value):
+            return self.sign_in(request, value, "bearer")
+        if kind != "session" or not self.sessions.valid(value):
             return False
         return request.method in SAFE_METHODS or same_origin(request)
+
+
+def throttled(retry_after: int) -> web.HTTPTooManyRequests:
+    """The 429 for a throttled address (JSON ``{"error": …}`` and ``Retry-After``)."""
+    error = f"too many failed sign-in attempts from this address: retry in {retry_after} s"
+    return web.HTTPTooManyRequests(
+        text=orjson.dumps({"error": error}).decode(),
+        content_type="application/json",
+        headers={"Retry-After": str(retry_after)},
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from hub.store.clients import UnknownConnection
 from hub.web.api import json_response
 from hub.web.keys import HUB
 from hub.web.params import json_object, parse_int
@@ -28,7 +29,8 @@ async def reviews(request: web.Request) -> web.Response:
 @routes.post("/api/clients/{id}/links", name="client_link")
 async def link(request: web.Request) -> web.Response:
     """Link a provider record to this client by hand (``{"integration": …, "connection": …,
-    "provider_id": …}``), replacing any link it had; its review, if any, is settled."""
+    "provider_id": …}``), replacing any link it had; its review, if any, is settled. 404 for
+    an unknown client, 400 for a connection of ``integration`` the hub does not have."""
     hub = request.app[HUB]
     client_id = parse_int(request.match_info["id"])
     if client_id is None:
@@ -40,7 +42,9 @@ async def link(request: web.Request) -> web.Response:
     integration, connection, provider_id = (body[key] for key in LINK_FIELDS)
     try:
         await hub.store.clients.link(client_id, integration, connection, provider_id, "manual")
-    except LookupError:
-        raise web.HTTPNotFound(text="no such client") from None
+    except UnknownConnection as exc:
+        raise web.HTTPBadRequest(text=f"connection: {exc}") from None
+    except LookupError as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
     linked = {"integration": integration, "connection": connection, "provider_id": provider_id}
     return json_response({"client": client_id, "linked": linked})

@@ -40,7 +40,10 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="advisoros-hub"'}
 
 
 def _unauthorized(request: web.Request) -> web.StreamResponse | None:
-    """The answer for a request without a valid token or session, else None."""
+    """The answer for a request without a valid token or session, else None.
+
+    :raise web.HTTPTooManyRequests: a token from an address that failed too often lately.
+    """
     if request.app[AUTH].authorized(request):
         return None
     if request.path.startswith("/admin") and request.method == "GET":
@@ -55,6 +58,7 @@ def require_admin(request: web.Request) -> str:
     ``/api`` and ``/admin``).
 
     :raise web.HTTPUnauthorized: no valid admin token or session (a JSON body).
+    :raise web.HTTPTooManyRequests: a token from an address that failed too often lately.
     """
     if not request.app[AUTH].authorized(request):
         raise web.HTTPUnauthorized(

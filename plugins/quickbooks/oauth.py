@@ -7,7 +7,9 @@ send when Intuit redirects back, so connect also sets a short-lived ``SameSite=L
 cookie; the server keeps only SHA-256 hashes of the state, of that cookie and of the admin
 credential that started the flow (in memory: a restart forgets pending flows). The callback
 refuses a wrong, reused, expired or foreign state, exchanges the code (HTTP Basic client
-authentication) and stores the tokens encrypted as the connection of that ``realmId``.
+authentication) and stores the tokens encrypted as the connection of that ``realmId``. The
+redirect URI is the ``redirect_uri`` setting, else ``hub.public_url`` + the callback path;
+never the request's ``Host`` header, which the client chooses.
 
 Refresh is single-flight per connection; the rotated refresh token is saved before the new
 access token is used. ``invalid_grant`` re-reads the stored token once (another process may
@@ -22,6 +24,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -47,6 +50,8 @@ SCOPE = "com.intuit.quickbooks.accounting"
 STATE_TTL_S = 600.0
 """Seconds a connect request stays valid."""
 MAX_PENDING = 64
+REALM_ID = re.compile(r"[0-9]{1,32}")
+"""A company id as Intuit sends it (``str.isdigit`` would also take other scripts' digits)."""
 BINDING_COOKIE = "hub_oauth_quickbooks"
 ROUTE_PREFIX = "/oauth/quickbooks"
 REFRESH_MARGIN_S = 300.0
@@ -276,9 +281,8 @@ class OAuthRoutes:
             settings = settings_of(self._hub.settings_for(NAME))
         except AuthenticationError as exc:
             return _refuse(409, str(exc))
-        redirect_uri = settings.redirect_uri or str(
-            request.url.with_path(f"{ROUTE_PREFIX}/callback").with_query(None)
-        )
+        # Never from the request's Host header: a client could send Intuit's code elsewhere.
+        redirect_uri = settings.redirect_uri or f"{self._hub.public_url}{ROUTE_PREFIX}/callback"
         state, binding = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         self._remember(
             state,
@@ -303,7 +307,7 @@ class OAuthRoutes:
             max_age=int(STATE_TTL_S),
             httponly=True,
             samesite="Lax",
-            secure=request.secure,
+            secure=request.secure or self._hub.public_url.startswith("https://"),
             path=f"{ROUTE_PREFIX}/",
         )
         return response
@@ -336,8 +340,10 @@ class OAuthRoutes:
         if query.get("error"):
             return _refuse(400, f"Intuit did not grant access: {query['error']}")
         code, realm = query.get("code", ""), query.get("realmId", "")
-        if not code or not realm.isdigit():
-            return _refuse(400, "the callback has no code or realmId")
+        if not code:
+            return _refuse(400, "the callback has no code")
+        if not REALM_ID.fullmatch(realm):
+            return _refuse(400, "the callback's realmId is not 1 to 32 ASCII digits")
         hub = self._hub
         try:
             settings = settings_of(hub.settings_for(NAME))

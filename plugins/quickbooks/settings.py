@@ -31,8 +31,8 @@ class QuickBooksSettings(IntegrationSettings):
     environment: Literal["sandbox", "production"] = "sandbox"
     """Which Intuit API host to call; the app's keys decide which companies it may reach."""
     redirect_uri: str | None = None
-    """The callback URL registered with the Intuit app; None: derived from the connect request
-    (``<scheme>://<host>/oauth/quickbooks/callback``)."""
+    """The callback URL registered with the Intuit app; None: the hub's public URL
+    (``server.public_url``, else the listening address) + ``/oauth/quickbooks/callback``."""
     webhook_verifier_token: SecretStr | None = None
     """The app's webhook verifier token; webhooks are refused (401) while it is unset."""
     minor_version: int = Field(default=75, ge=1)

@@ -318,9 +318,7 @@ async def test_path_tricks_do_not_bypass_auth(hub_client, path):
 
 
 async def session_cookie(client) -> str:
-    response = await client.post(
-        "/admin/login", data={"token": "test-admin-token"}, allow_redirects=False
-    )
+    response = await client.post("/admin/login", data={"token": ADMIN_TOKEN}, allow_redirects=False)
     return response.cookies["hub_session"].value
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from hub.store import Store
 from hub.store.client_match import Candidate, normalise_email, normalise_name, normalise_tax_id
+from hub.store.clients import UnknownConnection
 
 QBO = ("quickbooks", "quickbooks:1")
 
@@ -91,6 +92,7 @@ async def test_unclear_evidence_is_ambiguous_never_merged(store):
     twins = await store.clients.match("stripe", "stripe:x", [Candidate("cus_1", "Acme Corp")])
     assert outcomes(twins) == [("cus_1", "ambiguous", None)]
     assert "several clients" in twins.results[0].reason and twins.results[0].candidates == (1, 3)
+    await store.connections.upsert("stripe", "x", "Stripe x", {}, "test")
     await store.clients.link(3, "stripe", "stripe:x", "cus_1")  # a person settles it
     settled = await store.clients.match("stripe", "stripe:x", [Candidate("cus_1", "Acme Corp")])
     assert outcomes(settled) == [("cus_1", "matched", "link")]
@@ -100,6 +102,16 @@ async def test_unclear_evidence_is_ambiguous_never_merged(store):
 async def test_manual_link_needs_an_existing_client(store):
     with pytest.raises(LookupError):
         await store.clients.link(42, "quickbooks", "quickbooks:1", "9")
+
+
+async def test_manual_link_needs_an_existing_connection_of_its_integration(store):
+    await store.clients.match(*QBO, [Candidate("1", "Acme")])
+    await store.connections.upsert("quickbooks", "1", "Company 1", {}, "test")
+    for integration, connection in [("quickbooks", "quickbooks:2"), ("stripe", "quickbooks:1")]:
+        with pytest.raises(UnknownConnection, match=f"no {integration} connection"):
+            await store.clients.link(1, integration, connection, "9")
+    (client,) = await store.clients.list()
+    assert [link["connection_id"] for link in client["links"]] == ["quickbooks:1"]  # no other
 
 
 async def test_ambiguous_candidates_wait_for_review_until_settled(store):
@@ -119,6 +131,7 @@ async def test_ambiguous_candidates_wait_for_review_until_settled(store):
     await store.clients.match(*scope, [Candidate("10", "Acme", "b@bolt.test")])
     assert len(await store.clients.reviews()) == 1  # seen again: still one review
 
+    await store.connections.upsert("quickbooks", "2", "Company 2", {}, "test")
     await store.clients.link(2, *scope, "10")  # a person settles it
     assert await store.clients.reviews() == []
     again = await store.clients.match(*scope, [Candidate("10", "Acme", "b@bolt.test")])

@@ -146,13 +146,21 @@ def test_every_problem_is_its_own_line(tmp_path: Path):
     }
 
 
-def test_wrongly_typed_secret_is_never_echoed(tmp_path: Path):
-    path = write(tmp_path / "hub.toml", "[admin]\ntoken = 987654321\n")
+@pytest.mark.parametrize(
+    ("value", "shown", "reason"),
+    [
+        ("987654321", "987654321", "Input should be a valid string"),  # wrongly typed
+        ('"t0o-short"', "t0o-short", "shorter than 32 characters"),
+    ],
+)
+def test_a_bad_admin_token_names_the_key_and_is_never_echoed(tmp_path: Path, value, shown, reason):
+    path = write(tmp_path / "hub.toml", f"[admin]\ntoken = {value}\n")
     with pytest.raises(ConfigError) as exc:
         load_settings(path)
     (line,) = problems(exc)
-    assert line.startswith(f"{path}: admin.token: ")
-    assert "987654321" not in str(exc.value)
+    assert line.startswith(f"{path}: admin.token: {reason}")
+    assert shown not in str(exc.value)
+    assert load_settings(None, {"admin": {"token": "x" * 32}}, read_default=False).admin.token
 
 
 def test_secret_given_where_a_section_belongs_is_not_echoed(tmp_path: Path):
@@ -299,16 +307,18 @@ def test_unknown_command_is_a_usage_error(capsys):
 
 def test_secrets_from_files_named_by_file_variables(tmp_path, monkeypatch):
     secret = tmp_path / "ledger-token"
-    secret.write_text("from-a-file\n")
+    secret.write_text("from-a-file-of-at-least-32-characters\n")
     monkeypatch.setenv("HUB_INTEGRATIONS__CUSTOM_ACCOUNTING__API_TOKEN_FILE", str(secret))
     monkeypatch.setenv("HUB_ADMIN__TOKEN_FILE", str(secret))
     settings = load_settings(None, read_default=False)
-    assert settings.integrations["custom_accounting"]["api_token"] == "from-a-file"
+    assert settings.integrations["custom_accounting"]["api_token"] == (
+        "from-a-file-of-at-least-32-characters"
+    )
     assert settings.admin.token is not None
-    assert settings.admin.token.get_secret_value() == "from-a-file"
-    monkeypatch.setenv("HUB_ADMIN__TOKEN", "plain-variable-wins")
+    assert settings.admin.token.get_secret_value() == "from-a-file-of-at-least-32-characters"
+    monkeypatch.setenv("HUB_ADMIN__TOKEN", "plain-variable-wins-of-32-characters")
     assert load_settings(None, read_default=False).admin.token.get_secret_value() == (
-        "plain-variable-wins"
+        "plain-variable-wins-of-32-characters"
     )
 
 
@@ -327,3 +337,53 @@ def test_a_bad_environment_value_is_blamed_on_the_variable(tmp_path, monkeypatch
     with pytest.raises(ConfigError) as caught:
         load_settings(config)
     assert str(caught.value).startswith("environment (HUB_SERVER__PORT): server.port: ")
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("https://Hub.Example.com/", "https://hub.example.com"),
+        ("https://hub.example.com:8443", "https://hub.example.com:8443"),
+        ("http://127.0.0.1:8700", "http://127.0.0.1:8700"),
+        ("http://localhost:8700", "http://localhost:8700"),
+        ("http://[::1]:8700", "http://[::1]:8700"),
+    ],
+)
+def test_public_url_is_kept_without_a_trailing_slash(given, kept):
+    settings = load_settings(None, {"server": {"public_url": given}}, read_default=False)
+    assert settings.server.public_url == kept == settings.server.base_url
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        ("hub.example.com", "http(s) URL"),
+        ("ftp://hub.example.com", "http(s) URL"),
+        ("https://hub example.com", "http(s) URL"),
+        ("https://hub.example.com:99999", "http(s) URL"),
+        ("https://hub.example.com/hub", "no user, path, query or fragment"),
+        ("https://hub.example.com/?a=1", "no user, path, query or fragment"),
+        ("https://hub.example.com/#top", "no user, path, query or fragment"),
+        ("https://admin@hub.example.com", "no user, path, query or fragment"),
+        ("http://hub.example.com", "must use https"),
+        ("http://192.0.2.7:8700", "must use https"),
+    ],
+)
+def test_a_bad_public_url_is_one_line_naming_the_key(given, reason):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, {"server": {"public_url": given}}, read_default=False)
+    (line,) = problems(caught)
+    assert line.startswith("configuration: server.public_url: ") and reason in line
+
+
+@pytest.mark.parametrize(
+    ("server", "url"),
+    [
+        ({}, "http://127.0.0.1:8700"),
+        ({"host": "0.0.0.0", "port": 8123}, "http://127.0.0.1:8123"),
+        ({"host": "::"}, "http://[::1]:8700"),
+        ({"host": "hub.lan"}, "http://hub.lan:8700"),
+    ],
+)
+def test_without_a_public_url_the_hub_is_reached_at_its_listening_address(server, url):
+    assert load_settings(None, {"server": server}, read_default=False).server.base_url == url

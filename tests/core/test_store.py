@@ -82,7 +82,7 @@ def test_check_prints_a_store_error_without_traceback(
     path = tmp_path / "notes.db"
     path.write_bytes(b"\x00\x01not sqlite at all" * 50)
     config = tmp_path / "hub.toml"
-    config.write_text(f'[store]\npath = "{path}"\n[admin]\ntoken = "t"\n')
+    config.write_text(f'[store]\npath = "{path}"\n[admin]\ntoken = "{"t" * 32}"\n')
     assert main(["check", "--config", str(config)]) == 1
     out, err = capsys.readouterr()
     errors = [line for line in err.splitlines() if line.startswith("advisoros-hub: error: ")]

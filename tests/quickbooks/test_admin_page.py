@@ -32,8 +32,9 @@ async def test_connecting_a_company_in_a_real_browser(
 ) -> None:
     """Login, "Connect an account", Intuit's (sandbox) consent, callback: the company is
     connected and announced, with the state bound to this browser through the redirects."""
-    client = await hub_client(config=qb_config(sandbox), authorized=False)
+    client = await hub_client(config=qb_config(sandbox), authorized=False, listen=True)
     base = str(client.make_url("")).rstrip("/")
+    assert client.app[HUB].api.public_url == base  # where Intuit sends the browser back
     async with browser_page() as page:
         await sign_in(page, base, ADMIN_TOKEN)
         await page.click("text=Connect an account")

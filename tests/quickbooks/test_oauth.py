@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import pytest
 
 from hub import hookimpl
 from hub.errors import AuthenticationError
@@ -17,7 +18,8 @@ from hub.testing import ADMIN_TOKEN
 from hub.web.keys import AUTH, HUB
 from plugins.quickbooks import oauth
 from plugins.quickbooks.oauth import BINDING_COOKIE, client_for, refresh
-from tests.quickbooks.conftest import REALM, connect, qb_config
+from plugins.quickbooks.sandbox import start_sandbox
+from tests.quickbooks.conftest import REALM, connect, qb_config, sandbox_config
 
 CONNECTION = f"quickbooks:{REALM}"
 
@@ -51,7 +53,8 @@ async def test_connect_flow_stores_the_company_encrypted(hub_client, sandbox):
     assert f"{location.scheme}://{location.netloc}{location.path}" == sandbox.authorize_url
     assert params["scope"] == "com.intuit.quickbooks.accounting"
     assert params["response_type"] == "code" and len(params["state"]) >= 40
-    assert params["redirect_uri"] == str(client.make_url("/oauth/quickbooks/callback"))
+    # neither redirect_uri nor server.public_url set: the listening address (server.port)
+    assert params["redirect_uri"] == "http://127.0.0.1:8700/oauth/quickbooks/callback"
     cookie = response.cookies[BINDING_COOKIE]
     assert cookie["httponly"] and cookie["samesite"] == "Lax"
 
@@ -136,6 +139,66 @@ async def test_denied_consent_and_a_bad_code_are_refused(hub_client, sandbox):
     callback = (await start_connect(client)).replace("code=", "code=forged")
     response = await client.get(path_of(callback), allow_redirects=False)
     assert response.status == 400 and "not accepted" in (await response.json())["error"]
+
+
+@pytest.mark.parametrize(
+    ("config", "registered"),
+    [
+        ({"server": {"public_url": "https://hub.example.com"}}, "https://hub.example.com"),
+        ({"server": {"host": "0.0.0.0", "port": 8123}}, "http://127.0.0.1:8123"),
+    ],
+)
+async def test_the_redirect_uri_never_comes_from_the_host_header(hub_client, config, registered):
+    """Intuit (the sandbox, with one registered redirect URI) is sent the configured callback,
+    whatever Host the connect request claims, and the code exchange with it works."""
+    uri = f"{registered}/oauth/quickbooks/callback"
+    sandbox = await start_sandbox(sandbox_config(redirect_uris=(uri,)))
+    try:
+        client = await hub_client(config={**qb_config(sandbox), **config})
+        response = await client.get(
+            "/oauth/quickbooks/connect", headers={"Host": "evil.example"}, allow_redirects=False
+        )
+        assert response.status == 302, await response.text()
+        sent = parse_qs(urlsplit(response.headers["Location"]).query)["redirect_uri"]
+        assert sent == [uri]
+        binding = response.cookies[BINDING_COOKIE]
+        assert binding["secure"] == (True if uri.startswith("https:") else "")
+        async with (
+            aiohttp.ClientSession() as browser,
+            browser.get(response.headers["Location"], allow_redirects=False) as intuit,
+        ):
+            assert intuit.status == 302, await intuit.text()  # registered: accepted
+            callback = intuit.headers["Location"]
+        assert callback.startswith(uri + "?")
+        done = await client.get(
+            path_of(callback), cookies={BINDING_COOKIE: binding.value}, allow_redirects=False
+        )
+        assert done.status == 303, await done.text()
+        assert sandbox.state.token_requests[-1].status == 200  # same redirect_uri: exchanged
+    finally:
+        await sandbox.close()
+
+
+async def test_the_plugins_own_redirect_uri_wins_over_the_public_url(hub_client, sandbox):
+    own = "https://callbacks.example.com/oauth/quickbooks/callback"
+    config = {**qb_config(sandbox, redirect_uri=own)}
+    config["server"] = {"public_url": "https://hub.example.com"}
+    client = await hub_client(config=config)
+    response = await client.get("/oauth/quickbooks/connect", allow_redirects=False)
+    assert parse_qs(urlsplit(response.headers["Location"]).query)["redirect_uri"] == [own]
+
+
+@pytest.mark.parametrize("realm", ["\u0661\u0662\u0663", "12a", "\u00b2", "", "1" * 33])
+async def test_a_realm_id_that_is_not_ascii_digits_is_refused(hub_client, sandbox, realm):
+    client = await hub_client(config=qb_config(sandbox))
+    parts = urlsplit(await start_connect(client))
+    query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    query["realmId"] = realm
+    response = await client.get(parts.path, params=query, allow_redirects=False)
+    assert response.status == 400
+    assert "realmId" in (await response.json())["error"]
+    assert not await client.server.app[HUB].connections("quickbooks")
+    assert not sandbox.state.token_requests  # the code was never exchanged
 
 
 async def test_disconnect_revokes_and_removes_the_connection(hub_client, sandbox):
