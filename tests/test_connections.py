@@ -191,6 +191,36 @@ async def test_a_webhook_body_that_stalls_is_dropped_and_its_reservation_release
     assert "Traceback" not in output
 
 
+MARKER = "c00k1e-marker-5f2d"
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        f"hub_session={MARKER}{'x' * 10_000}",  # over aiohttp's 8190-byte line limit
+        f"hub_session={MARKER}\x01",  # a control character: the parser quotes the line
+    ],
+    ids=["oversized", "invalid"],
+)
+async def test_a_refused_header_is_logged_by_problem_and_peer_without_its_bytes(
+    tmp_path, reap_daemons, cookie
+):
+    daemon = await started(Daemon(tmp_path, ""))
+    reader, writer = await connect(daemon)
+    writer.write(f"GET /admin HTTP/1.1\r\nHost: hub\r\nCookie: {cookie}\r\n\r\n".encode())
+    try:
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    assert re.match(rb"HTTP/1\.[01] (431|400) ", answer), answer[:200]
+    assert MARKER.encode() not in answer
+    output = await wait_for_output(daemon, "malformed HTTP request refused")
+    assert MARKER not in output
+    (line,) = [line for line in output.splitlines() if "malformed HTTP request refused" in line]
+    assert '"peer": "127.0.0.1"' in line
+    assert '"problem": ' in line
+
+
 async def test_failed_accepts_are_logged_once_per_interval_without_a_traceback(
     tmp_path, reap_daemons, many_files
 ):

@@ -15,9 +15,10 @@ nothing, ``/healthz`` and webhooks included, and its database needs descriptors 
   open-file limit). A connection past the cap closes the one that has waited
   longest for a request, so a flood of idle sockets never locks out ``/healthz``. When every
   connection is busy with a request, the newcomer is answered 503 and closed.
-- **Logs**: closed connections and failed accepts (the event loop reports them when file
-  descriptors run out) are logged at most once per :data:`LOG_INTERVAL_S`, with a count of
-  the lines left out.
+- **Logs**: a malformed request is logged by its problem and peer, never with its bytes (a
+  header can hold a session cookie). Closed connections and failed accepts (the event loop
+  reports them when file descriptors run out) are logged at most once per
+  :data:`LOG_INTERVAL_S`, with a count of the lines left out.
 
 aiohttp has the keep-alive timer but no header or body deadline and no cap: the handler
 subclass adds them where aiohttp's protocol has parsed a request's headers
@@ -37,9 +38,17 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import (
+    BadHttpMethod,
+    BadStatusLine,
+    HttpProcessingError,
+    InvalidHeader,
+    LineTooLong,
+)
 from aiohttp.streams import StreamReader
 
 from hub.config import ServerSettings
+from hub.web.api import json_response
 
 log = structlog.get_logger("hub.web")
 
@@ -254,11 +263,40 @@ class GuardedHandler(web.RequestHandler):
         self._guard.forget(self)
         super().connection_lost(exc)
 
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """A request aiohttp's parser refused is answered 400 (431 for a line too long) and
+        logged by its problem and peer: aiohttp's own log line and answer quote its bytes."""
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        status, problem = self._malformed(exc)
+        log.warning("malformed HTTP request refused", problem=problem, peer=request.remote)
+        response = json_response({"error": problem}, status=status)
+        response.force_close()
+        return response
+
     def refuse(self, answer: bytes) -> None:
         """Send ``answer`` and close, without reading a request."""
         if self.transport is not None:
             self.transport.write(answer)  # closing sends what is buffered first
         self.force_close()
+
+    def _malformed(self, exc: HttpProcessingError) -> tuple[int, str]:
+        """The status and a description of the problem that quotes none of the request."""
+        if isinstance(exc, LineTooLong):
+            return 431, f"a header or the request line is over {self.max_field_size} bytes"
+        if isinstance(exc, BadHttpMethod):
+            return 400, "not an HTTP request (bad method)"
+        if isinstance(exc, BadStatusLine):
+            return 400, "bad request line"
+        if isinstance(exc, InvalidHeader):
+            return 400, "invalid header"
+        return 400, f"malformed HTTP request ({type(exc).__name__})"
 
     def _expect(self, body: StreamReader | None, seconds: float) -> None:
         """Close the connection unless ``body`` (else the request headers) is in by then."""
