@@ -85,7 +85,8 @@ class Section(BaseModel):
 
 
 class ServerSettings(Section):
-    """``[server]``: where the daemon listens, and the address it is reached at."""
+    """``[server]``: where the daemon listens, the address it is reached at, and how long
+    and how many connections it holds."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=0, le=65535)
@@ -95,6 +96,19 @@ class ServerSettings(Section):
     """The hub's address as browsers and providers reach it (``https://hub.example.com``,
     behind a TLS-terminating proxy): OAuth callbacks are built from it, and with ``https``
     the session cookies are ``Secure``. Unset: the listening address, over http."""
+    header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a new connection gets to send its request's headers, however slowly they
+    trickle in; then it is closed."""
+    body_timeout: float = Field(default=60.0, gt=0)
+    """Seconds a request's body gets to arrive, counted from the end of its headers; then the
+    request is dropped (its connection closed) and what it reserved is given back."""
+    keepalive_timeout: float = Field(default=75.0, gt=0)
+    """Seconds a kept-alive connection may wait for its next request's headers; then it is
+    closed."""
+    max_connections: int | None = Field(default=None, ge=1)
+    """Connections open at once; None: half the open-file limit (``RLIMIT_NOFILE``), leaving
+    the rest for the database and outbound calls. At the cap a new connection closes the one
+    that has waited longest for a request, or is answered 503 if all are busy."""
 
     @field_validator("public_url")
     @classmethod

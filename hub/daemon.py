@@ -26,6 +26,7 @@ from hub.progress import ProgressDisplay
 from hub.store.files import real_path
 from hub.sync_pass import SyncProgress
 from hub.web.app import create_app
+from hub.web.connections import GuardedRunner, log_accept_failures
 
 log = structlog.get_logger("hub")
 
@@ -79,9 +80,12 @@ async def serve(settings: HubSettings) -> int:
 
 
 async def _serve(settings: HubSettings) -> int:
+    loop = asyncio.get_running_loop()
+    log_accept_failures(loop)
     app = create_app(settings)
-    runner = web.AppRunner(
+    runner = GuardedRunner(
         app,
+        settings.server,
         handle_signals=False,
         shutdown_timeout=settings.server.shutdown_timeout,
         access_log=None,  # requests are counted in /metrics; errors are logged
@@ -99,13 +103,12 @@ async def _serve(settings: HubSettings) -> int:
         )
         return 1
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # from here on, a signal stops in order
         loop.add_signal_handler(sig, stop.set)
     gc.collect()
     gc.freeze()  # start-up objects never need collecting: keeps full collections short
     url = f"http://{host}:{port}"
-    log.info("hub listening", url=url, admin=f"{url}/admin")
+    log.info("hub listening", url=url, admin=f"{url}/admin", max_connections=runner.cap)
     await stop.wait()
     log.info("hub stopping")
     limit = settings.server.shutdown_timeout * 2 + 10

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +30,7 @@ class Daemon:
     :param env: extra environment (secrets go here, as in production).
     :param port: the port to listen on (default: a free one).
     :param umask: the process's umask (default: this one's).
+    :param open_files: the daemon's open-file limit (``RLIMIT_NOFILE``, soft and hard).
     """
 
     def __init__(
@@ -37,6 +40,7 @@ class Daemon:
         env: dict[str, str] | None = None,
         port: int = 0,
         umask: int = -1,
+        open_files: int | None = None,
     ) -> None:
         self.port = port or free_port()
         self.db = folder / "hub.db"
@@ -50,8 +54,13 @@ class Daemon:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             umask=umask,
+            preexec_fn=None if open_files is None else functools.partial(_limit_files, open_files),
         )
         _started.append(self.proc)
+
+    def output(self) -> str:
+        """What the daemon has written so far (stdout and stderr: its log)."""
+        return Path(self.log.name).read_text(errors="replace")
 
     async def ready(self, session: aiohttp.ClientSession, path: str = "/healthz") -> None:
         """Wait until ``path`` answers 200 (fails if the process exits first)."""
@@ -92,6 +101,10 @@ class Daemon:
         """SIGTERM and the exit code."""
         self.proc.terminate()
         return self.proc.wait(timeout=timeout)
+
+
+def _limit_files(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
 
 @pytest.fixture

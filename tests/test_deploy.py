@@ -105,3 +105,10 @@ def test_unit_paths():
     assert last(values, "WorkingDirectory") == "/var/lib/advisoros-hub"
     assert "/var/lib/advisoros-hub" in (last(values, "ReadWritePaths") or "").split()
     assert last(values, "EnvironmentFile") == "-/etc/advisoros-hub/env"
+
+
+def test_unit_gives_room_for_many_connections():
+    limit = last(service(), "LimitNOFILE")
+    assert limit is not None and limit.isdigit(), "LimitNOFILE= one number (soft = hard)"
+    # server.max_connections defaults to half the limit: thousands, not systemd's 512
+    assert int(limit) >= 16384
