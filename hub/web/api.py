@@ -69,12 +69,18 @@ async def trigger_sync(request: web.Request) -> web.Response:
     if hub.disabled(name):
         raise web.HTTPConflict(text=f"{name} is disabled in the configuration")
     options = await _options(request)
-    full = str(options.get("full", "false")).lower() in {"1", "true", "yes"}
-    wanted = options.get("connection")
+    full, wanted = options.get("full", False), options.get("connection")
+    if not isinstance(full, str | bool | int):
+        raise web.HTTPBadRequest(text="full must be true or false")
+    if not isinstance(wanted, str | None):
+        raise web.HTTPBadRequest(text="connection must be a string: a connection id or key")
+    full = str(full).lower() in {"1", "true", "yes"}
     connections = await hub.find_connections(name, wanted)
     if not connections:
         raise web.HTTPNotFound(
-            text=f"no connection {wanted!r} of {name}" if wanted else f"{name} has no connections"
+            text=f"no connection {wanted[:200]!r} of {name}"
+            if wanted
+            else f"{name} has no connections"
         )
     run_ids = []
     for connection in connections:
