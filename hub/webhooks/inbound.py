@@ -5,8 +5,8 @@ and not processed again), 401 bad or missing signature (nothing stored), 404 unk
 400 malformed (event data the store cannot write, such as JSON nested deeper than
 ``MAX_JSON_DEPTH``, included), 405 wrong method, 413 body over ``webhooks.max_body_bytes``
 (as sent or once decoded), 415 a content coding other than gzip or deflate, 503 with
-``Retry-After`` when the ingest is full (nothing read or stored; providers retry). Bad input
-never gets a 5xx.
+``Retry-After`` when the ingest is full (nothing read or stored; providers retry) or the
+database cannot be written (disk full, read-only: nothing stored). Bad input never gets a 5xx.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from hub.errors import HubError, MalformedWebhookError, SignatureError, UnknownS
 from hub.model import WebhookEvent
 from hub.plugins import await_maybe
 from hub.store.inbox import NewEvent, WebhookDelivery
+from hub.store.writable import unwritable
 from hub.web.api import json_response
 from hub.web.body import read_body
 from hub.web.keys import HUB
@@ -124,7 +125,15 @@ async def _receive(request: web.Request, hub: Hub, source: str, ticket: Ticket) 
     except orjson.JSONEncodeError as exc:  # whatever parsed it, the store must write it
         metrics.webhook(source, "malformed")
         return _reject(400, f"event data cannot be stored as JSON: {unstorable(exc)}")
-    stored = await hub.ingest.store(delivery, ticket)
+    try:
+        stored = await hub.ingest.store(delivery, ticket)
+    except Exception as exc:
+        if not unwritable(exc):
+            raise
+        metrics.webhooks_rejected.labels("unwritable").inc()
+        return _retry_later(
+            f"the hub cannot store webhooks now ({exc}); retry in {RETRY_AFTER_S} s"
+        )
     if stored.created:
         hub.dispatcher.wake()
     metrics.webhook(source, "accepted")
@@ -133,12 +142,16 @@ async def _receive(request: web.Request, hub: Hub, source: str, ticket: Ticket) 
 
 def _overloaded(hub: Hub) -> web.Response:
     admission = hub.ingest.admission
-    response = _reject(
-        503,
+    return _retry_later(
         f"the hub is busy: {admission.requests} webhook requests ({admission.bytes} bytes) are "
         f"being stored (webhooks.queue_max_requests = {admission.max_requests}, "
         f"webhooks.queue_max_bytes = {admission.max_bytes}); retry in {RETRY_AFTER_S} s",
     )
+
+
+def _retry_later(reason: str) -> web.Response:
+    """503 with ``Retry-After``: nothing was stored, and every provider sends it again."""
+    response = _reject(503, reason)
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response
 
