@@ -21,6 +21,7 @@ from hub.logs import configure_logging
 
 if TYPE_CHECKING:
     from hub.plugins import HubPlugins
+    from hub.store.database import Database
     from hub.store.plugin_migrations import SchemaState
 
 
@@ -163,8 +164,9 @@ async def _check_connections(hub: Any, verbose: bool) -> int:
     dumps: dict[str, Any] = {}
     await hub.start(deliver=False)  # which migrates plugin tables: list plugins after it
     try:
+        problems = await _check_database(hub.store.db)
         _plugin_table(hub.plugins, await hub.store.db.read(schema_states))
-        problems = len(hub.plugins.failed)
+        problems += len(hub.plugins.failed)
         rows = []
         for name in sorted(hub.plugins.integrations):
             connections = await hub.connections(name)
@@ -192,6 +194,21 @@ async def _check_connections(hub: Any, verbose: bool) -> int:
         await hub.stop()
     print(f"\n{'no problems' if not problems else f'{problems} problem(s)'}")
     return 1 if problems else 0
+
+
+async def _check_database(db: Database) -> int:
+    """Print the database's state (its integrity checked to the end) as one line per
+    problem, or ``database: ok``; return the number of problems."""
+    from hub.readiness import database_problems
+
+    if db.integrity.ok is None:  # too large to check whole when it was opened
+        await db.check_integrity()
+    problems = await database_problems(db)
+    for problem in problems:
+        print(f"{problem} ({db.path})")
+    if not problems:
+        print(f"database: ok ({db.path})")
+    return len(problems)
 
 
 def _sync(args: argparse.Namespace, settings: HubSettings) -> int:

@@ -150,7 +150,8 @@ def webhook(
     """Verify a ``POST /webhooks/{source}`` request for this plugin's source and parse it into
     events; nothing is handled here (``process`` handles each event once it is stored).
 
-    :param body: the raw request body (already read, within the size limit).
+    :param body: the request body (already read and decoded per its ``Content-Encoding``,
+        within the size limit).
     :return: the verified events, each with the provider's event id. An id stored before
         is a duplicate only with the same ``data``: other data makes a new event, so keep
         what changes between redeliveries (attempt counters, send times) out of ``data``.

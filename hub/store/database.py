@@ -7,6 +7,9 @@ never contend with each other (a one-off CLI sync beside the daemon waits for th
 before regular work (sync batches, bookkeeping), but a regular item never waits behind more
 than ``URGENT_RUN`` urgent ones: a long sync cannot starve webhooks, nor a burst the sync.
 Reads run on a small pool with their own connections (WAL lets them proceed beside the writer).
+The writer reports each write's outcome to :attr:`Database.writability`, and the file gets a
+time-bounded ``quick_check`` when it opens (:attr:`Database.integrity`): ``/readyz`` and
+``advisoros-hub check`` report both.
 """
 
 from __future__ import annotations
@@ -23,12 +26,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlite_utils
+import structlog
 
 from hub.errors import StoreError
 from hub.store.files import prepare_database
+from hub.store.integrity import START_BUDGET_S, Integrity, quick_check
 from hub.store.schema import apply_migrations
+from hub.store.writable import Writability
 
 T = TypeVar("T")
+log = structlog.get_logger("hub.store")
 
 CHECKPOINT_INTERVAL_S = 1.0
 WAL_RESTART_BYTES = 1024 * 1024 * 1024
@@ -155,6 +162,12 @@ class Database:
         except sqlite3.DatabaseError as exc:
             self._writer_db.close()
             raise StoreError(f"{path}: cannot migrate database: {exc}") from None
+        self.integrity = quick_check(self._writer_db.conn, START_BUDGET_S)
+        if self.integrity.ok is False:
+            log.error("database is damaged", path=str(path), problems=self.integrity.detail)
+        elif self.integrity.ok is None:
+            log.warning("database integrity check stopped", detail=self.integrity.detail)
+        self.writability = Writability()
         self._queue = WriteQueue()
         self._writer = threading.Thread(
             target=self._write_loop, name="hub-store-writer", daemon=True
@@ -212,6 +225,7 @@ class Database:
             if not future.set_running_or_notify_cancel():
                 continue
             conn = self._writer_db.conn
+            changes = conn.total_changes
             try:
                 # IMMEDIATE takes the write lock first (waiting up to busy_timeout): a deferred
                 # transaction that read before writing would fail at once with "database is
@@ -221,8 +235,11 @@ class Database:
                 conn.commit()
             except BaseException as exc:
                 _rollback(conn)
+                self.writability.failed(exc)
                 future.set_exception(exc)
             else:
+                if conn.total_changes != changes:  # a commit that wrote nothing proves nothing
+                    self.writability.wrote(fn)
                 future.set_result(result)
 
     def submit(self, fn: Callable[..., T], *args: Any, urgent: bool = False) -> Future[T]:
@@ -240,6 +257,12 @@ class Database:
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(db, *args)`` in one transaction on the writer thread and return its result."""
         return await asyncio.wrap_future(self.submit(fn, *args))
+
+    async def check_integrity(self, budget_s: float | None = None) -> Integrity:
+        """Run the integrity check again on a reader (for ``budget_s`` at most, default: to
+        the end) and keep its outcome in :attr:`integrity`."""
+        self.integrity = await self.read(lambda db: quick_check(db.conn, budget_s))
+        return self.integrity
 
     def _reader(self) -> sqlite_utils.Database:
         db: sqlite_utils.Database | None = getattr(self._local, "db", None)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from hub.diagnostics import connection_diagnostics
 from hub.errors import SyncBusyError
+from hub.readiness import unready_reasons
 from hub.status import hub_status
 from hub.web.keys import HUB, SCHEDULER
 from hub.web.params import json_object, parse_int
@@ -29,16 +30,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz", name="readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: database answers, scheduler runs, no plugin failed."""
-    hub, scheduler = request.app[HUB], request.app[SCHEDULER]
-    reasons = []
-    try:
-        await hub.store.db.read(lambda db: db.execute("SELECT 1").fetchone())
-    except Exception as exc:
-        reasons.append(f"database: {exc}")
-    if scheduler is not None and not scheduler.running:
-        reasons.append("scheduler: not running")
-    reasons += [f"plugin {info.name}: {info.error}" for info in hub.plugins.failed]
+    """Readiness: the database answers, can be written and is not damaged, the scheduler
+    runs, no plugin failed."""
+    reasons = await unready_reasons(request.app[HUB], request.app[SCHEDULER])
     if reasons:
         return json_response({"status": "unavailable", "reasons": reasons}, status=503)
     return json_response({"status": "ready"})
@@ -69,12 +63,18 @@ async def trigger_sync(request: web.Request) -> web.Response:
     if hub.disabled(name):
         raise web.HTTPConflict(text=f"{name} is disabled in the configuration")
     options = await _options(request)
-    full = str(options.get("full", "false")).lower() in {"1", "true", "yes"}
-    wanted = options.get("connection")
+    full, wanted = options.get("full", False), options.get("connection")
+    if not isinstance(full, str | bool | int):
+        raise web.HTTPBadRequest(text="full must be true or false")
+    if not isinstance(wanted, str | None):
+        raise web.HTTPBadRequest(text="connection must be a string: a connection id or key")
+    full = str(full).lower() in {"1", "true", "yes"}
     connections = await hub.find_connections(name, wanted)
     if not connections:
         raise web.HTTPNotFound(
-            text=f"no connection {wanted!r} of {name}" if wanted else f"{name} has no connections"
+            text=f"no connection {wanted[:200]!r} of {name}"
+            if wanted
+            else f"{name} has no connections"
         )
     run_ids = []
     for connection in connections:

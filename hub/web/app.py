@@ -19,6 +19,7 @@ from hub.plugins import DEFAULT_PLUGINS
 from hub.schedule import Scheduler
 from hub.web import admin, api, clients_api, inbox_api
 from hub.web.auth import AdminAuth
+from hub.web.body import client_max_size
 from hub.web.keys import AUTH, HUB, SCHEDULER
 from hub.web.policy import UNMATCHED_ROUTE, guard_routes, guarded, unmatched
 from hub.webhooks import inbound
@@ -43,7 +44,11 @@ def create_app(
     """
     hub = hub or Hub(settings, builtins)
     hub.load_plugins()
-    app = web.Application(client_max_size=settings.webhooks.max_body_bytes)
+    app = web.Application(
+        client_max_size=client_max_size(settings.webhooks.max_body_bytes),
+        # bodies are decoded within that limit by hub.web.body, never inflated unbounded
+        handler_args={"auto_decompress": False},
+    )
     app[HUB] = hub
     app[SCHEDULER] = Scheduler(hub) if schedule else None
     app.add_routes(guard_routes(inbound.routes))  # first: the hottest routes resolve fastest

@@ -5,13 +5,16 @@ It wraps handlers instead of running as an aiohttp middleware: the middleware ch
 app's own current-app middleware comes with it) cost the webhook path a tenth of its
 throughput. A last route, :func:`unmatched`, answers what no other route matches under the
 same policy: 401 (or the login page) on a protected path without the token, else a JSON 405
-naming the allowed methods, or a JSON 404.
+naming the allowed methods, or a JSON 404. A body that aiohttp cannot decode for a handler
+(``request.post()``, ``.text()``, ``.json()``: an unknown charset, bytes not in it, a broken
+form or JSON) is the client's mistake: 400, on plugin routes too.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+import traceback
 from collections.abc import Iterable
 
 import structlog
@@ -67,6 +70,20 @@ def require_admin(request: web.Request) -> str:
     return token_digest(presented_credential(request))
 
 
+BODY_DECODERS = frozenset(
+    method.__code__ for method in (web.BaseRequest.post, web.BaseRequest.text, web.BaseRequest.json)
+)
+"""aiohttp's methods that decode a request body for a handler."""
+
+
+def _undecodable_body(exc: Exception) -> bool:
+    """True if ``exc`` was raised while aiohttp decoded the request's body (an unknown
+    charset is a LookupError, bad bytes or a broken form or JSON a ValueError)."""
+    return isinstance(exc, LookupError | ValueError) and any(
+        frame.f_code in BODY_DECODERS for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
+
+
 def _error_response(exc: web.HTTPException) -> web.Response:
     """An HTTP error as JSON ``{"error": reason}``, keeping Allow/Location/WWW-Authenticate."""
     reason = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
@@ -96,9 +113,13 @@ def guarded(handler: Handler, route: str) -> Handler:
                 metrics.request_served(request.method, route, exc.status, 0.0)
                 raise
             response = _error_response(exc)
-        except Exception:
-            log.exception("request failed", method=request.method, path=request.path)
-            response = json_response({"error": "internal error (see the hub's log)"}, status=500)
+        except Exception as exc:
+            if _undecodable_body(exc):
+                reason = f"the request body cannot be decoded: {exc}"[:300]
+                response = json_response({"error": reason}, status=400)
+            else:
+                log.exception("request failed", method=request.method, path=request.path)
+                response = json_response({"error": "internal error (see the hub's log)"}, 500)
         metrics.request_served(
             request.method, route, response.status, time.perf_counter() - started
         )

@@ -2,9 +2,11 @@
 
 Answers: 200 stored (with counts; duplicates of a known provider event id are acknowledged
 and not processed again), 401 bad or missing signature (nothing stored), 404 unknown source,
-400 malformed, 405 wrong method, 413 body over ``webhooks.max_body_bytes``, 503 with
-``Retry-After`` when the ingest is full (nothing read or stored; providers retry). Bad input
-never gets a 5xx.
+400 malformed (event data the store cannot write, such as JSON nested deeper than
+``MAX_JSON_DEPTH``, included), 405 wrong method, 413 body over ``webhooks.max_body_bytes``
+(as sent or once decoded), 415 a content coding other than gzip or deflate, 503 with
+``Retry-After`` when the ingest is full (nothing read or stored; providers retry) or the
+database cannot be written (disk full, read-only: nothing stored). Bad input never gets a 5xx.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import orjson
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from hub.errors import HubError, MalformedWebhookError, SignatureError, UnknownSourceError
 from hub.model import WebhookEvent
 from hub.plugins import await_maybe
 from hub.store.inbox import NewEvent, Stored, WebhookDelivery
+from hub.store.writable import unwritable
 from hub.web.api import json_response
+from hub.web.body import read_body
 from hub.web.keys import HUB
+from hub.web.params import unstorable
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -69,9 +75,10 @@ async def receive(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         metrics.webhook(source, "too_large")
         return _reject(413, f"body over {limit} bytes")
-    ticket = hub.ingest.admission.admit(
-        limit if request.content_length is None else request.content_length
-    )
+    declared = limit if request.content_length is None else request.content_length
+    if hdrs.CONTENT_ENCODING in request.headers:
+        declared += limit  # its decoded form, held beside it, may be as large as the limit
+    ticket = hub.ingest.admission.admit(declared)
     if ticket is None:
         metrics.webhooks_rejected.labels("overloaded").inc()
         return _overloaded(hub)
@@ -83,13 +90,16 @@ async def receive(request: web.Request) -> web.Response:
 
 async def _receive(request: web.Request, hub: Hub, source: str, ticket: Ticket) -> web.Response:
     metrics = hub.metrics
-    limit = hub.settings.webhooks.max_body_bytes
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
+        body = await read_body(request)
+    except web.HTTPRequestEntityTooLarge as exc:
         metrics.webhook(source, "too_large")
-        return _reject(413, f"body over {limit} bytes")
-    ticket.resize(len(body))
+        return _reject(413, exc.text or "body too large")
+    except web.HTTPClientError as exc:  # not valid gzip or deflate, or another coding
+        metrics.webhook(source, "malformed")
+        return _reject(exc.status, exc.text or "malformed body")
+    sent = await request.read()  # the body as sent: cached, held until the request ends
+    ticket.resize(len(body) if sent is body else len(sent) + len(body))
     try:
         parsed = hub.plugins.call_owner_raw(source, "webhook", request=request, body=body)
         if not isinstance(parsed, list):  # a list is the common, synchronous answer
@@ -110,9 +120,20 @@ async def _receive(request: web.Request, hub: Hub, source: str, ticket: Ticket) 
         log.warning("webhook could not be parsed", source=source, error=repr(exc)[:300])
         return _reject(400, "malformed webhook")
     new_events = [_stored_event(source, event) for event in events]
-    stored = await hub.ingest.store(
-        WebhookDelivery.build(source, kept_headers(request), body, new_events), ticket
-    )
+    try:
+        delivery = WebhookDelivery.build(source, kept_headers(request), body, new_events)
+    except orjson.JSONEncodeError as exc:  # whatever parsed it, the store must write it
+        metrics.webhook(source, "malformed")
+        return _reject(400, f"event data cannot be stored as JSON: {unstorable(exc)}")
+    try:
+        stored = await hub.ingest.store(delivery, ticket)
+    except Exception as exc:
+        if not unwritable(exc):
+            raise
+        metrics.webhooks_rejected.labels("unwritable").inc()
+        return _retry_later(
+            f"the hub cannot store webhooks now ({exc}); retry in {RETRY_AFTER_S} s"
+        )
     if stored.created:
         hub.dispatcher.wake()
     _warn_conflicts(source, stored)
@@ -122,12 +143,16 @@ async def _receive(request: web.Request, hub: Hub, source: str, ticket: Ticket) 
 
 def _overloaded(hub: Hub) -> web.Response:
     admission = hub.ingest.admission
-    response = _reject(
-        503,
+    return _retry_later(
         f"the hub is busy: {admission.requests} webhook requests ({admission.bytes} bytes) are "
         f"being stored (webhooks.queue_max_requests = {admission.max_requests}, "
         f"webhooks.queue_max_bytes = {admission.max_bytes}); retry in {RETRY_AFTER_S} s",
     )
+
+
+def _retry_later(reason: str) -> web.Response:
+    """503 with ``Retry-After``: nothing was stored, and every provider sends it again."""
+    response = _reject(503, reason)
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response
 
