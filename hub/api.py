@@ -145,6 +145,12 @@ class HubAPI(Protocol):
         """The lock for ``key``: hold it around a token refresh so only one runs at a time."""
         ...
 
+    @property
+    def public_url(self) -> str:
+        """Where people reach the hub, for links in messages (``server.public_url``, else
+        ``http://<server.host>:<server.port>``), without a trailing slash."""
+        ...
+
     # ------------------------------------------------------------------ work
 
     @property

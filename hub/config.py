@@ -43,6 +43,9 @@ class ServerSettings(Section):
     port: int = Field(default=8700, ge=0, le=65535)
     shutdown_timeout: float = Field(default=5.0, gt=0)
     """Seconds in-flight work gets to finish on SIGTERM before it is cancelled."""
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    """The address people reach the hub at (behind a proxy, say), for links in alerts and
+    e-mails; None: ``http://<host>:<port>``."""
 
 
 class StoreSettings(Section):

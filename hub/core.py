@@ -319,6 +319,12 @@ class Hub:
         """
         return PluginTables(self.store.db, namespace_of(self.plugins, plugin))
 
+    @property
+    def public_url(self) -> str:
+        """Where people reach the hub: ``server.public_url``, else ``http://host:port``."""
+        server = self.settings.server
+        return (server.public_url or f"http://{server.host}:{server.port}").rstrip("/")
+
     def single_flight(self, key: str) -> asyncio.Lock:
         """The lock for ``key``: hold it around a token refresh so only one runs at a time."""
         lock = self._flights.get(key)

@@ -74,6 +74,10 @@ class PluginAPI(HubAPI):
         return self.__hub.single_flight(key)
 
     @property
+    def public_url(self) -> str:
+        return self.__hub.public_url
+
+    @property
     def http(self) -> HttpClient:
         return self.__hub.http
 
