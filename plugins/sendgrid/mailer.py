@@ -120,7 +120,22 @@ class Mailer:
     async def send(self, message: Message, batch: str | None = None) -> list[Row]:
         """Send ``message`` (split into requests within SendGrid's limits, each address once,
         suppressed ones skipped); return the ``sends`` rows, one per request."""
-        return await self.send_all(list(chunks(message)), batch)
+        return await self.send_all(await self.split(message), batch)
+
+    async def split(self, message: Message) -> list[Message]:
+        """``message`` without its suppressed recipients (logged), in requests within
+        SendGrid's limits, each address once (an empty list: nobody is left)."""
+        suppressed = await self.suppressed(r.email for r in message.recipients)
+        if suppressed:
+            log.info(
+                "suppressed recipients skipped",
+                kind=message.kind,
+                count=len(suppressed),
+                emails=sorted(suppressed)[:10],
+            )
+        kept = [r for r in message.recipients if normalise(r.email) not in suppressed]
+        parts = list(chunks(message.with_recipients(kept)))
+        return parts or [message.with_recipients(())]
 
     async def send_all(self, messages: Sequence[Message], batch: str | None = None) -> list[Row]:
         """Record every message, then send them; return their ``sends`` rows after the
@@ -147,16 +162,10 @@ class Mailer:
         return list(await asyncio.gather(*(one(row) for row in rows)))
 
     async def _admit(self, message: Message, batch: str | None) -> Row:
-        """The new ``sends`` row of ``message``, its suppressed recipients left out."""
+        """The new ``sends`` row of ``message``, its suppressed recipients left out (a
+        suppression may have arrived since :meth:`split`)."""
         suppressed = await self.suppressed(r.email for r in message.recipients)
         kept = [r for r in message.recipients if normalise(r.email) not in suppressed]
-        if suppressed:
-            log.info(
-                "suppressed recipients skipped",
-                kind=message.kind,
-                count=len(suppressed),
-                emails=sorted(suppressed)[:10],
-            )
         message = message.with_recipients(kept)
         now = _stamp()
         return {

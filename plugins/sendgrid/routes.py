@@ -16,7 +16,7 @@ The ``POST`` body: ``{"kind": "welcome" | "invitation" | "notification", "recipi
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 from aiohttp import web
@@ -25,7 +25,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from .client import SUPPRESSION_LISTS, SendGridClient
 from .mailer import Mailer
-from .message import Message, Recipient, chunks, normalise
+from .message import Message, Recipient, normalise
 from .runtime import mailer_of
 from .settings import EMAIL
 
@@ -44,6 +44,9 @@ REMOTE_LIST = {
 """Which SendGrid list a suppression's source corresponds to (to remove it there too)."""
 
 
+Address = Annotated[str, Field(pattern=EMAIL, max_length=320)]
+
+
 class RecipientIn(BaseModel):
     """One addressee of a notification request."""
 
@@ -58,7 +61,7 @@ class NotificationIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["welcome", "invitation", "notification"] = "notification"
-    recipients: list[RecipientIn | str] | Literal["clients"] = Field(min_length=1)
+    recipients: list[RecipientIn | Address] | Literal["clients"] = Field(min_length=1)
     subject: str = Field(min_length=1, max_length=500)
     text: str = Field(min_length=1, max_length=100_000)
     template_id: str | None = Field(default=None, max_length=100)
@@ -90,18 +93,17 @@ async def _read(request: web.Request) -> bytes:
 
 
 async def _recipients(hub: HubAPI, given: list[RecipientIn | str] | str) -> list[Recipient]:
+    """The addressees of a request (``"clients"``: the registry's clients with an e-mail)."""
     if given == "clients":
         return [
             Recipient(str(c["email"]), str(c.get("name") or ""))
             for c in await hub.clients.list()
             if c.get("email")
         ]
-    out = []
-    for item in given:
-        if isinstance(item, str):
-            item = RecipientIn(email=item)
-        out.append(Recipient(item.email, item.name, item.data))
-    return out
+    return [
+        Recipient(item) if isinstance(item, str) else Recipient(item.email, item.name, item.data)
+        for item in given
+    ]
 
 
 class NotificationRoutes:
@@ -142,7 +144,7 @@ class NotificationRoutes:
             spec.kind, spec.subject, spec.text, tuple(recipients), template, spec.data
         )
         batch = uuid.uuid4().hex
-        rows = await mailer.record(list(chunks(message)), batch)
+        rows = await mailer.record(await mailer.split(message), batch)
         mailer.spawn(rows)
         return web.json_response(
             {

@@ -131,9 +131,7 @@ async def test_suppressing_events_fill_the_list_once_per_event_id(hub_client, sa
     assert by_email["bounce@client.test"]["reason"] == "550 5.1.1 no such user"
     assert by_email["group@client.test"]["source"] == "group_unsubscribe"
     mailer = running(hub_of(client)).mailer
-    [row] = await mailer.send(
-        Message("notification", "s", "t", (Recipient("bounce@client.test"),))
-    )
+    [row] = await mailer.send(Message("notification", "s", "t", (Recipient("bounce@client.test"),)))
     assert row["status"] == "suppressed" and not sandbox.state.sends
 
 
