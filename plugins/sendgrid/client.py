@@ -51,28 +51,34 @@ def reason_of(error: ProviderError) -> str:
 
 @dataclass
 class RateGate:
-    """SendGrid's rate-limit headers as last seen: when none remain, wait for the reset."""
+    """SendGrid's rate-limit headers as last seen, less the requests sent since: when none
+    remain in the window, the next request waits for its reset instead of spending a 429."""
 
     remaining: int | None = None
     reset_at: float = 0.0
 
     async def wait(self) -> None:
-        """Sleep until the reset when the last answer said no request remains."""
-        if self.remaining is not None and self.remaining <= 0:
+        """Take one request of the window's budget, sleeping until the reset if none is left."""
+        while self.remaining is not None and self.remaining <= 0:
             delay = self.reset_at - time.time()
-            if delay > 0:
-                await asyncio.sleep(min(delay, 60.0))
-            self.remaining = None
+            if delay <= 0:
+                self.remaining = None  # a new window: the next answer tells its budget
+                break
+            await asyncio.sleep(min(delay, 60.0))
+        if self.remaining is not None:
+            self.remaining -= 1
 
     def saw(self, response: Response) -> None:
-        """Remember the ``X-RateLimit-Remaining`` / ``-Reset`` of ``response``."""
-        remaining = response.headers.get("X-RateLimit-Remaining")
-        reset = response.headers.get("X-RateLimit-Reset")
-        if remaining is not None and reset is not None:
-            try:
-                self.remaining, self.reset_at = int(remaining), float(reset)
-            except ValueError:
-                self.remaining = None
+        """Take in the ``X-RateLimit-Remaining`` / ``-Reset`` of ``response``."""
+        try:
+            remaining = int(response.headers["X-RateLimit-Remaining"])
+            reset = float(response.headers["X-RateLimit-Reset"])
+        except (KeyError, ValueError):
+            return
+        if reset != self.reset_at or self.remaining is None:
+            self.remaining, self.reset_at = remaining, reset
+        else:  # answers of one window may come back out of order: the lowest count holds
+            self.remaining = min(self.remaining, remaining)
 
 
 class SendGridClient:

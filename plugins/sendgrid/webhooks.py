@@ -155,7 +155,7 @@ async def process(event: HubEvent, mailer: Mailer) -> None:
     if kind in SUPPRESSING:
         reason = str(data.get("reason") or data.get("type") or kind)
         await mailer.suppress([(email, reason, kind)])
-        log.info("address suppressed", email=email, event=kind)
+        log.info("address suppressed", email=email, kind=kind)
     status = STATUS_OF.get(kind)
     message_id = message_id_of(data)
     if status is None or not message_id:

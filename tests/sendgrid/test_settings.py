@@ -17,12 +17,12 @@ def test_the_eu_region_uses_sendgrids_eu_host():
 
 
 async def test_a_section_without_any_channel_is_a_config_error_naming_it(make_hub):
-    with pytest.raises(ConfigError, match="integrations.sendgrid"):
+    with pytest.raises(ConfigError, match=r"integrations\.sendgrid"):
         await make_hub(config={"integrations": {"sendgrid": {"from_email": "a@b.test"}}})
 
 
 async def test_a_bad_sender_address_names_the_key(make_hub):
-    with pytest.raises(ConfigError, match="integrations.sendgrid.from_email"):
+    with pytest.raises(ConfigError, match=r"integrations\.sendgrid\.from_email"):
         await make_hub(
             config={"integrations": {"sendgrid": {"api_key": "SG.x", "from_email": "nope"}}}
         )

@@ -123,6 +123,8 @@ async def test_suppressing_events_fill_the_list_once_per_event_id(hub_client, sa
     body, headers = sandbox.state.signed_events(events)
     status, answer = await deliver_webhook(client, URL, body, headers)
     assert status == 200 and answer["received"] == 6
+    pending = await (await client.get("/api/inbox?state=pending")).json()
+    assert pending["events"] == []  # every event was processed at the first attempt
     status, answer = await deliver_webhook(client, URL, body, sandbox.state.sign(body))
     assert answer["duplicates"] == 6
     listed = await (await client.get("/api/notifications/suppressions")).json()
