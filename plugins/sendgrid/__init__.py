@@ -100,7 +100,7 @@ def webhook(
 ) -> list[WebhookEvent]:
     """Verify the Event Webhook's ECDSA signature and timestamp, then parse the batch."""
     mail = settings_of(settings)
-    keys = [k.get_secret_value() for k in mail.event_webhook_public_keys] if mail else []
+    keys = mail.verification_keys if mail else []
     webhooks.verify(
         body,
         request.headers.get(webhooks.SIGNATURE_HEADER),

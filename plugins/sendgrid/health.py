@@ -103,7 +103,7 @@ async def dump(mailer: Mailer) -> dict[str, Any]:
         "api_host": settings.api_base_url if settings.api_key else None,
         "from_email": settings.from_email,
         "alert_recipients": len(settings.alert_recipients),
-        "event_webhook_keys": len(settings.event_webhook_public_keys),
+        "event_webhook_keys": len(settings.verification_keys),
         "rate_limit": {"remaining": mailer.gate.remaining, "reset_at": mailer.gate.reset_at},
     }
     try:

@@ -50,7 +50,7 @@ Address = Annotated[str, Field(pattern=EMAIL, max_length=320)]
 class RecipientIn(BaseModel):
     """One addressee of a notification request."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     email: str = Field(pattern=EMAIL, max_length=320)
     name: str = Field(default="", max_length=200)
     data: dict[str, Any] = Field(default_factory=dict)
@@ -59,7 +59,7 @@ class RecipientIn(BaseModel):
 class NotificationIn(BaseModel):
     """The body of ``POST /api/notifications``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: Literal["welcome", "invitation", "notification"] = "notification"
     recipients: list[RecipientIn | Address] | Literal["clients"] = Field(min_length=1)
     subject: str = Field(min_length=1, max_length=500)

@@ -24,7 +24,7 @@ class Templates(BaseModel):
     """``[integrations.sendgrid.templates]``: dynamic template ids (``d-…``) per message kind;
     a kind without one is sent as plain text the plugin writes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     welcome: str | None = None
     """The welcome / invitation message of ``POST /api/notifications`` (kind ``welcome``)."""
@@ -41,7 +41,7 @@ class Templates(BaseModel):
 class SmtpSettings(BaseModel):
     """``[integrations.sendgrid.smtp]``: an SMTP server for the SMTP channel."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     host: str = Field(min_length=1)
     port: int = Field(default=587, ge=1, le=65535)
@@ -74,9 +74,11 @@ class SendGridSettings(IntegrationSettings):
     billing_contact: str | None = Field(default=None, pattern=EMAIL)
     """Who gets ``stripe.invoice.payment_failed`` notices."""
     templates: Templates = Field(default_factory=Templates)
+    event_webhook_public_key: SecretStr | None = None
+    """The Event Webhook verification key (base64 DER, from SendGrid's console)."""
     event_webhook_public_keys: list[SecretStr] = Field(default_factory=list)
-    """The Event Webhook verification keys (base64 DER, from SendGrid's console); any one may
-    sign. Event webhooks are refused (401) while none is set."""
+    """More verification keys (a key being rotated, several subusers); any one may sign.
+    Event webhooks are refused (401) while no key is set."""
     event_webhook_tolerance: int = Field(default=300, ge=1)
     """Seconds an event batch's signed timestamp may differ from now."""
     alert_min_interval: int = Field(default=900, ge=0)
@@ -99,6 +101,12 @@ class SendGridSettings(IntegrationSettings):
         if self.api_key is None and self.smtp is None:
             raise ValueError("set api_key (SendGrid) or [integrations.sendgrid.smtp], or both")
         return self
+
+    @property
+    def verification_keys(self) -> list[str]:
+        """Every configured Event Webhook key."""
+        keys = [self.event_webhook_public_key, *self.event_webhook_public_keys]
+        return [key.get_secret_value() for key in keys if key is not None]
 
     @property
     def api_base_url(self) -> str:

@@ -24,9 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from hub.errors import MalformedWebhookError, SignatureError
 from hub.model import WebhookEvent
@@ -35,6 +32,8 @@ from .mailer import update_rows
 from .message import normalise
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     from hub.api import TableSession
     from hub.model import HubEvent
 
@@ -69,6 +68,9 @@ def load_key(encoded: str) -> ec.EllipticCurvePublicKey:
 
     :raise ValueError: not a P-256 public key.
     """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     text = encoded.strip()
     if text.startswith("-----BEGIN"):
         key = serialization.load_pem_public_key(text.encode())
@@ -104,6 +106,11 @@ def verify(
     current = time.time() if now is None else now
     if abs(current - signed_at) > tolerance:
         raise SignatureError(f"the event webhook timestamp is more than {tolerance}s off")
+    # imported on the first event batch: start-up stays light
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     signed = timestamp.strip().encode() + body
     for encoded in public_keys:
         try:

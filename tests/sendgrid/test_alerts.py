@@ -50,6 +50,15 @@ async def test_a_failure_mails_the_admins_with_each_failing_connection_and_its_l
     assert "https://hub.firm.test/admin#connection-quickbooks%3A9130" in text
 
 
+async def test_links_use_the_listen_address_without_a_public_url(make_hub, sandbox):
+    config = sg_config(sandbox)
+    config["server"] = {"host": "10.0.0.5", "port": 8800}
+    hub = await make_hub(config=config)
+    await hub.health.deliver(alert(1, BAD))
+    text = mails(sandbox)[0]["content"][0]["value"]
+    assert "http://10.0.0.5:8800/admin#connection-quickbooks%3A1" in text
+
+
 async def test_recovery_is_mailed_once_healthy_again(make_hub, sandbox):
     hub = await make_hub(config=sg_config(sandbox, alert_min_interval=0))
     mailer = running(hub).alerts

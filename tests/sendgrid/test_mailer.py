@@ -43,7 +43,7 @@ async def test_a_send_is_recorded_with_sendgrids_message_id(make_hub, sandbox):
 
 async def test_a_429_is_retried_after_the_reset_time(make_hub, sandbox):
     hub = await make_hub(config=sg_config(sandbox, request_max_delay=2.0))
-    reset = int(time.time()) + 1
+    reset = int(time.time()) + 2  # over a second away: later than any first backoff (<= 0.5 s)
     sandbox.state.fail_next(
         429, headers={"X-RateLimit-Reset": str(reset), "X-RateLimit-Remaining": "0"}
     )

@@ -66,6 +66,14 @@ def test_the_vector_fails_when_anything_is_off(keys, signature, body, now):
         webhooks.verify(raw, sig, VECTOR["timestamp"], key, 300, int(VECTOR["timestamp"]) + now)
 
 
+async def test_the_single_key_setting_verifies_too(hub_client, sandbox):
+    config = sg_config(sandbox, event_webhook_public_keys=[])
+    config["integrations"]["sendgrid"]["event_webhook_public_key"] = sandbox.state.public_key
+    client = await hub_client(config=config)
+    body, headers = sandbox.state.signed_events([event("bounce", "x@client.test", 1)])
+    assert (await deliver_webhook(client, URL, body, headers))[0] == 200
+
+
 def test_any_configured_key_may_sign():
     other = SandboxState(SandboxConfig())
     body = VECTOR["body"].encode()
