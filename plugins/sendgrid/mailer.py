@@ -97,11 +97,27 @@ class Mailer:
                 log.exception("e-mail background pass failed")
 
     async def tick(self) -> int:
-        """One background pass: resend what is due, then run the ``ticks``; how many resent."""
+        """One background pass: resend what is due, run the ``ticks``, drop old history;
+        how many were resent."""
         sent = await self.retry_due()
         for tick in self.ticks:
             await tick()
+        await self.prune()
         return sent
+
+    async def prune(self) -> None:
+        """Delete finished sends and recipient events older than ``history_days``."""
+        cutoff = self.clock() - self.settings.history_days * 86400
+        stamp = datetime.fromtimestamp(cutoff, UTC).isoformat()
+
+        def apply(tx: TableSession) -> None:
+            tx.execute(
+                "DELETE FROM {sends} WHERE status NOT IN ('queued', 'retrying') AND created_at < ?",
+                [stamp],
+            )
+            tx.execute("DELETE FROM {recipient_status} WHERE at < ?", [int(cutoff)])
+
+        await self.tables.transaction(apply)
 
     # ------------------------------------------------------------------ sending
 

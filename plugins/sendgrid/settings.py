@@ -92,6 +92,9 @@ class SendGridSettings(IntegrationSettings):
     """Tries per API call on 429 (after ``X-RateLimit-Reset``) and 5xx (with backoff)."""
     request_max_delay: float = Field(default=15.0, gt=0)
     """Longest backoff between tries, seconds; a rate-limit wait is capped at 4x this."""
+    history_days: int = Field(default=90, ge=1)
+    """Sends that are done (sent, failed, suppressed, …) and recipient events are deleted
+    after this many days; unsent ones are kept until they are sent or given up."""
     max_concurrent: int = Field(default=4, ge=1)
     """Mail-send requests in flight at once (a bulk notification)."""
     smtp: SmtpSettings | None = None

@@ -122,3 +122,28 @@ async def test_a_send_left_queued_by_a_crash_is_sent_by_the_next_pass(make_hub, 
     mailer.clock = lambda: time.time() + 3600
     assert await mailer.tick() == 1
     assert (await mailer.tables.get("sends", row["id"]))["status"] == "sent"
+
+
+async def test_old_finished_sends_are_pruned_and_unsent_ones_kept(make_hub, sandbox):
+    hub = await make_hub(config=sg_config(sandbox, history_days=30, request_attempts=1))
+    mailer = running(hub).mailer
+    [done] = await mailer.send(note("a@client.test"))
+    sandbox.state.fail_next(500)
+    [waiting] = await mailer.send(note("b@client.test"))
+    await mailer.tables.upsert(
+        "recipient_status",
+        [
+            {
+                "message_id": done["message_id"],
+                "email": "a@client.test",
+                "status": "delivered",
+                "at": 1,
+            }
+        ],
+    )
+    sandbox.state.fail_next(500, count=1)
+    mailer.clock = lambda: time.time() + 31 * 86400
+    await mailer.tick()
+    assert await mailer.tables.get("sends", done["id"]) is None
+    assert (await mailer.tables.get("sends", waiting["id"]))["status"] == "retrying"
+    assert await mailer.count("recipient_status") == 0

@@ -38,3 +38,17 @@ async def test_sendgrid_answer_shapes():
                 assert int(throttled.headers["X-RateLimit-Reset"]) > 0
     finally:
         await sandbox.close()
+
+
+async def test_the_demo_hook_points_a_working_hub_at_its_sandbox(make_hub):
+    import contextlib
+
+    import plugins.sendgrid as plugin
+    from hub.model import HealthStatus
+
+    async with contextlib.AsyncExitStack() as stack:
+        settings = await plugin.demo(stack)
+        hub = await make_hub(config={"integrations": settings})
+        [connection] = await hub.connections("sendgrid")
+        report = await hub.check_health(connection)
+        assert report.status is HealthStatus.HEALTHY, report
