@@ -87,10 +87,9 @@ def configure(settings: IntegrationSettings | None) -> list[ConnectionSpec]:
 
 @hookimpl
 def sync(streams: Sequence[str], hub: HubAPI) -> AsyncIterator[Batch]:
-    """Read SendGrid's suppression lists and align the plugin's suppression list with them."""
+    """Read SendGrid's suppression lists and align the plugin's suppression list with them
+    (nothing to read when SMTP is the only channel)."""
     mailer = _runtime(hub).mailer
-    if mailer.sendgrid is None:
-        raise AuthenticationError("no SendGrid api_key: only SMTP is configured")
     return reconcile(mailer.sendgrid, mailer, streams)
 
 

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from hub.model import HealthStatus
 
-from .mailer import recipients_of
+from .mailer import recipients_of, stamp
 from .message import Message
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class AlertMailer:
                     "title": alert.connection_title,
                     "status": alert.status.value,
                     "message": alert.message,
-                    "changed_at": alert.created_at or str(now),
+                    "changed_at": alert.created_at or stamp(),
                     "changes": changes + (0 if alert.reminder else 1),
                 }
             ],

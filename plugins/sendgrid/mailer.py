@@ -40,7 +40,8 @@ PENDING = ("queued", "retrying")
 MAX_ERROR = 1000
 
 
-def _stamp() -> str:
+def stamp() -> str:
+    """Now, in ISO 8601 (UTC)."""
     return datetime.now(UTC).isoformat()
 
 
@@ -183,7 +184,7 @@ class Mailer:
         suppressed = await self.suppressed(r.email for r in message.recipients)
         kept = [r for r in message.recipients if normalise(r.email) not in suppressed]
         message = message.with_recipients(kept)
-        now = _stamp()
+        now = stamp()
         return {
             "id": uuid.uuid4().hex,
             "batch": batch,
@@ -228,7 +229,7 @@ class Mailer:
             "next_attempt_at": (
                 self.clock() + self.settings.retry_interval if status == "retrying" else None
             ),
-            "updated_at": _stamp(),
+            "updated_at": stamp(),
         }
         if status != "retrying":
             update["payload"] = None  # sent or given up: the body need not be kept
@@ -298,7 +299,7 @@ class Mailer:
 
     async def suppress(self, emails: Iterable[tuple[str, str, str]]) -> int:
         """Add ``(email, reason, source)`` entries to the suppression list."""
-        now = _stamp()
+        now = stamp()
         rows = [
             {"email": normalise(email), "reason": reason[:500], "source": source, "created_at": now}
             for email, reason, source in emails
@@ -308,7 +309,7 @@ class Mailer:
     async def replace_source(self, source: str, entries: dict[str, str]) -> None:
         """Make the suppressions from ``source`` (a SendGrid list) exactly ``entries``
         (normalised address -> reason): add the new, drop the ones the list no longer has."""
-        now = _stamp()
+        now = stamp()
 
         def apply(tx: TableSession) -> None:
             kept = {str(r["email"]) for r in tx.query("suppressions", "source = ?", [source])}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from hub.model import IntegrationSettings
 
@@ -98,6 +98,18 @@ class SendGridSettings(IntegrationSettings):
     max_concurrent: int = Field(default=4, ge=1)
     """Mail-send requests in flight at once (a bulk notification)."""
     smtp: SmtpSettings | None = None
+
+    @field_validator("event_webhook_public_key", "event_webhook_public_keys")
+    @classmethod
+    def _p256_keys(cls, value: SecretStr | list[SecretStr] | None) -> object:
+        from .webhooks import load_key  # imported here: webhooks needs cryptography
+
+        for key in value if isinstance(value, list) else [value] if value else []:
+            try:
+                load_key(key.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"not a P-256 public key (base64 DER or PEM): {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _some_transport(self) -> SendGridSettings:

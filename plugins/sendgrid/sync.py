@@ -30,9 +30,12 @@ STREAMS = tuple(
 
 
 async def reconcile(
-    client: SendGridClient, mailer: Mailer, streams: Sequence[str]
+    client: SendGridClient | None, mailer: Mailer, streams: Sequence[str]
 ) -> AsyncIterator[Batch]:
-    """Read each list in ``streams``, yield its pages, then align the suppression list."""
+    """Read each list in ``streams``, yield its pages, then align the suppression list
+    (no client, SMTP only: nothing)."""
+    if client is None:
+        return
     for stream in streams:
         entries: dict[str, str] = {}
         empty = True

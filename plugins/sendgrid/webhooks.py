@@ -76,8 +76,8 @@ def load_key(encoded: str) -> ec.EllipticCurvePublicKey:
         key = serialization.load_pem_public_key(text.encode())
     else:
         key = serialization.load_der_public_key(base64.b64decode(text, validate=True))
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ValueError("not an elliptic-curve public key")
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError("not a P-256 public key")
     return key
 
 

@@ -34,3 +34,18 @@ async def test_unconfigured_email_loads_and_sends_nothing(hub_client):
         "/api/notifications", json={"recipients": ["a@b.test"], "subject": "s", "text": "t"}
     )
     assert response.status == 409
+
+
+async def test_a_malformed_webhook_key_names_the_key(make_hub):
+    section = {"api_key": "SG.x", "from_email": "a@b.test", "event_webhook_public_keys": ["QUJD"]}
+    with pytest.raises(ConfigError, match=r"integrations\.sendgrid\.event_webhook_public_keys"):
+        await make_hub(config={"integrations": {"sendgrid": section}})
+
+
+async def test_smtp_only_syncs_nothing_and_stays_connected(make_hub):
+    from hub.testing import sync_records
+
+    section = {"from_email": "a@b.test", "smtp": {"host": "127.0.0.1"}}
+    hub = await make_hub(config={"integrations": {"sendgrid": section}})
+    records = await sync_records(hub, "sendgrid")
+    assert all(rows == {} for rows in records.values())
