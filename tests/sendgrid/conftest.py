@@ -25,10 +25,12 @@ ADMINS = ["ops@firm.test", "partner@firm.test"]
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[RunningSandbox]:
-    """The SendGrid sandbox, no rate limit."""
+    """The SendGrid sandbox, no rate limit. After the test, every mail-send request it
+    received is validated against SendGrid's OpenAPI description."""
     running = await start_sandbox(SandboxConfig())
     yield running
     await running.close()
+    assert_valid_mail_requests(running)
 
 
 def sg_config(sandbox: RunningSandbox, **extra: Any) -> dict[str, Any]:
