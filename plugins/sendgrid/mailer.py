@@ -109,12 +109,12 @@ class Mailer:
     async def prune(self) -> None:
         """Delete finished sends and recipient events older than ``history_days``."""
         cutoff = self.clock() - self.settings.history_days * 86400
-        stamp = datetime.fromtimestamp(cutoff, UTC).isoformat()
+        before = datetime.fromtimestamp(cutoff, UTC).isoformat()
 
         def apply(tx: TableSession) -> None:
             tx.execute(
                 "DELETE FROM {sends} WHERE status NOT IN ('queued', 'retrying') AND created_at < ?",
-                [stamp],
+                [before],
             )
             tx.execute("DELETE FROM {recipient_status} WHERE at < ?", [int(cutoff)])
 

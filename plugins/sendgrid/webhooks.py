@@ -175,7 +175,7 @@ async def process(event: HubEvent, mailer: Mailer) -> None:
                 "message_id": message_id,
                 "email": email,
                 "status": status,
-                "at": at if isinstance(at, int) else None,
+                "at": at if isinstance(at, int) else int(time.time()),
             }
         ],
     )
