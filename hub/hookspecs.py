@@ -218,7 +218,10 @@ def diagnostics(
 
 @hookspec
 def event(event: HubEvent, hub: HubAPI) -> Awaitable[None] | None:
-    """React to a hub event (``sync.completed``, ``health.changed``, ``<integration>.*``)."""
+    """React to a hub event (``sync.completed``, ``health.changed``, ``<integration>.*``).
+
+    Not delivered to a plugin whose own integration is not configured or is turned off.
+    """
 
 
 @hookspec

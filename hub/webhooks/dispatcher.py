@@ -151,11 +151,23 @@ class Dispatcher:
             owner = ["process"] if processed else []
             handlers = tuple(
                 owner
-                + [f"event:{name}" for name in hub.plugins.implementers("event")]
+                + [
+                    f"event:{name}"
+                    for name in hub.plugins.implementers("event")
+                    if self._receives_events(name)
+                ]
                 + [f"sub:{s.id}" for s in self.subscriptions if s.matches(event_type)]
             )
             self._handlers[key] = handlers
         return handlers
+
+    def _receives_events(self, plugin: str) -> bool:
+        """A plugin gets ``event`` deliveries unless it provides an integration that is not
+        configured or is turned off (an unconfigured e-mail plugin has no one to mail)."""
+        info = self._hub.plugins.info.get(plugin)
+        integration = info.integration if info is not None else None
+        # settings are None for an integration without a section or with enabled = false
+        return integration is None or self._hub.settings_for(integration) is not None
 
     def wake(self) -> None:
         """New events were stored: route and deliver now."""

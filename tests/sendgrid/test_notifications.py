@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hub.testing import hub_of
 from plugins.sendgrid.message import MAX_PERSONALIZATIONS
 
@@ -41,6 +43,16 @@ async def test_document_events_mail_the_uploader_once(make_hub, sandbox):
 
     await notifications.on_event(event, running(hub).mailer)  # a redelivery
     assert len(sandbox.state.sends) == 1
+
+
+@pytest.mark.parametrize("configured", [False, True])
+async def test_events_reach_the_plugin_only_when_email_is_configured(make_hub, sandbox, configured):
+    hub = await make_hub(config=sg_config(sandbox) if configured else None)
+    await hub.emit("x.y", {})
+    await hub.dispatcher.drain()
+    (event,) = await hub.store.inbox.events(None)
+    handlers = [d["handler"] for d in event["deliveries"]]
+    assert ("event:sendgrid" in handlers) is configured
 
 
 async def test_a_failed_analysis_says_why_in_plain_text(make_hub, sandbox):
