@@ -220,7 +220,8 @@ def diagnostics(
 def event(event: HubEvent, hub: HubAPI) -> Awaitable[None] | None:
     """React to a hub event (``sync.completed``, ``health.changed``, ``<integration>.*``).
 
-    Not delivered to a plugin whose own integration is not configured or is turned off.
+    A plugin whose ``Integration`` says ``events_when_configured`` gets them only while its
+    integration is configured and on.
     """
 
 

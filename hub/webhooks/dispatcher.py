@@ -162,12 +162,14 @@ class Dispatcher:
         return handlers
 
     def _receives_events(self, plugin: str) -> bool:
-        """A plugin gets ``event`` deliveries unless it provides an integration that is not
-        configured or is turned off (an unconfigured e-mail plugin has no one to mail)."""
+        """A plugin gets ``event`` deliveries unless its integration asks for them only
+        while configured (``Integration.events_when_configured``) and is not."""
         info = self._hub.plugins.info.get(plugin)
-        integration = info.integration if info is not None else None
+        integration = self._hub.plugins.integrations.get(info.integration or "") if info else None
+        if integration is None or not integration.events_when_configured:
+            return True
         # settings are None for an integration without a section or with enabled = false
-        return integration is None or self._hub.settings_for(integration) is not None
+        return self._hub.settings_for(integration.name) is not None
 
     def wake(self) -> None:
         """New events were stored: route and deliver now."""

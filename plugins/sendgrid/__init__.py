@@ -58,6 +58,7 @@ def register() -> Integration:
         streams=STREAMS,
         default_sync_interval=6 * 3600,
         secret_fields=frozenset({"api_key", "password"}),
+        events_when_configured=True,
     )
 
 
