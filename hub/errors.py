@@ -33,7 +33,8 @@ class StoreError(HubError):
 
 
 class ProviderError(HubError):
-    """A provider call failed; ``status`` is the HTTP status when there was one."""
+    """A provider call failed; ``status`` is the HTTP status when there was one, ``body`` the
+    start of the provider's error answer (empty when there was none), for its reason."""
 
     error_class = "provider"
 
@@ -42,6 +43,7 @@ class ProviderError(HubError):
     ) -> None:
         super().__init__(message, advice=advice)
         self.status = status
+        self.body = b""
 
 
 class AuthenticationError(ProviderError):

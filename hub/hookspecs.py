@@ -223,7 +223,11 @@ def diagnostics(
 
 @hookspec
 def event(event: HubEvent, hub: HubAPI) -> Awaitable[None] | None:
-    """React to a hub event (``sync.completed``, ``health.changed``, ``<integration>.*``)."""
+    """React to a hub event (``sync.completed``, ``health.changed``, ``<integration>.*``).
+
+    A plugin whose ``Integration`` says ``events_when_configured`` gets them only while its
+    integration is configured and on.
+    """
 
 
 @hookspec

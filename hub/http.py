@@ -37,6 +37,8 @@ from hub.errors import (
 log = structlog.get_logger("hub.http")
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+MAX_ERROR_BODY = 16 * 1024
+"""Bytes of an error answer's body kept on the raised error (``ProviderError.body``)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 30.0
     retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+    reset_header: str | None = None
+    """A response header holding the epoch second a rate limit resets (SendGrid's
+    ``X-RateLimit-Reset``), honoured like ``Retry-After`` on a retried status."""
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based): full jitter, capped."""
@@ -91,6 +96,14 @@ def classify(status: int, message: str) -> ProviderError:
     if status >= 500:
         return ServerError(message, status=status)
     return ValidationError(message, status=status)
+
+
+def parse_reset(value: str | None) -> float | None:
+    """A rate-limit reset given as an epoch second, as seconds from now (None: absent or bad)."""
+    try:
+        return max(0.0, float(value or "") - time.time())
+    except ValueError:
+        return None
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -201,7 +214,10 @@ class HttpClient:
                         check(response)
                     return response
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if retry_after is None and policy.reset_header:
+                    retry_after = parse_reset(response.headers.get(policy.reset_header))
                 error = classify(response.status, _describe(method, url, response))
+                error.body = response.body[:MAX_ERROR_BODY]
                 retryable = response.status in policy.retry_statuses
             except (RateLimitError, ServerError) as exc:  # raised by check on a 2xx
                 error, retryable = exc, True

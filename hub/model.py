@@ -98,6 +98,9 @@ class Integration:
     :param secret_fields: extra setting/credential keys redacted from logs and diagnostics.
     :param connect_path: where an admin starts connecting a new account (an OAuth flow's
         connect route); the admin page links to it.
+    :param events_when_configured: deliver hub events to this plugin's ``event`` hook only
+        while the integration is configured and on (an unconfigured e-mail plugin has no one
+        to mail, so it gets no delivery of every event).
     """
 
     name: str
@@ -107,6 +110,7 @@ class Integration:
     default_sync_interval: int | str | None = 3600
     secret_fields: frozenset[str] = frozenset()
     connect_path: str | None = None
+    events_when_configured: bool = False
 
     def stream(self, name: str) -> Stream:
         """Return the stream called ``name``; KeyError if the integration has none."""

@@ -151,11 +151,25 @@ class Dispatcher:
             owner = ["process"] if processed else []
             handlers = tuple(
                 owner
-                + [f"event:{name}" for name in hub.plugins.implementers("event")]
+                + [
+                    f"event:{name}"
+                    for name in hub.plugins.implementers("event")
+                    if self._receives_events(name)
+                ]
                 + [f"sub:{s.id}" for s in self.subscriptions if s.matches(event_type)]
             )
             self._handlers[key] = handlers
         return handlers
+
+    def _receives_events(self, plugin: str) -> bool:
+        """A plugin gets ``event`` deliveries unless its integration asks for them only
+        while configured (``Integration.events_when_configured``) and is not."""
+        info = self._hub.plugins.info.get(plugin)
+        integration = self._hub.plugins.integrations.get(info.integration or "") if info else None
+        if integration is None or not integration.events_when_configured:
+            return True
+        # settings are None for an integration without a section or with enabled = false
+        return self._hub.settings_for(integration.name) is not None
 
     def wake(self) -> None:
         """New events were stored: route and deliver now."""
