@@ -93,10 +93,10 @@ def parse(body: bytes, header: str | None, settings: StripeSettings | None) -> l
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise MalformedWebhookError(f"not a Stripe event: {exc!r}") from None
     if kind not in settings.acted_on:
-        log.debug("stripe event type not acted on; dropped", type=kind, event=event_id)
+        log.debug("stripe event type not acted on; dropped", type=kind, event_id=event_id)
         return []
     if bool(event.get("livemode")) != settings.livemode:
-        log.warning("stripe event of the other mode than the key; dropped", event=event_id)
+        log.warning("stripe event of the other mode than the key; dropped", event_id=event_id)
         return []
     data = {
         "event_type": kind,
@@ -151,7 +151,7 @@ async def apply(
     async with hub.single_flight(f"{NAME}:apply:{connection.id}:{stripe_lock}"):
         marker = await tables.get("applied", (connection.id, object_id))
         if marker is not None and int(marker["event_created"]) > created:
-            log.info("older stripe event after a newer one; not applied", event=event_id)
+            log.info("older stripe event after a newer one; not applied", event_id=event_id)
             return Applied(spec, object_id, None, stale=True)
         record = None if deleted else await refetch(api, spec, object_id)
         if spec.stream in hub.streams_for(NAME):
