@@ -94,7 +94,11 @@ class Billing:
         self.tables = hub.tables(__name__)
 
     async def store(self, stream: str, record: JSON) -> None:
-        """Write the answered object into its stream (matched to clients, for customers)."""
+        """Write the answered object into its stream (matched to clients, for customers), in
+        the shape a list shows it (``latest_invoice`` as its id, not expanded)."""
+        invoice = record.get("latest_invoice")
+        if isinstance(invoice, dict):
+            record = {**record, "latest_invoice": invoice.get("id")}
         await self.hub.write_records(self.connection, stream, [record])
 
     async def client(self, client_id: int) -> dict[str, Any]:
@@ -246,7 +250,7 @@ class BillingRoutes:
         subscription = await billing.api.post(
             "create_subscription", "/v1/subscriptions", params, request_key=key
         )
-        await billing.store("subscriptions", _unexpanded(subscription))
+        await billing.store("subscriptions", subscription)
         return {"subscription": subscription, "client_secret": client_secret(subscription)}
 
     async def change_plan(
@@ -310,11 +314,3 @@ class BillingRoutes:
             repeatable=True,
         )
         return {"session": session, "url": session.get("url")}
-
-
-def _unexpanded(subscription: JSON) -> JSON:
-    """The subscription as a list or a webhook shows it: ``latest_invoice`` as its id."""
-    invoice = subscription.get("latest_invoice")
-    if isinstance(invoice, dict):
-        return {**subscription, "latest_invoice": invoice.get("id")}
-    return subscription

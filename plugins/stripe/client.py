@@ -158,17 +158,13 @@ class StripeApi:
         digest = fingerprint(operation, {"key": request_key} if request_key else params)
         key = await self._key_for(operation, digest, repeatable)
         answer = await self.request("post", path, idempotency_key=key, **params)
-        await self._tables.upsert(
-            "requests",
-            [
-                {
-                    "connection_id": self._connection.id,
-                    "fingerprint": digest,
-                    "state": "done",
-                    "answered_at": time.time(),
-                    "answer": orjson.dumps(answer).decode(),
-                }
-            ],
+        done = [time.time(), orjson.dumps(answer).decode(), self._connection.id, digest]
+        await self._tables.transaction(
+            lambda tx: tx.execute(
+                "UPDATE {requests} SET state = 'done', answered_at = ?, answer = ? "
+                "WHERE connection_id = ? AND fingerprint = ?",
+                done,
+            )
         )
         return answer
 
