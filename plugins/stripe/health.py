@@ -62,7 +62,7 @@ async def facts(
     return {
         "mode": "live" if settings.livemode else "test",
         "key_type": "restricted" if settings.restricted else "secret",
-        "webhook_secrets": len(settings.webhook_secrets),
+        "webhook_signers": len(settings.webhook_secrets),
         "last_webhook": await last_webhook(hub, connection),
         "past_due_subscriptions": past_due,
         "open_disputes": await count(api, "/v1/disputes", {}, OPEN_DISPUTES),
@@ -88,8 +88,8 @@ async def diagnose(connection: Connection, settings: StripeSettings, hub: HubAPI
         HealthCheck("mode", True, found["mode"]),
         HealthCheck(
             "webhook secrets configured",
-            found["webhook_secrets"] > 0,
-            f"{found['webhook_secrets']} secret(s)",
+            found["webhook_signers"] > 0,
+            f"{found['webhook_signers']} secret(s)",
         ),
         HealthCheck(
             "last verified webhook",
@@ -99,7 +99,7 @@ async def diagnose(connection: Connection, settings: StripeSettings, hub: HubAPI
         HealthCheck("past-due subscriptions", True, str(found["past_due_subscriptions"])),
         HealthCheck("open disputes", True, str(found["open_disputes"])),
     ]
-    if not found["webhook_secrets"]:
+    if not found["webhook_signers"]:
         return HealthReport(
             HealthStatus.WARNING, "no webhook_secrets: Stripe's webhooks are refused", checks
         )
