@@ -307,11 +307,21 @@ class Plan:
 
 
 def plan_run(
-    streams: Sequence[str], cursors: Mapping[str, Any], now: float, reconcile_s: float
+    streams: Sequence[str],
+    cursors: Mapping[str, Any],
+    newest: float,
+    now: float,
+    reconcile_s: float,
 ) -> Plan:
-    """Decide, per stream, between events, a full read and resuming a full read."""
+    """Decide, per stream, between events, a full read and resuming a full read.
+
+    :param newest: the ``created`` time of Stripe's newest event (Stripe's clock: what its
+        30-day retention counts from; an account idle for longer is caught when Stripe no
+        longer knows the cursor's event).
+    :param now: this machine's time, which ``full_at`` was stamped with.
+    """
     plan = Plan()
-    oldest = now - EVENT_RETENTION_S + EVENT_SAFETY_S
+    oldest = newest - EVENT_RETENTION_S + EVENT_SAFETY_S
     for stream in streams:
         cursor = cursors.get(stream)
         if not isinstance(cursor, Mapping):
@@ -354,7 +364,9 @@ async def _run(
     settings: StripeSettings,
 ) -> AsyncGenerator[Batch, None]:
     head = await newest_event(api)
-    plan = plan_run(streams, cursors, time.time(), settings.reconcile_hours * 3600)
+    now = time.time()
+    newest = float(head["event_created"] or now)
+    plan = plan_run(streams, cursors, newest, now, settings.reconcile_hours * 3600)
     if plan.events:
         try:
             after = oldest_cursor(plan.events.values())
