@@ -16,6 +16,7 @@ same key, and Stripe answers the first result instead of acting twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 import time
@@ -118,22 +119,36 @@ class StripeApi:
     ) -> AsyncGenerator[list[JSON], None]:
         """Every object of a list endpoint, one page at a time, in the SDK's auto-pagination
         order: forward with ``starting_after``, or, given ``ending_before``, backwards
-        through newer objects with each page reversed, so the whole runs oldest to newest."""
+        through newer objects with each page reversed, so the whole runs oldest to newest.
+
+        The next page is requested before the current one is handed over, so fetching it
+        overlaps with storing this one.
+        """
         query = {"limit": self.page_size, **(params or {})}
         backwards = "ending_before" in query and "starting_after" not in query
-        while True:
-            page = await self.get(path, **query)
-            data: list[JSON] = list(page.get("data") or [])
-            if not data:
-                return
-            if backwards:
-                query["ending_before"] = data[0]["id"]
-                data.reverse()
-            else:
-                query["starting_after"] = data[-1]["id"]
-            yield data
-            if not page.get("has_more"):
-                return
+        ahead: asyncio.Future[JSON] = asyncio.ensure_future(self.get(path, **query))
+        try:
+            while True:
+                page = await ahead
+                data: list[JSON] = list(page.get("data") or [])
+                if not data:
+                    return
+                if backwards:
+                    query["ending_before"] = data[0]["id"]
+                    data.reverse()
+                else:
+                    query["starting_after"] = data[-1]["id"]
+                more = bool(page.get("has_more"))
+                if more:
+                    ahead = asyncio.ensure_future(self.get(path, **query))
+                yield data
+                if not more:
+                    return
+        finally:
+            if not ahead.done():
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
 
     # ------------------------------------------------------------------ writes
 
