@@ -24,6 +24,7 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import aiohttp
 import orjson
 import structlog
 
@@ -69,7 +70,9 @@ class StripeApi:
         self.page_size = settings.page_size
         self.sdk: stripe.StripeClient = stripe.StripeClient(
             str(connection.credentials.get("secret_key", "")),
-            http_client=stripe.AIOHTTPClient(timeout=settings.timeout, session=hub.http.session),
+            http_client=stripe.AIOHTTPClient(
+                timeout=aiohttp.ClientTimeout(total=settings.timeout), session=hub.http.session
+            ),
             base_addresses={"api": settings.api_base_url},
             max_network_retries=settings.max_network_retries,
             stripe_version=settings.api_version,

@@ -186,6 +186,17 @@ async def test_a_declined_card_answers_the_plain_message(hub_client, scripted):
     }
 
 
+async def test_a_timeout_answers_a_network_error_and_the_retry_reuses_the_key(hub_client, scripted):
+    client = await billing(hub_client, scripted, timeout=0.2)
+    scripted.faults["/v1/subscriptions"] = ["hang"]
+    response = await client.post("/api/billing/subscriptions", json=SUBSCRIBE)
+    assert response.status == 502 and (await response.json())["type"] == "network"
+    again = await client.post("/api/billing/subscriptions", json=SUBSCRIBE)
+    assert again.status == 200
+    (first, _), (retry, _) = scripted.posts("/v1/subscriptions")
+    assert first == retry
+
+
 async def test_a_missing_permission_of_a_restricted_key_is_named(hub_client, scripted):
     client = await billing(hub_client, scripted, secret_key="rk_test_limited")
     scripted.faults["/v1/subscriptions"] = ["permission"]
