@@ -229,13 +229,19 @@ async def read_stream(
 # --------------------------------------------------------------------------- events
 
 
+def deletes(event_type: str, spec: Spec) -> bool:
+    """True if the event says the object is gone. ``customer.subscription.deleted`` means
+    canceled: the subscription stays (``status`` ``canceled``), as a full read lists it."""
+    return event_type.endswith(".deleted") and spec.object != "subscription"
+
+
 def changed_object(event: Mapping[str, Any]) -> tuple[Spec, str, bool] | None:
     """The synced object an event is about: (spec, object id, deleted), or None."""
     obj = (event.get("data") or {}).get("object") or {}
     spec = BY_OBJECT.get(str(obj.get("object", "")))
     if spec is None or not obj.get("id"):
         return None
-    return spec, str(obj["id"]), str(event.get("type", "")).endswith(".deleted")
+    return spec, str(obj["id"]), deletes(str(event.get("type", "")), spec)
 
 
 class CursorTooOld(Exception):

@@ -32,7 +32,7 @@ from hub.model import WebhookEvent
 
 from .client import JSON, StripeApi, client_for
 from .settings import NAME
-from .sync import BY_OBJECT, BY_STREAM, Spec, refetch
+from .sync import BY_OBJECT, BY_STREAM, Spec, deletes, refetch
 
 if TYPE_CHECKING:
     from hub.api import HubAPI, Value
@@ -133,7 +133,7 @@ def targets(event_type: str, obj: Mapping[str, Any]) -> list[tuple[Spec, str, bo
     spec = BY_OBJECT.get(str(obj.get("object", "")))
     if spec is None:
         return []
-    return [(spec, str(obj["id"]), event_type.endswith(".deleted"))]
+    return [(spec, str(obj["id"]), deletes(event_type, spec))]
 
 
 async def apply(

@@ -292,3 +292,12 @@ async def test_a_checkout_session_refetches_its_customer_and_subscription(hub_cl
     assert set(records["customers"]) == {"cus_1"} and set(records["subscriptions"]) == {"sub_1"}
     ((kind, data),) = await hub_events(client)
     assert kind == "stripe.checkout.session.completed" and data["session"]["id"] == "cs_1"
+
+
+async def test_a_deleted_subscription_is_kept_as_canceled(hub_client, objects):
+    objects["/v1/subscriptions/sub_1"] = subscription("price_gold", status="canceled")
+    client = await stripe_client(hub_client, objects)
+    body = event("customer.subscription.deleted", subscription("price_gold"), "evt_d")
+    await deliver_webhook(client, URL, body, signed(body))
+    records = await stored_records(hub_of(client), "stripe", CONNECTION)
+    assert records["subscriptions"]["sub_1"]["status"] == "canceled"
