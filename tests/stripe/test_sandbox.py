@@ -1,0 +1,329 @@
+"""The Stripe sandbox, driven by the real ``stripe`` SDK as an independent client; every
+request and answer is validated against Stripe's OpenAPI description (conftest)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+import stripe
+from aiohttp import web
+
+from plugins.stripe.sandbox import SandboxConfig, sign_payload, start_sandbox
+from tests.stripe.conftest import KEY, WEBHOOK_SECRET, stripe_sdk
+from tests.stripe.spec import SpecValidator, fixture_problems, request_problems
+
+FORM = "application/x-www-form-urlencoded"
+
+
+async def raw(
+    sandbox: Any, method: str, path: str, key: str = KEY, **kwargs: Any
+) -> tuple[int, Any, Any]:
+    """A plain HTTP call (status, JSON, headers) for what the SDK hides."""
+    headers = {"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})}
+    url = sandbox.base_url + path
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, headers=headers, **kwargs) as r,
+    ):
+        return r.status, await r.json(content_type=None), r.headers
+
+
+# --------------------------------------------------------------------------- customers and lists
+
+
+async def test_customers_are_created_read_updated_deleted_and_listed(stripe_sandbox):
+    async with stripe_sdk(stripe_sandbox) as client:
+        created = await client.v1.customers.create_async(
+            {"name": "Acme LLC", "email": "ap@acme.example", "metadata": {"client_id": "7"}}
+        )
+        assert created.id.startswith("cus_") and created.object == "customer"
+        assert created.metadata.to_dict() == {"client_id": "7"} and created.livemode is False
+        updated = await client.v1.customers.update_async(
+            created.id, {"name": "Acme Holdings LLC", "metadata": {"client_id": ""}}
+        )
+        assert updated.name == "Acme Holdings LLC" and updated.metadata.to_dict() == {}
+        assert (await client.v1.customers.retrieve_async(created.id)).name == "Acme Holdings LLC"
+        gone = await client.v1.customers.delete_async(created.id)
+        assert gone.deleted is True
+        with pytest.raises(stripe.InvalidRequestError) as missing:
+            await client.v1.customers.retrieve_async(created.id)
+    assert missing.value.http_status == 404 and missing.value.code == "resource_missing"
+
+
+async def test_lists_page_newest_first_in_both_directions(stripe_sandbox):
+    stripe_sandbox.state.seed(customers=25)
+    async with stripe_sdk(stripe_sandbox) as client:
+        every = [
+            c.id
+            async for c in (await client.v1.customers.list_async({"limit": 7})).auto_paging_iter()
+        ]
+        assert len(every) == len(set(every)) == 25
+        newest = stripe_sandbox.state.table("customer").newest()
+        assert every == [c["id"] for c in newest]
+        first = await client.v1.customers.list_async({"limit": 10})
+        assert first.has_more and [c.id for c in first.data] == every[:10]
+        back = await client.v1.customers.list_async({"limit": 3, "ending_before": every[10]})
+        assert [c.id for c in back.data] == every[7:10] and back.has_more
+        last = await client.v1.customers.list_async({"limit": 100, "starting_after": every[20]})
+        assert [c.id for c in last.data] == every[21:] and not last.has_more
+        with pytest.raises(stripe.InvalidRequestError) as refused:
+            await client.v1.customers.list_async({"limit": 101})
+    assert refused.value.param == "limit"
+
+
+async def test_created_filters_bound_a_list(stripe_sandbox):
+    stripe_sandbox.state.seed(customers=10)
+    rows = list(stripe_sandbox.state.table("customer").newest())
+    low, high = rows[6]["created"], rows[2]["created"]
+    async with stripe_sdk(stripe_sandbox) as client:
+        page = await client.v1.customers.list_async({"created": {"gte": low, "lt": high}})
+    assert [c.id for c in page.data] == [r["id"] for r in rows[3:7]]
+
+
+def test_two_hundred_thousand_objects_seed_and_page_without_scanning():
+    from plugins.stripe._sandbox_billing import BillingLedger
+
+    ledger = BillingLedger()
+    ledger.seed(customers=200_000)
+    table = ledger.table("customer")
+    assert len(table) == 200_000
+    middle = list(table.newest())[100_000]["id"]
+    page = table.page(100, starting_after=middle)
+    assert len(page.data) == 100 and page.has_more
+    assert page.data[0]["created"] <= table.get(middle)["created"]
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+async def test_the_same_idempotency_key_replays_the_first_answer(stripe_sandbox):
+    async with stripe_sdk(stripe_sandbox) as client:
+        options = {"idempotency_key": "create-acme-1"}
+        first = await client.v1.customers.create_async({"name": "Acme"}, options)
+        again = await client.v1.customers.create_async({"name": "Acme"}, options)
+        assert again.id == first.id
+        assert again.last_response.headers["Idempotent-Replayed"] == "true"
+        assert len(stripe_sandbox.state.table("customer")) == 1
+        with pytest.raises(stripe.IdempotencyError) as mismatch:
+            await client.v1.customers.create_async({"name": "Other"}, options)
+    assert mismatch.value.http_status == 400
+    assert mismatch.value.error.type == "idempotency_error"
+
+
+async def test_a_request_applied_but_never_answered_is_replayed_by_its_key(stripe_sandbox):
+    stripe_sandbox.state.crash_next("/v1/customers")
+    async with stripe_sdk(stripe_sandbox, retries=2) as client:
+        created = await client.v1.customers.create_async({"name": "Crash Test Co"})
+    records = [r for r in stripe_sandbox.state.requests if r.method == "POST"]
+    assert [r.status for r in records] == [None, 200] and records[1].replayed
+    assert records[0].idempotency_key == records[1].idempotency_key
+    assert list(stripe_sandbox.state.table("customer").rows) == [created.id]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+async def test_a_wrong_key_is_refused_with_an_authentication_error(stripe_sandbox):
+    async with stripe_sdk(stripe_sandbox, key="sk_test_wrong0000000") as client:
+        with pytest.raises(stripe.AuthenticationError) as refused:
+            await client.v1.customers.list_async()
+    assert refused.value.http_status == 401
+    status, body, _ = await raw(stripe_sandbox, "GET", "/v1/customers", key="")
+    assert status == 401 and body["error"]["type"] == "invalid_request_error"  # as Stripe does
+
+
+async def test_a_restricted_key_is_refused_what_it_may_not_do():
+    key = "rk_test_readonly000"
+    config = SandboxConfig(secret_key=KEY, restricted_keys={key: frozenset({"rak_customer_read"})})
+    async with await start_sandbox(config) as sandbox, stripe_sdk(sandbox, key=key) as client:
+        assert (await client.v1.customers.list_async()).data == []
+        with pytest.raises(stripe.PermissionError) as refused:
+            await client.v1.customers.create_async({"name": "Nope"})
+    assert refused.value.http_status == 403
+    assert "rak_customer_write" in refused.value.user_message
+    assert refused.value.error.type == "invalid_request_error"  # Stripe's type for a 403
+
+
+async def test_injected_rate_limits_answer_stripes_429_without_retry_advice(stripe_sandbox):
+    stripe_sandbox.state.fail_next("/v1/customers", status=429, times=2)
+    async with stripe_sdk(stripe_sandbox, retries=3) as client:
+        with pytest.raises(stripe.RateLimitError) as limited:
+            await client.v1.customers.list_async()  # the SDK does not retry a plain 429
+        assert limited.value.error.code == "rate_limit"
+        assert "Stripe-Should-Retry" not in limited.value.headers
+        with pytest.raises(stripe.RateLimitError):
+            await client.v1.customers.list_async()
+        assert (await client.v1.customers.list_async()).data == []
+
+
+async def test_injected_server_errors_are_retried_by_the_sdk_with_one_key(stripe_sandbox):
+    stripe_sandbox.state.fail_next("/v1/customers", status=500, times=1)
+    async with stripe_sdk(stripe_sandbox, retries=2) as client:
+        await client.v1.customers.create_async({"name": "Retry Co"})
+    posts = [r for r in stripe_sandbox.state.requests if r.method == "POST"]
+    assert [r.status for r in posts] == [500, 200]
+    assert posts[0].idempotency_key == posts[1].idempotency_key
+
+
+async def test_unknown_parameters_and_paths_get_stripes_400_and_404(stripe_sandbox, spec_validator):
+    status, body, _ = await raw(stripe_sandbox, "GET", "/v1/nothing")
+    assert status == 404 and body["error"]["type"] == "invalid_request_error"
+    status, body, _ = await raw(stripe_sandbox, "POST", "/v1/prices", data={"currency": "usd"})
+    assert status == 400 and body["error"]["param"] in {"unit_amount", "product"}
+    spec_validator.problems.clear()  # the spec rightly refuses that request: not the point here
+
+
+# --------------------------------------------------------------------------- events
+
+
+async def test_every_change_writes_an_event_listed_newest_first(stripe_sandbox):
+    async with stripe_sdk(stripe_sandbox) as client:
+        created = await client.v1.customers.create_async(
+            {"name": "Events Co"}, {"idempotency_key": "k1"}
+        )
+        await client.v1.customers.update_async(created.id, {"email": "a@events.example"})
+        await client.v1.customers.delete_async(created.id)
+        events = (await client.v1.events.list_async()).data
+        assert [e.type for e in events] == [
+            "customer.deleted",
+            "customer.updated",
+            "customer.created",
+        ]
+        assert events[1].data.previous_attributes.to_dict() == {"email": None}
+        assert events[1].data.object.email == "a@events.example"
+        assert events[2].request.idempotency_key == "k1" and events[2].request.id.startswith("req_")
+        oldest_first = [
+            e.id
+            async for e in (
+                await client.v1.events.list_async({"ending_before": events[2].id, "limit": 1})
+            ).auto_paging_iter()
+        ]
+        assert oldest_first == [events[1].id, events[0].id]
+        only = await client.v1.events.list_async({"type": "customer.updated"})
+        assert [e.id for e in only.data] == [events[1].id]
+
+
+async def test_events_older_than_thirty_days_are_no_longer_listed(stripe_sandbox):
+    async with stripe_sdk(stripe_sandbox) as client:
+        old = await client.v1.customers.create_async({"name": "Old Co"})
+        stripe_sandbox.state.advance(29 * 86400)
+        await client.v1.customers.update_async(old.id, {"name": "Newer Co"})
+        (first, second) = (await client.v1.events.list_async()).data
+        stripe_sandbox.state.advance(2 * 86400)
+        assert [e.id for e in (await client.v1.events.list_async()).data] == [first.id]
+        with pytest.raises(stripe.InvalidRequestError) as expired:
+            await client.v1.events.list_async({"ending_before": second.id})
+        assert expired.value.code == "resource_missing" and expired.value.param == "ending_before"
+        with pytest.raises(stripe.InvalidRequestError):
+            await client.v1.events.retrieve_async(second.id)
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+async def webhook_receiver() -> tuple[web.AppRunner, str, list[tuple[bytes, str]]]:
+    """A local endpoint that keeps what it receives."""
+    received: list[tuple[bytes, str]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        received.append((await request.read(), request.headers["Stripe-Signature"]))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/hook", received
+
+
+async def test_webhooks_are_signed_as_stripe_signs_them(stripe_sandbox):
+    runner, url, received = await webhook_receiver()
+    try:
+        async with stripe_sdk(stripe_sandbox) as client:
+            await client.v1.customers.create_async({"name": "Hook Co"})
+            await client.v1.customers.create_async({"name": "Hook Two"})
+            events = [e.to_dict() for e in (await client.v1.events.list_async()).data]
+        await stripe_sandbox.send_event(events[0], url=url, duplicate=True)
+        await stripe_sandbox.send_events(events, url=url)  # oldest last: out of order
+        await stripe_sandbox.send_event(events[0], url=url, tamper=True)
+        await stripe_sandbox.send_event(events[0], url=url, timestamp=int(time.time()) - 600)
+        await stripe_sandbox.send_event(events[0], url=url, secret="whsec_other")
+    finally:
+        await runner.cleanup()
+    good = [stripe.Webhook.construct_event(body, sig, WEBHOOK_SECRET) for body, sig in received[:4]]
+    assert [e.id for e in good] == [
+        events[0]["id"],
+        events[0]["id"],
+        events[1]["id"],
+        events[0]["id"],
+    ]
+    for body, signature in received[4:]:
+        with pytest.raises(stripe.SignatureVerificationError):
+            stripe.Webhook.construct_event(body, signature, WEBHOOK_SECRET)
+
+
+async def test_a_configured_webhook_url_gets_every_event_in_order():
+    runner, url, received = await webhook_receiver()
+    try:
+        config = SandboxConfig(secret_key=KEY, webhook_secret=WEBHOOK_SECRET, webhook_url=url)
+        async with await start_sandbox(config) as sandbox, stripe_sdk(sandbox) as client:
+            created = await client.v1.customers.create_async({"name": "Pushed Co"})
+            await client.v1.customers.update_async(created.id, {"name": "Pushed Again"})
+            await sandbox.delivered()
+    finally:
+        await runner.cleanup()
+    events = [stripe.Webhook.construct_event(b, s, WEBHOOK_SECRET) for b, s in received]
+    assert [e.type for e in events] == ["customer.created", "customer.updated"]
+    assert events[0].pending_webhooks == 1
+
+
+def test_signatures_are_hmac_sha256_of_timestamp_and_payload():
+    header = sign_payload(b'{"id": "evt_1"}', "whsec_x", timestamp=1700000000)
+    stamp, v1 = header.split(",")
+    assert stamp == "t=1700000000"
+    stripe.WebhookSignature.verify_header(b'{"id": "evt_1"}', header, "whsec_x", tolerance=None)
+    assert len(v1.removeprefix("v1=")) == 64
+
+
+# --------------------------------------------------------------------------- the spec harness
+
+
+def test_the_spec_harness_refuses_what_stripe_refuses():
+    assert request_problems("POST", "/v1/customers", "", b"name=A&metadata[k]=v", FORM) == []
+    bad = request_problems("POST", "/v1/customers", "", b"name=A&bogus=1&balance=x", FORM)
+    assert any("bogus" in p for p in bad) and any("balance" in p for p in bad)
+    query = request_problems("GET", "/v1/customers", "limit=x&created[gte]=y&foo=1", b"", "")
+    assert len(query) == 3
+    items = b"customer=cus_1&items[0][price]=price_1&items[0][quantity]=2&expand[0]=latest_invoice"
+    assert request_problems("POST", "/v1/subscriptions", "", items, FORM) == []
+    wrong = items.replace(b"quantity]=2", b"quantity]=two")
+    assert request_problems("POST", "/v1/subscriptions", "", wrong, FORM) != []
+    assert fixture_problems("/v1/products", {"object": "product", "name": 5}) != []
+    assert fixture_problems("/v1/products", {"object": "product", "colour": "red"}) != []
+
+
+async def test_a_sandbox_answer_that_breaks_the_spec_is_reported():
+    validator = SpecValidator()
+    config = SandboxConfig(secret_key=KEY, validator=validator)
+    async with await start_sandbox(config) as sandbox:
+        sandbox.state.seed(customers=1)
+        (customer,) = sandbox.state.table("customer").rows.values()
+        customer["created"] = "yesterday"  # not an integer: not Stripe's shape
+        status, _, _ = await raw(sandbox, "GET", f"/v1/customers/{customer['id']}")
+    assert status == 200
+    assert any("created" in p for p in validator.problems)
+
+
+async def test_concurrent_clients_see_consistent_pages(stripe_sandbox):
+    stripe_sandbox.state.seed(customers=50)
+    async with stripe_sdk(stripe_sandbox) as client:
+        pages = await asyncio.gather(
+            *(client.v1.customers.list_async({"limit": 50}) for _ in range(5))
+        )
+    assert len({tuple(c.id for c in p.data) for p in pages}) == 1
