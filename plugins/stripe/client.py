@@ -28,7 +28,7 @@ import aiohttp
 import orjson
 import structlog
 
-from hub.errors import ValidationError
+from hub.errors import ServerError, ValidationError
 
 from .errors import to_hub_error
 
@@ -101,7 +101,9 @@ class StripeApi:
         response = await self.call(
             f"{method.upper()} {path}", lambda: self.sdk.raw_request_async(method, path, **params)
         )
-        body: JSON = orjson.loads(response.body)
+        body = response.data  # parsed once, by the SDK (ordered dicts)
+        if not isinstance(body, dict):
+            raise ServerError(f"{method.upper()} {path}: Stripe answered no JSON object")
         return body
 
     async def get(self, path: str, **params: Any) -> JSON:
