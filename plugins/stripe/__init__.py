@@ -35,7 +35,7 @@ from . import actions, tables, webhooks
 from . import health as checks
 from .client import client_for
 from .settings import NAME, StripeSettings
-from .sync import STREAMS, sync_account
+from .sync import SPECS, STREAMS, sync_account
 
 
 def _settings(settings: IntegrationSettings | None) -> StripeSettings:
@@ -137,21 +137,22 @@ async def diagnostics(
 
 @hookimpl
 async def demo(stack: AsyncExitStack) -> dict[str, dict[str, Any]]:
-    """Start a small Stripe sandbox and point the integration at it."""
-    from .sandbox import SandboxConfig, start_sandbox
+    """Start a small Stripe sandbox and point the integration at the streams it serves."""
+    from .sandbox import ROUTES, SandboxConfig, start_sandbox
 
     config = SandboxConfig(
         secret_key="sk_test_demo",  # noqa: S106 (the sandbox's own key)
         webhook_secret="whsec_demo",  # noqa: S106 (the sandbox's own secret)
-        webhook_url=None,
     )
     sandbox = await start_sandbox(config)
     stack.push_async_callback(sandbox.close)
     sandbox.state.seed(customers=25)
+    served = {path for method, path, _, _ in ROUTES if method == "GET"}
     return {
         NAME: {
             "secret_key": config.secret_key,
             "webhook_secrets": [config.webhook_secret],
             "base_url": sandbox.base_url,
+            "streams": [spec.stream for spec in SPECS if spec.path in served],
         }
     }

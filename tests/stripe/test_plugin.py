@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from hub.errors import (
@@ -14,6 +16,7 @@ from hub.errors import (
     SignatureError,
     ValidationError,
 )
+from hub.testing import sync_records
 from plugins.stripe.errors import PaymentError, describe, http_status, to_hub_error
 from plugins.stripe.settings import HANDLED_EVENTS, StripeSettings
 
@@ -134,3 +137,14 @@ def test_stripe_errors_map_to_hub_errors():
     signature = to_hub_error(stripe.SignatureVerificationError("bad", "t=1"), "webhook")
     assert isinstance(signature, SignatureError)
     assert http_status(to_hub_error(ValueError("boom"), "x")) == 502
+
+
+async def test_the_demo_serves_a_sandbox_the_integration_syncs(make_hub):
+    import plugins.stripe
+
+    async with contextlib.AsyncExitStack() as stack:
+        settings = await plugins.stripe.demo(stack=stack)
+        hub = await make_hub(config={"integrations": settings})
+        records = await sync_records(hub, "stripe")
+        assert len(records["customers"]) == 25
+        assert set(settings["stripe"]["streams"]) >= {"customers", "prices"}
