@@ -6,6 +6,7 @@ proved it lately), live or test mode, webhook secrets configured, time since the
 verified webhook, past-due subscriptions and open disputes (counted up to
 :data:`COUNT_LIMIT`). An ``AuthenticationError`` is raised for the hub to mark the connection
 disconnected; no webhook secret makes the report a ``warning`` (events would be refused).
+The counts are asked only for streams that are synced.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from hub.errors import AuthenticationError, error_class_of
 from hub.model import HealthCheck, HealthReport, HealthStatus
 
 from .client import StripeApi, client_for
+from .settings import NAME
+from .sync import BY_STREAM
 
 if TYPE_CHECKING:
     from hub.api import HubAPI
@@ -32,8 +35,14 @@ OPEN_DISPUTES = frozenset(
 )
 
 
-async def count(api: StripeApi, path: str, params: dict[str, Any], statuses: frozenset[str]) -> int:
-    """Objects of a list endpoint whose ``status`` is in ``statuses``, up to COUNT_LIMIT."""
+async def count(
+    api: StripeApi, hub: HubAPI, stream: str, params: dict[str, Any], statuses: frozenset[str]
+) -> int | None:
+    """Objects of a stream whose ``status`` is in ``statuses``, up to COUNT_LIMIT, asked
+    of Stripe; None when the stream is not synced (its objects are not the hub's concern)."""
+    if stream not in hub.streams_for(NAME):
+        return None
+    path = BY_STREAM[stream].path
     seen = 0
     async with contextlib.aclosing(api.pages(path, params)) as pages:
         async for page in pages:
@@ -57,7 +66,7 @@ async def facts(
 ) -> dict[str, Any]:
     """What health and diagnostics report besides the key check."""
     past_due = await count(
-        api, "/v1/subscriptions", {"status": "past_due"}, frozenset({"past_due"})
+        api, hub, "subscriptions", {"status": "past_due"}, frozenset({"past_due"})
     )
     return {
         "mode": "live" if settings.livemode else "test",
@@ -65,8 +74,12 @@ async def facts(
         "webhook_signers": len(settings.webhook_secrets),
         "last_webhook": await last_webhook(hub, connection),
         "past_due_subscriptions": past_due,
-        "open_disputes": await count(api, "/v1/disputes", {}, OPEN_DISPUTES),
+        "open_disputes": await count(api, hub, "disputes", {}, OPEN_DISPUTES),
     }
+
+
+def _counted(value: int | None) -> str:
+    return "not synced" if value is None else str(value)
 
 
 async def diagnose(connection: Connection, settings: StripeSettings, hub: HubAPI) -> HealthReport:
@@ -96,8 +109,8 @@ async def diagnose(connection: Connection, settings: StripeSettings, hub: HubAPI
             True,
             "none yet" if webhook is None else f"{webhook['age_s']:.0f} s ago ({webhook['type']})",
         ),
-        HealthCheck("past-due subscriptions", True, str(found["past_due_subscriptions"])),
-        HealthCheck("open disputes", True, str(found["open_disputes"])),
+        HealthCheck("past-due subscriptions", True, _counted(found["past_due_subscriptions"])),
+        HealthCheck("open disputes", True, _counted(found["open_disputes"])),
     ]
     if not found["webhook_signers"]:
         return HealthReport(

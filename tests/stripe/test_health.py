@@ -10,6 +10,7 @@ from aiohttp import web
 
 from hub.model import HealthStatus
 from hub.testing import hub_of
+from tests.stripe.conftest import KEY as KEY_OF_SANDBOX
 
 KEY = "rk_test_health123"
 CONNECTION = "stripe:default"
@@ -95,3 +96,18 @@ async def test_diagnostics_are_redacted(hub_client, lists):
     assert facts["api"] == {"reachable": True} and facts["key_stored"] is True
     hub = hub_of(client)
     assert hub.connection_state(CONNECTION).needs_reauth is False
+
+
+async def test_counts_of_streams_not_synced_are_not_asked(make_hub, stripe_sandbox):
+    section = {
+        "secret_key": KEY_OF_SANDBOX,
+        "webhook_secrets": ["whsec_x"],
+        "base_url": stripe_sandbox.base_url,
+        "streams": ["customers", "prices"],
+    }
+    hub = await make_hub(config={"integrations": {"stripe": section}})
+    (connection,) = await hub.connections("stripe")
+    report = await hub.check_health(connection)
+    checks = {check.name: check.detail for check in report.checks}
+    assert report.status == HealthStatus.HEALTHY, report
+    assert checks["past-due subscriptions"] == checks["open disputes"] == "not synced"
