@@ -1,39 +1,1031 @@
 """Billing in the Stripe sandbox (package private): subscriptions with items, invoices with
 lines, payment intents, charges, refunds, disputes, checkout and portal sessions; renewals and
-payment failures without test clocks; bulk seeding."""
+payment failures without test clocks; bulk seeding.
+
+Payments succeed unless the payment method is one of Stripe's declining test methods
+(``pm_card_chargeDeclinedInsufficientFunds``, ``pm_card_chargeDeclinedExpiredCard``, ...) or
+the customer is flagged with :meth:`BillingLedger.decline`; a failure is Stripe's 402
+``card_error`` for direct calls, and a failed invoice payment for subscriptions.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from typing import Any
 
-from ._sandbox_objects import Ledger
-from ._sandbox_store import JSON
+from ._sandbox_objects import Ledger, card_error, equal_to, known, recurring, text
+from ._sandbox_store import JSON, Page, StripeError, as_bool, as_int, invalid, metadata_update
 
-BILLING_ROUTES: tuple[tuple[str, str, str, str], ...] = ()
+BILLING_ROUTES: tuple[tuple[str, str, str, str], ...] = (
+    ("GET", "/v1/subscriptions", "list_subscriptions", "subscription"),
+    ("POST", "/v1/subscriptions", "create_subscription", "subscription"),
+    ("GET", "/v1/subscriptions/{id}", "get:subscription", "subscription"),
+    ("POST", "/v1/subscriptions/{id}", "update_subscription", "subscription"),
+    ("DELETE", "/v1/subscriptions/{id}", "cancel_subscription", "subscription"),
+    ("GET", "/v1/subscription_items", "list_subscription_items", "subscription"),
+    ("GET", "/v1/subscription_items/{id}", "get:subscription_item", "subscription"),
+    ("GET", "/v1/invoices", "list_invoices", "invoice"),
+    ("GET", "/v1/invoices/{id}", "get:invoice", "invoice"),
+    ("GET", "/v1/invoices/{id}/lines", "list_invoice_lines", "invoice"),
+    ("POST", "/v1/invoices/{id}/finalize", "finalize_invoice", "invoice"),
+    ("POST", "/v1/invoices/{id}/pay", "pay_invoice", "invoice"),
+    ("POST", "/v1/invoices/{id}/void", "void_invoice", "invoice"),
+    ("GET", "/v1/payment_intents", "list_payment_intents", "payment_intent"),
+    ("POST", "/v1/payment_intents", "create_payment_intent", "payment_intent"),
+    ("GET", "/v1/payment_intents/{id}", "get:payment_intent", "payment_intent"),
+    ("POST", "/v1/payment_intents/{id}/confirm", "confirm_payment_intent", "payment_intent"),
+    ("GET", "/v1/charges", "list_charges", "charge"),
+    ("GET", "/v1/charges/{id}", "get:charge", "charge"),
+    ("GET", "/v1/refunds", "list_refunds", "refund"),
+    ("POST", "/v1/refunds", "create_refund", "refund"),
+    ("GET", "/v1/refunds/{id}", "get:refund", "refund"),
+    ("GET", "/v1/disputes", "list_disputes", "dispute"),
+    ("GET", "/v1/disputes/{id}", "get:dispute", "dispute"),
+    ("POST", "/v1/checkout/sessions", "create_checkout_session", "checkout_session"),
+    ("GET", "/v1/checkout/sessions/{id}", "get:checkout.session", "checkout_session"),
+    ("POST", "/v1/billing_portal/sessions", "create_portal_session", "billing_portal_session"),
+)
+"""The billing endpoints (the same shape as :data:`plugins.stripe.sandbox.ROUTES`)."""
 
+DECLINES: dict[str, tuple[str, str, str]] = {
+    "generic_decline": ("card_declined", "generic_decline", "Your card was declined."),
+    "insufficient_funds": (
+        "card_declined",
+        "insufficient_funds",
+        "Your card has insufficient funds.",
+    ),
+    "lost_card": ("card_declined", "lost_card", "Your card was declined."),
+    "expired_card": ("expired_card", "expired_card", "Your card has expired."),
+    "incorrect_cvc": ("incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect."),
+    "processing_error": (
+        "processing_error",
+        "processing_error",
+        "An error occurred while processing your card. Try again in a little bit.",
+    ),
+}
+"""Decline reason -> (error code, decline code, message), as Stripe answers them."""
+TEST_METHODS = {
+    "pm_card_visa": None,
+    "pm_card_mastercard": None,
+    "pm_card_chargeDeclined": "generic_decline",
+    "pm_card_chargeDeclinedInsufficientFunds": "insufficient_funds",
+    "pm_card_chargeDeclinedLostCard": "lost_card",
+    "pm_card_chargeDeclinedExpiredCard": "expired_card",
+    "pm_card_chargeDeclinedIncorrectCvc": "incorrect_cvc",
+    "pm_card_chargeDeclinedProcessingError": "processing_error",
+}
+"""Stripe's test payment methods -> the decline they cause (None: they pay)."""
+
+_PERIOD = {"day": 86400, "week": 7 * 86400, "month": 30 * 86400, "year": 365 * 86400}
+_SUBSCRIPTION_FIELDS = frozenset(
+    {"customer", "items", "payment_behavior", "default_payment_method", "metadata"}
+    | {"payment_settings", "proration_behavior", "cancel_at_period_end", "description"}
+    | {"collection_method", "days_until_due", "off_session"}
+)
+_BEHAVIORS = (
+    "allow_incomplete",
+    "default_incomplete",
+    "error_if_incomplete",
+    "pending_if_incomplete",
+)
+_PRORATIONS = ("always_invoice", "create_prorations", "none")
 _NAMES = ("Acme", "Birch", "Cedar", "Delta", "Elm", "Fjord", "Granite", "Harbor", "Iris", "Juniper")
 _SUFFIXES = ("LLC", "Inc.", "Partners", "& Co.", "Group", "Bookkeeping")
+
+
+def _list(data: list[JSON], url: str) -> JSON:
+    """A nested list object (``items``, ``lines``) as Stripe embeds it: at most 10 shown."""
+    return {
+        "object": "list",
+        "data": data[:10],
+        "has_more": len(data) > 10,
+        "total_count": len(data),
+        "url": url,
+    }
 
 
 class BillingLedger(Ledger):
     """The ledger with Stripe Billing's objects and flows."""
 
-    def seed(
-        self, customers: int = 0, products: int = 0, prices: int = 0, **_: Any
-    ) -> dict[str, int]:
-        """Bulk objects without events, created over the past (oldest first); fast enough
-        for 200,000 objects in a few seconds. Returns how many of each were made."""
-        start = self.now - max(customers, products, prices, 1)
-        made = {"customers": customers}
-        batch: list[JSON] = []
-        first = self._serial + 1
-        for number in range(customers):
-            name = f"{_NAMES[number % 10]} {_SUFFIXES[number % 6]} {number}"
-            customer = self.customer_object(
-                name=name, email=f"billing{number}@client{number}.example", created=start + number
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.declines: dict[str, str] = {}
+        self.pending_prorations: dict[str, list[JSON]] = {}
+        self._all_lines: dict[str, list[JSON]] = {}
+        self._all_items: dict[str, list[JSON]] = {}
+
+    # ---- test controls
+
+    def decline(self, customer_id: str, reason: str | None = "insufficient_funds") -> None:
+        """Make every payment of ``customer_id`` fail with ``reason`` (a key of
+        :data:`DECLINES`); None: pay again."""
+        if reason is None:
+            self.declines.pop(customer_id, None)
+        elif reason not in DECLINES:
+            raise ValueError(f"unknown decline reason {reason!r}: one of {sorted(DECLINES)}")
+        else:
+            self.declines[customer_id] = reason
+
+    def _failure(self, customer_id: str | None, method: str | None) -> str | None:
+        """The decline reason of a payment, None when it succeeds."""
+        if customer_id in self.declines:
+            return self.declines[str(customer_id)]
+        return TEST_METHODS.get(method or "")
+
+    def _method_of(self, customer_id: str | None, given: str | None = None) -> str | None:
+        """The payment method a payment uses: the given one, else the customer's default."""
+        if given:
+            return given
+        customer = self.tables["customer"].rows.get(customer_id or "")
+        if customer is None:
+            return None
+        method: str | None = customer["invoice_settings"]["default_payment_method"]
+        return method
+
+    # ---- payments
+
+    def payment_intent_object(self, amount: int, currency: str, customer: str | None) -> JSON:
+        """A new payment intent waiting for a payment method (not stored)."""
+        intent = self.base("payment_intent")
+        secret = hashlib.sha256(intent["id"].encode()).hexdigest()[:24]
+        intent |= {
+            "amount": amount,
+            "amount_capturable": 0,
+            "amount_received": 0,
+            "application": None,
+            "application_fee_amount": None,
+            "automatic_payment_methods": None,
+            "canceled_at": None,
+            "cancellation_reason": None,
+            "capture_method": "automatic",
+            "client_secret": f"{intent['id']}_secret_{secret}",
+            "confirmation_method": "automatic",
+            "currency": currency,
+            "customer": customer,
+            "description": None,
+            "last_payment_error": None,
+            "latest_charge": None,
+            "metadata": {},
+            "next_action": None,
+            "on_behalf_of": None,
+            "payment_method": None,
+            "payment_method_types": ["card"],
+            "processing": None,
+            "receipt_email": None,
+            "review": None,
+            "setup_future_usage": None,
+            "shipping": None,
+            "statement_descriptor": None,
+            "statement_descriptor_suffix": None,
+            "status": "requires_payment_method",
+            "transfer_data": None,
+            "transfer_group": None,
+        }
+        return intent
+
+    def _charge(self, intent: JSON, method: str, failure: str | None) -> JSON:
+        """A charge of ``intent`` with ``method``: succeeded, or failed with ``failure``."""
+        charge = self.base("charge")
+        code = DECLINES[failure] if failure else None
+        charge |= {
+            "amount": intent["amount"],
+            "amount_captured": 0 if failure else intent["amount"],
+            "amount_refunded": 0,
+            "application": None,
+            "application_fee": None,
+            "application_fee_amount": None,
+            "balance_transaction": None,
+            "billing_details": {
+                "address": None,
+                "email": None,
+                "name": None,
+                "phone": None,
+            },
+            "calculated_statement_descriptor": "SANDBOX",
+            "captured": failure is None,
+            "currency": intent["currency"],
+            "customer": intent["customer"],
+            "description": intent["description"],
+            "disputed": False,
+            "failure_balance_transaction": None,
+            "failure_code": code[0] if code else None,
+            "failure_message": code[2] if code else None,
+            "fraud_details": {},
+            "metadata": {},
+            "on_behalf_of": None,
+            "outcome": {
+                "network_status": "declined_by_network" if failure else "approved_by_network",
+                "reason": code[1] if code else None,
+                "seller_message": "The bank did not return any further details with this decline."
+                if failure
+                else "Payment complete.",
+                "type": "issuer_declined" if failure else "authorized",
+            },
+            "paid": failure is None,
+            "payment_intent": intent["id"],
+            "payment_method": method,
+            "receipt_email": None,
+            "receipt_number": None,
+            "receipt_url": None,
+            "refunded": False,
+            "review": None,
+            "shipping": None,
+            "source_transfer": None,
+            "statement_descriptor": None,
+            "statement_descriptor_suffix": None,
+            "status": "failed" if failure else "succeeded",
+            "transfer_data": None,
+            "transfer_group": None,
+        }
+        return self.insert(charge, "charge.failed" if failure else "charge.succeeded")
+
+    def _attempt(self, intent: JSON, method: str) -> str | None:
+        """Charge ``intent`` once; the decline reason when it failed, else None."""
+        failure = self._failure(intent["customer"], method)
+        charge = self._charge(intent, method, failure)
+        changes: JSON = {"payment_method": method, "latest_charge": charge["id"]}
+        if failure is None:
+            changes |= {"status": "succeeded", "amount_received": intent["amount"]}
+            changes["last_payment_error"] = None
+            self.change(intent, changes, "payment_intent.succeeded")
+            return None
+        code, decline, message = DECLINES[failure]
+        error = {"type": "card_error", "code": code, "decline_code": decline, "message": message}
+        changes |= {"status": "requires_payment_method", "last_payment_error": error}
+        self.change(intent, changes, "payment_intent.payment_failed")
+        return failure
+
+    def _decline_error(self, intent: JSON, failure: str) -> StripeError:
+        code, decline, message = DECLINES[failure]
+        return card_error(
+            code, decline, message, charge=intent["latest_charge"], payment_intent=intent
+        )
+
+    def create_payment_intent(self, params: Mapping[str, Any]) -> JSON:
+        """``POST /v1/payment_intents`` (``confirm=true`` pays at once)."""
+        allowed = {"amount", "currency", "customer", "payment_method", "confirm", "metadata"}
+        known(params, frozenset(allowed | {"description", "payment_method_types", "off_session"}))
+        amount = as_int(params, "amount")
+        if amount is None or amount < 1:
+            raise invalid("Missing required param: amount.", param="amount")
+        currency = str(text(params, "currency", required=True)).lower()
+        customer = text(params, "customer")
+        if customer is not None:
+            self.ref("customer", customer, "customer")
+        intent = self.payment_intent_object(amount, currency, customer)
+        intent["description"] = text(params, "description")
+        intent["metadata"] = metadata_update({}, params.get("metadata") or {})
+        method = text(params, "payment_method")
+        if method:
+            intent |= {"payment_method": method, "status": "requires_confirmation"}
+        self.insert(intent, "payment_intent.created")
+        if as_bool(params, "confirm"):
+            return self.confirm_payment_intent(intent["id"], {})
+        return intent
+
+    def confirm_payment_intent(self, oid: str, params: Mapping[str, Any]) -> JSON:
+        """``POST /v1/payment_intents/{id}/confirm``: pay, or 402 with the decline."""
+        known(params, frozenset({"payment_method", "off_session", "return_url"}))
+        intent = self.get("payment_intent", oid)
+        if intent["status"] == "succeeded":
+            raise invalid(
+                "You cannot confirm this PaymentIntent because it has already succeeded.",
+                code="payment_intent_unexpected_state",
             )
-            batch.append(customer)
-        self._serial += len(batch)
-        self.tables["customer"].extend(batch, first)
-        del products, prices
-        return made
+        method = text(params, "payment_method") or intent["payment_method"]
+        method = method or self._method_of(intent["customer"])
+        if not method:
+            raise invalid(
+                "You cannot confirm this PaymentIntent because it's missing a payment method.",
+                code="payment_intent_unexpected_state",
+            )
+        failure = self._attempt(intent, method)
+        invoice = self._invoice_of(intent["id"])
+        if invoice is not None:
+            self._settle(invoice, intent, failure)
+        if failure is not None:
+            raise self._decline_error(intent, failure)
+        return intent
+
+    def _invoice_of(self, intent_id: str) -> JSON | None:
+        for invoice in self.tables["invoice"].newest():
+            if invoice["payment_intent"] == intent_id:
+                return invoice
+        return None
+
+    def list_payment_intents(self, params: Mapping[str, Any], limit: int) -> Page:
+        """``GET /v1/payment_intents`` (``customer`` filter)."""
+        return self.page("payment_intent", params, limit, keep=equal_to(params, ("customer",)))
+
+    def list_charges(self, params: Mapping[str, Any], limit: int) -> Page:
+        """``GET /v1/charges`` (``customer``, ``payment_intent`` filters)."""
+        keep = equal_to(params, ("customer", "payment_intent"))
+        return self.page("charge", params, limit, keep=keep)
+
+    def create_refund(self, params: Mapping[str, Any]) -> JSON:
+        """``POST /v1/refunds``: all or part of a charge (or a payment intent's charge)."""
+        known(params, frozenset({"charge", "payment_intent", "amount", "reason", "metadata"}))
+        if params.get("payment_intent"):
+            intent = self.ref("payment_intent", params["payment_intent"], "payment_intent")
+            charge = self.ref("charge", intent["latest_charge"], "payment_intent")
+        else:
+            charge = self.ref("charge", params.get("charge"), "charge")
+        left = charge["amount_captured"] - charge["amount_refunded"]
+        amount = as_int(params, "amount", left)
+        assert amount is not None
+        if not 0 < amount <= left:
+            message = (
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})"
+            )
+            raise invalid(message, param="amount", code="amount_too_large")
+        refund = self.base("refund")
+        del refund["livemode"]  # refunds have none
+        refund |= {
+            "amount": amount,
+            "balance_transaction": None,
+            "charge": charge["id"],
+            "currency": charge["currency"],
+            "customer": charge["customer"],
+            "metadata": metadata_update({}, params.get("metadata") or {}),
+            "payment_intent": charge["payment_intent"],
+            "payment_method": charge["payment_method"],
+            "reason": text(params, "reason"),
+            "receipt_number": None,
+            "source_transfer_reversal": None,
+            "status": "succeeded",
+            "transfer_reversal": None,
+        }
+        self.insert(refund, "refund.created")
+        refunded = charge["amount_refunded"] + amount
+        changes = {"amount_refunded": refunded, "refunded": refunded == charge["amount_captured"]}
+        self.change(charge, changes, "charge.refunded")
+        return refund
+
+    def list_refunds(self, params: Mapping[str, Any], limit: int) -> Page:
+        """``GET /v1/refunds`` (``charge``, ``payment_intent`` filters)."""
+        return self.page(
+            "refund", params, limit, keep=equal_to(params, ("charge", "payment_intent"))
+        )
+
+    def simulate_dispute(self, charge_id: str, reason: str = "fraudulent") -> JSON:
+        """The cardholder disputes a charge: ``charge.dispute.created``."""
+        charge = self.get("charge", charge_id)
+        dispute = self.base("dispute")
+        dispute |= {
+            "amount": charge["amount"],
+            "balance_transactions": [],
+            "charge": charge_id,
+            "currency": charge["currency"],
+            "evidence": {"customer_name": None, "product_description": None, "receipt": None},
+            "evidence_details": {
+                "due_by": self.now + 7 * 86400,
+                "has_evidence": False,
+                "past_due": False,
+                "submission_count": 0,
+            },
+            "is_charge_refundable": False,
+            "metadata": {},
+            "payment_intent": charge["payment_intent"],
+            "reason": reason,
+            "status": "needs_response",
+        }
+        self.change(charge, {"disputed": True}, None)
+        return self.insert(dispute, "charge.dispute.created")
+
+    def list_disputes(self, params: Mapping[str, Any], limit: int) -> Page:
+        """``GET /v1/disputes`` (``charge``, ``payment_intent`` filters)."""
+        return self.page(
+            "dispute", params, limit, keep=equal_to(params, ("charge", "payment_intent"))
+        )
+
+    def included(self, obj: JSON, field: str) -> Any:
+        """Also an invoice's ``confirmation_secret`` (its payment intent's client secret)."""
+        if obj.get("object") == "invoice" and field == "confirmation_secret":
+            intent = self.tables["payment_intent"].rows.get(obj["payment_intent"] or "")
+            if intent is None:
+                return None  # nothing to pay
+            return {"client_secret": intent["client_secret"], "type": "payment_intent"}
+        return super().included(obj, field)
+
+    # ---- invoices
+
+    def _line(
+        self, sub: JSON, item: JSON, amount: int, period: JSON, proration: bool, label: str
+    ) -> JSON:
+        line = self.base("line_item")
+        line |= {
+            "amount": amount,
+            "amount_excluding_tax": amount,
+            "currency": item["price"]["currency"],
+            "description": label,
+            "discount_amounts": [],
+            "discountable": not proration,
+            "discounts": [],
+            "metadata": {},
+            "period": period,
+            "price": item["price"],
+            "proration": proration,
+            "proration_details": {"credited_items": None},
+            "quantity": item["quantity"],
+            "subscription": sub["id"],
+            "subscription_item": item["id"],
+            "tax_amounts": [],
+            "tax_rates": [],
+            "type": "invoiceitem" if proration else "subscription",
+            "unit_amount_excluding_tax": str(item["price"]["unit_amount"]),
+        }
+        del line["created"]  # invoice lines have no creation time
+        return line
+
+    def _invoice(self, sub: JSON, lines: list[JSON], reason: str) -> JSON:
+        """A draft invoice of ``sub`` with ``lines`` (``invoice.created``), then finalized."""
+        invoice = self.base("invoice")
+        customer = self.tables["customer"].rows.get(sub["customer"], {})
+        total = sum(line["amount"] for line in lines)
+        for line in lines:
+            line["invoice"] = invoice["id"]
+        self._all_lines[invoice["id"]] = lines
+        invoice |= {
+            "account_country": "US",
+            "account_name": "Sandbox Account",
+            "amount_due": max(total, 0),
+            "amount_paid": 0,
+            "amount_remaining": max(total, 0),
+            "amount_shipping": 0,
+            "application": None,
+            "attempt_count": 0,
+            "attempted": False,
+            "auto_advance": True,
+            "automatic_tax": {"enabled": False, "status": None},
+            "billing_reason": reason,
+            "charge": None,
+            "collection_method": sub["collection_method"],
+            "currency": sub["currency"],
+            "customer": sub["customer"],
+            "customer_email": customer.get("email"),
+            "customer_name": customer.get("name"),
+            "default_payment_method": None,
+            "default_tax_rates": [],
+            "description": None,
+            "discount": None,
+            "due_date": None,
+            "ending_balance": None,
+            "hosted_invoice_url": None,
+            "invoice_pdf": None,
+            "lines": _list(lines, f"/v1/invoices/{invoice['id']}/lines"),
+            "metadata": {},
+            "next_payment_attempt": None,
+            "number": None,
+            "paid": False,
+            "paid_out_of_band": False,
+            "payment_intent": None,
+            "payment_settings": {
+                "default_mandate": None,
+                "payment_method_options": None,
+                "payment_method_types": None,
+            },
+            "period_end": sub["current_period_end"],
+            "period_start": sub["current_period_start"],
+            "post_payment_credit_notes_amount": 0,
+            "pre_payment_credit_notes_amount": 0,
+            "starting_balance": 0,
+            "status": "draft",
+            "status_transitions": {
+                "finalized_at": None,
+                "marked_uncollectible_at": None,
+                "paid_at": None,
+                "voided_at": None,
+            },
+            "subscription": sub["id"],
+            "subtotal": total,
+            "subtotal_excluding_tax": total,
+            "tax": None,
+            "total": total,
+            "total_excluding_tax": total,
+            "total_tax_amounts": [],
+        }
+        self.insert(invoice, "invoice.created")
+        return self._finalize(invoice)
+
+    def _finalize(self, invoice: JSON) -> JSON:
+        """Draft -> open, with a number and (when something is due) a payment intent."""
+        count = sum(1 for i in self.tables["invoice"].rows.values() if i["number"])
+        changes: JSON = {
+            "status": "open",
+            "number": f"SBX-{count + 1:04d}",
+            "ending_balance": 0,
+            "hosted_invoice_url": f"https://invoice.stripe.com/i/sandbox/{invoice['id']}",
+            "status_transitions": {**invoice["status_transitions"], "finalized_at": self.now},
+        }
+        if invoice["amount_due"] > 0:
+            intent = self.payment_intent_object(
+                invoice["amount_due"], invoice["currency"], invoice["customer"]
+            )
+            intent["description"] = "Subscription creation"
+            self.insert(intent, "payment_intent.created")
+            changes["payment_intent"] = intent["id"]
+        self.change(invoice, changes, "invoice.finalized")
+        if invoice["amount_due"] == 0:
+            self._mark_paid(invoice)
+        return invoice
+
+    def _mark_paid(self, invoice: JSON) -> None:
+        changes = {
+            "status": "paid",
+            "paid": True,
+            "amount_paid": invoice["amount_due"],
+            "amount_remaining": 0,
+            "attempted": True,
+            "status_transitions": {**invoice["status_transitions"], "paid_at": self.now},
+        }
+        self.change(invoice, changes, "invoice.paid")
+        self.emit("invoice.payment_succeeded", invoice)
+
+    def _collect(self, invoice: JSON, method: str | None) -> str | None:
+        """Try to pay an open invoice; the decline reason when it failed (``no_method`` when
+        there is nothing to pay with), None when it is paid."""
+        if invoice["status"] != "open":
+            return None
+        intent = self.tables["payment_intent"].rows.get(invoice["payment_intent"] or "")
+        if intent is None:
+            return None
+        method = self._method_of(invoice["customer"], method)
+        if method is None:
+            return "no_method"
+        failure = self._attempt(intent, method)
+        self._settle(invoice, intent, failure)
+        return failure
+
+    def _settle(self, invoice: JSON, intent: JSON, failure: str | None) -> None:
+        """Record a payment attempt of ``invoice`` and move its subscription along."""
+        attempt = {"attempted": True, "attempt_count": invoice["attempt_count"] + 1}
+        self.change(invoice, attempt | {"charge": intent["latest_charge"]}, "invoice.updated")
+        sub = self.tables["subscription"].rows.get(invoice["subscription"] or "")
+        if failure is None:
+            self._mark_paid(invoice)
+            if sub is not None and sub["status"] in ("incomplete", "past_due", "unpaid"):
+                self.change(sub, {"status": "active"}, "customer.subscription.updated")
+            return
+        self.change(invoice, {"next_payment_attempt": self.now + 3 * 86400}, None)
+        self.emit("invoice.payment_failed", invoice)
+        if sub is not None and sub["status"] in ("active", "trialing"):
+            self.change(sub, {"status": "past_due"}, "customer.subscription.updated")
+
+    def list_invoices(self, params: Mapping[str, Any], limit: int) -> Page:
+        """``GET /v1/invoices`` (``customer``, ``subscription``, ``status`` filters)."""
+        keep = equal_to(params, ("customer", "subscription", "status"))
+        return self.page("invoice", params, limit, keep=keep)
+
+    def list_invoice_lines(self, oid: str, params: Mapping[str, Any], limit: int) -> Page:
+        """``GET /v1/invoices/{id}/lines``: every line, in order."""
+        self.get("invoice", oid)
+        lines = self._all_lines.get(oid, [])
+        return _offset_page(lines, params, limit)
+
+    def finalize_invoice(self, oid: str, params: Mapping[str, Any]) -> JSON:
+        """``POST /v1/invoices/{id}/finalize``."""
+        invoice = self.get("invoice", oid)
+        if invoice["status"] != "draft":
+            raise invalid("This invoice is already finalized.", code="invoice_not_editable")
+        return self._finalize(invoice)
+
+    def pay_invoice(self, oid: str, params: Mapping[str, Any]) -> JSON:
+        """``POST /v1/invoices/{id}/pay``: charge it now (402 on a decline)."""
+        known(params, frozenset({"payment_method", "paid_out_of_band", "off_session"}))
+        invoice = self.get("invoice", oid)
+        if invoice["status"] != "open":
+            raise invalid(f"Invoice is already {invoice['status']}.", code="invoice_not_open")
+        if as_bool(params, "paid_out_of_band"):
+            self.change(invoice, {"paid_out_of_band": True}, None)
+            self._mark_paid(invoice)
+            return invoice
+        failure = self._collect(invoice, text(params, "payment_method"))
+        if failure == "no_method":
+            raise invalid("This customer has no attached payment source or default payment method.")
+        if failure is not None:
+            raise self._decline_error(
+                self.get("payment_intent", invoice["payment_intent"]), failure
+            )
+        return invoice
+
+    def void_invoice(self, oid: str, params: Mapping[str, Any]) -> JSON:
+        """``POST /v1/invoices/{id}/void``."""
+        invoice = self.get("invoice", oid)
+        if invoice["status"] != "open":
+            raise invalid("You can only void an open invoice.", code="invoice_not_open")
+        transitions = {**invoice["status_transitions"], "voided_at": self.now}
+        return self.change(
+            invoice, {"status": "void", "status_transitions": transitions}, "invoice.voided"
+        )
+
+    # ---- subscriptions
+
+    def _item(self, sub_id: str, price: JSON, quantity: int) -> JSON:
+        item = self.base("subscription_item")
+        item |= {
+            "billing_thresholds": None,
+            "metadata": {},
+            "price": price,
+            "quantity": quantity,
+            "subscription": sub_id,
+            "tax_rates": [],
+        }
+        self.tables["subscription_item"].add(item, self.serial())
+        return item
+
+    def _items(self, sub: JSON, items: list[JSON]) -> None:
+        self._all_items[sub["id"]] = items
+        sub["items"] = _list(items, f"/v1/subscription_items?subscription={sub['id']}")
+
+    def _price_param(self, entry: Mapping[str, Any], at: int) -> tuple[JSON, int]:
+        price = self.ref("price", entry.get("price"), f"items[{at}][price]")
+        if price["recurring"] is None:
+            raise invalid(
+                "The price specified is set to `type=one_time` but this field only accepts "
+                "prices with `type=recurring`.",
+                param=f"items[{at}][price]",
+            )
+        quantity = as_int(entry, "quantity", 1)
+        if quantity is None or quantity < 0:
+            raise invalid("Invalid quantity", param=f"items[{at}][quantity]")
+        return price, quantity
+
+    def create_subscription(self, params: Mapping[str, Any]) -> JSON:
+        """``POST /v1/subscriptions``: the first invoice is created, finalized and (unless
+        ``payment_behavior=default_incomplete``) paid with the default payment method."""
+        known(params, _SUBSCRIPTION_FIELDS)
+        customer = self.ref("customer", params.get("customer"), "customer")
+        entries = params.get("items")
+        if not isinstance(entries, list) or not entries:
+            raise invalid("Missing required param: items.", param="items")
+        prices = [self._price_param(entry, at) for at, entry in enumerate(entries)]
+        behavior = text(params, "payment_behavior") or "allow_incomplete"
+        if behavior not in _BEHAVIORS:
+            raise invalid(f"Invalid payment_behavior: {behavior}", param="payment_behavior")
+        method = self._method_of(customer["id"], text(params, "default_payment_method"))
+        if behavior == "error_if_incomplete":
+            failure = self._failure(customer["id"], method) if method else "no_method"
+            if failure == "no_method":
+                raise invalid(
+                    "This customer has no attached payment source or default payment method."
+                )
+            if failure is not None:
+                code, decline, message = DECLINES[failure]
+                raise card_error(code, decline, message)
+        sub = self._subscription_object(customer["id"], prices[0][0])
+        sub["default_payment_method"] = text(params, "default_payment_method")
+        sub["metadata"] = metadata_update({}, params.get("metadata") or {})
+        sub["description"] = text(params, "description")
+        sub["cancel_at_period_end"] = as_bool(params, "cancel_at_period_end")
+        settings = params.get("payment_settings")
+        if isinstance(settings, dict) and settings.get("save_default_payment_method"):
+            sub["payment_settings"]["save_default_payment_method"] = settings[
+                "save_default_payment_method"
+            ]
+        self._items(sub, [self._item(sub["id"], price, qty) for price, qty in prices])
+        self.insert(sub, "customer.subscription.created")
+        invoice = self._invoice(sub, self._period_lines(sub), "subscription_create")
+        self.change(sub, {"latest_invoice": invoice["id"]}, None)
+        if invoice["status"] == "paid":
+            self.change(sub, {"status": "active"}, "customer.subscription.updated")
+        elif behavior != "default_incomplete":
+            self._collect(invoice, method)
+        return sub
+
+    def _subscription_object(self, customer: str, price: JSON) -> JSON:
+        sub = self.base("subscription")
+        interval = price["recurring"]
+        length = _PERIOD[interval["interval"]] * interval["interval_count"]
+        sub |= {
+            "application": None,
+            "application_fee_percent": None,
+            "automatic_tax": {"enabled": False},
+            "billing_cycle_anchor": sub["created"],
+            "billing_thresholds": None,
+            "cancel_at": None,
+            "cancel_at_period_end": False,
+            "canceled_at": None,
+            "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+            "collection_method": "charge_automatically",
+            "currency": price["currency"],
+            "current_period_end": sub["created"] + length,
+            "current_period_start": sub["created"],
+            "customer": customer,
+            "days_until_due": None,
+            "default_payment_method": None,
+            "default_source": None,
+            "default_tax_rates": [],
+            "description": None,
+            "discount": None,
+            "ended_at": None,
+            "latest_invoice": None,
+            "metadata": {},
+            "next_pending_invoice_item_invoice": None,
+            "on_behalf_of": None,
+            "pause_collection": None,
+            "payment_settings": {
+                "payment_method_options": None,
+                "payment_method_types": None,
+                "save_default_payment_method": "off",
+            },
+            "pending_invoice_item_interval": None,
+            "pending_setup_intent": None,
+            "pending_update": None,
+            "schedule": None,
+            "start_date": sub["created"],
+            "status": "incomplete",
+            "test_clock": None,
+            "transfer_data": None,
+            "trial_end": None,
+            "trial_settings": None,
+            "trial_start": None,
+        }
+        return sub
+
+    def _period_lines(self, sub: JSON) -> list[JSON]:
+        period = {"start": sub["current_period_start"], "end": sub["current_period_end"]}
+        lines = [
+            self._line(
+                sub,
+                item,
+                item["price"]["unit_amount"] * item["quantity"],
+                period,
+                False,
+                f"{item['quantity']} x {item['price']['nickname'] or item['price']['product']}",
+            )
+            for item in self._all_items.get(sub["id"], [])
+        ]
+        return [*self.pending_prorations.pop(sub["id"], []), *lines]
+
+    def update_subscription(self, oid: str, params: Mapping[str, Any]) -> JSON:
+        """``POST /v1/subscriptions/{id}``: items (plan changes with ``proration_behavior``),
+        ``cancel_at_period_end``, metadata, default payment method."""
+        known(params, _SUBSCRIPTION_FIELDS - {"customer"})
+        sub = self.get("subscription", oid)
+        if sub["status"] in ("canceled", "incomplete_expired"):
+            raise invalid(
+                "A canceled subscription can only update its cancellation_details and metadata."
+            )
+        proration = text(params, "proration_behavior") or "create_prorations"
+        if proration not in _PRORATIONS:
+            raise invalid(f"Invalid proration_behavior: {proration}", param="proration_behavior")
+        changes: JSON = {}
+        if "metadata" in params:
+            changes["metadata"] = metadata_update(sub["metadata"], params["metadata"])
+        if "default_payment_method" in params:
+            changes["default_payment_method"] = text(params, "default_payment_method") or None
+        if "description" in params:
+            changes["description"] = text(params, "description") or None
+        if "cancel_at_period_end" in params:
+            at_end = as_bool(params, "cancel_at_period_end")
+            changes["cancel_at_period_end"] = at_end
+            changes["cancel_at"] = sub["current_period_end"] if at_end else None
+            reason = "cancellation_requested" if at_end else None
+            changes["cancellation_details"] = {**sub["cancellation_details"], "reason": reason}
+        prorations: list[JSON] = []
+        if "items" in params:
+            prorations = self._change_items(sub, params["items"], changes)
+        self.change(sub, changes, "customer.subscription.updated")
+        if prorations and proration == "always_invoice":
+            invoice = self._invoice(sub, prorations, "subscription_update")
+            self.change(sub, {"latest_invoice": invoice["id"]}, None)
+            self._collect(invoice, sub["default_payment_method"])
+        elif prorations and proration == "create_prorations":
+            self.pending_prorations.setdefault(sub["id"], []).extend(prorations)
+        return sub
+
+    def _change_items(self, sub: JSON, entries: Any, changes: JSON) -> list[JSON]:
+        """Apply ``items[n][id|price|quantity|deleted]``; the proration lines of the change."""
+        if not isinstance(entries, list):
+            raise invalid("Invalid items: must be an array", param="items")
+        items = list(self._all_items.get(sub["id"], []))
+        by_id = {item["id"]: item for item in items}
+        span = max(sub["current_period_end"] - sub["current_period_start"], 1)
+        left = max(sub["current_period_end"] - self.now, 0) / span
+        period = {"start": self.now, "end": sub["current_period_end"]}
+        lines: list[JSON] = []
+        for at, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise invalid("Invalid items", param=f"items[{at}]")
+            old = by_id.get(entry["id"]) if entry.get("id") else None
+            if entry.get("id") and old is None:
+                raise invalid(
+                    f"No such subscription item: '{entry['id']}'", param=f"items[{at}][id]"
+                )
+            if old is not None:
+                credit = -round(old["price"]["unit_amount"] * old["quantity"] * left)
+                lines.append(self._line(sub, old, credit, period, True, "Unused time"))
+            if as_bool(entry, "deleted"):
+                if old is not None:
+                    items.remove(old)
+                    self.tables["subscription_item"].remove(old["id"])
+                continue
+            if old is None:
+                price, quantity = self._price_param(entry, at)
+                new = self._item(sub["id"], price, quantity)
+                items.append(new)
+            else:
+                named = entry.get("price") or old["price"]["id"]
+                price = self.ref("price", named, f"items[{at}][price]")
+                quantity = as_int(entry, "quantity", old["quantity"]) or 0
+                new = {**old, "price": price, "quantity": quantity}  # the old one stays intact
+                items[items.index(old)] = new
+                self.tables["subscription_item"].rows[old["id"]] = new
+            debit = round(new["price"]["unit_amount"] * new["quantity"] * left)
+            lines.append(self._line(sub, new, debit, period, True, "Remaining time"))
+        self._all_items[sub["id"]] = items
+        changes["items"] = _list(items, f"/v1/subscription_items?subscription={sub['id']}")
+        return lines
+
+    def cancel_subscription(self, oid: str, params: Mapping[str, Any]) -> JSON:
+        """``DELETE /v1/subscriptions/{id}``: canceled now (``customer.subscription.deleted``)."""
+        sub = self.get("subscription", oid)
+        if sub["status"] == "canceled":
+            raise invalid(f"No such subscription: '{oid}'", code="resource_missing")
+        return self._end(sub, "cancellation_requested")
+
+    def _end(self, sub: JSON, reason: str) -> JSON:
+        details = {**sub["cancellation_details"], "reason": reason}
+        changes = {
+            "status": "canceled",
+            "canceled_at": self.now,
+            "ended_at": self.now,
+            "cancellation_details": details,
+        }
+        return self.change(sub, changes, "customer.subscription.deleted")
+
+    def list_subscriptions(self, params: Mapping[str, Any], limit: int) -> Page:
+        """``GET /v1/subscriptions``: not canceled ones unless ``status`` says (``all``)."""
+        status = text(params, "status")
+        wanted = equal_to(params, ("customer",))
+        price = text(params, "price")
+
+        def keep(sub: JSON) -> bool:
+            if status is None and sub["status"] in ("canceled", "incomplete_expired"):
+                return False
+            if status not in (None, "all") and sub["status"] != status:
+                return False
+            if price and all(i["price"]["id"] != price for i in sub["items"]["data"]):
+                return False
+            return wanted is None or wanted(sub)
+
+        return self.page("subscription", params, limit, keep=keep)
+
+    def list_subscription_items(self, params: Mapping[str, Any], limit: int) -> Page:
+        """``GET /v1/subscription_items?subscription=...``."""
+        sub = self.ref("subscription", text(params, "subscription", required=True), "subscription")
+        return _offset_page(self._all_items.get(sub["id"], []), params, limit)
+
+    def simulate_renewal(self, sub_id: str) -> JSON:
+        """The subscription's period ends (no test clock needed): the next period starts and
+        its invoice is created, finalized and paid (``invoice.*`` events), or the
+        subscription is canceled when ``cancel_at_period_end`` was set."""
+        sub = self.get("subscription", sub_id)
+        if sub["cancel_at_period_end"]:
+            return self._end(sub, "cancellation_requested")
+        price = sub["items"]["data"][0]["price"]["recurring"]
+        length = _PERIOD[price["interval"]] * price["interval_count"]
+        period = {
+            "current_period_start": sub["current_period_end"],
+            "current_period_end": sub["current_period_end"] + length,
+        }
+        self.change(sub, period, "customer.subscription.updated")
+        invoice = self._invoice(sub, self._period_lines(sub), "subscription_cycle")
+        self.change(sub, {"latest_invoice": invoice["id"]}, None)
+        failure = self._collect(invoice, sub["default_payment_method"])
+        if failure == "no_method":
+            self._settle(invoice, self.get("payment_intent", invoice["payment_intent"]), failure)
+        return invoice
+
+    def simulate_payment_failure(self, sub_id: str, reason: str = "insufficient_funds") -> JSON:
+        """A renewal whose payment is declined (``invoice.payment_failed``; the
+        subscription becomes ``past_due``); the customer's later payments succeed again."""
+        sub = self.get("subscription", sub_id)
+        before = self.declines.get(sub["customer"])
+        self.decline(sub["customer"], reason)
+        try:
+            if sub["default_payment_method"] is None and self._method_of(sub["customer"]) is None:
+                sub["default_payment_method"] = "pm_card_visa"
+            return self.simulate_renewal(sub_id)
+        finally:
+            self.decline(sub["customer"], before)
+
+    # ---- sessions
+
+    def create_checkout_session(self, params: Mapping[str, Any]) -> JSON:
+        """``POST /v1/checkout/sessions`` (minimal: mode, customer, urls, line items)."""
+        allowed = {"mode", "customer", "success_url", "cancel_url", "line_items", "metadata"}
+        known(params, frozenset(allowed | {"client_reference_id"}))
+        mode = text(params, "mode", required=True)
+        if mode not in ("payment", "setup", "subscription"):
+            raise invalid(f"Invalid mode: {mode}", param="mode")
+        customer = text(params, "customer")
+        if customer is not None:
+            self.ref("customer", customer, "customer")
+        session = self.base("checkout.session")
+        session |= {
+            "amount_subtotal": None,
+            "amount_total": None,
+            "cancel_url": text(params, "cancel_url"),
+            "client_reference_id": text(params, "client_reference_id"),
+            "currency": None,
+            "customer": customer,
+            "expires_at": session["created"] + 86400,
+            "metadata": metadata_update({}, params.get("metadata") or {}),
+            "mode": mode,
+            "payment_intent": None,
+            "payment_status": "unpaid",
+            "status": "open",
+            "subscription": None,
+            "success_url": text(params, "success_url"),
+            "url": f"https://checkout.stripe.com/c/pay/{session['id']}",
+        }
+        return self.insert(session, None)
+
+    def create_portal_session(self, params: Mapping[str, Any]) -> JSON:
+        """``POST /v1/billing_portal/sessions``: a customer-portal URL."""
+        known(params, frozenset({"customer", "return_url", "configuration", "locale", "flow_data"}))
+        customer = self.ref("customer", params.get("customer"), "customer")
+        session = self.base("billing_portal.session")
+        session |= {
+            "configuration": "bpc_sandbox",
+            "customer": customer["id"],
+            "flow": None,
+            "locale": None,
+            "on_behalf_of": None,
+            "return_url": text(params, "return_url"),
+            "url": f"https://billing.stripe.com/p/session/test_{session['id'][4:]}",
+        }
+        return self.insert(session, None)
+
+    # ---- seeding
+
+    def seed(
+        self,
+        customers: int = 0,
+        products: int = 0,
+        subscriptions: int = 0,
+    ) -> dict[str, int]:
+        """Bulk objects without events, created in the past, oldest first: ``customers``,
+        ``products`` (a monthly price each) and ``subscriptions`` (active, paid: each with
+        its invoice, payment intent and charge, for the first customers). 200,000 customers
+        take a couple of seconds."""
+        start = self.now - 86400 - customers
+        first = self._serial + 1
+        made = [
+            self.customer_object(
+                name=f"{_NAMES[n % 10]} {_SUFFIXES[n % 6]} {n}",
+                email=f"billing{n}@client{n}.example",
+                created=start + n,
+                invoice_settings={
+                    "custom_fields": None,
+                    "default_payment_method": "pm_card_visa",
+                    "footer": None,
+                    "rendering_options": None,
+                },
+            )
+            for n in range(customers)
+        ]
+        self.tables["customer"].extend(made, first)  # one serial each, from ``first`` on
+        self.recording = False
+        try:
+            self._seed_billing(products, subscriptions)
+        finally:
+            self.recording = True
+        return {"customers": customers, "products": products, "subscriptions": subscriptions}
+
+    def _seed_billing(self, products: int, subscriptions: int) -> None:
+        prices = []
+        for n in range(products):
+            product = self.insert(self.product_object(f"Plan {n + 1}"))
+            price = self.price_object(product["id"], 1000 * (n + 1), "usd", recurring())
+            price["nickname"] = f"Plan {n + 1} monthly"
+            prices.append(self.insert(price))
+            self.change(product, {"default_price": price["id"]}, None)
+        if subscriptions and not prices:
+            product = self.insert(self.product_object("Plan"))
+            prices.append(self.insert(self.price_object(product["id"], 1000, "usd", recurring())))
+        owners = list(self.tables["customer"].rows)
+        for n in range(min(subscriptions, len(owners))):
+            price = prices[n % len(prices)]
+            sub = self._subscription_object(owners[n], price)
+            self._items(sub, [self._item(sub["id"], price, 1)])
+            self.insert(sub)
+            invoice = self._invoice(sub, self._period_lines(sub), "subscription_create")
+            sub["latest_invoice"] = invoice["id"]
+            self._collect(invoice, "pm_card_visa")
+
+
+def _offset_page(rows: list[JSON], params: Mapping[str, Any], limit: int) -> Page:
+    """A page of a short list kept in order (items, lines): after ``starting_after``."""
+    after = params.get("starting_after")
+    start = 0
+    if after is not None:
+        ids = [row["id"] for row in rows]
+        if after not in ids:
+            raise invalid(
+                f"No such object: '{after}'", param="starting_after", code="resource_missing"
+            )
+        start = ids.index(after) + 1
+    return Page(rows[start : start + limit], start + limit < len(rows))

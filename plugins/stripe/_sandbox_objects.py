@@ -147,6 +147,8 @@ class Ledger:
         self._serial = 0
         self.listeners: list[Callable[[JSON], None]] = []
         """Called with every new event (the HTTP layer queues webhook deliveries)."""
+        self.recording = True
+        """False while seeding: changes write no events."""
 
     # ---- clock
 
@@ -236,6 +238,8 @@ class Ledger:
             "request": {"id": request.id, "idempotency_key": request.idempotency_key},
             "type": kind,
         }
+        if not self.recording:
+            return event
         self.tables["event"].add(event, self.serial())
         for listener in self.listeners:
             listener(event)
@@ -296,9 +300,26 @@ class Ledger:
         for path in paths:
             head, _, rest = path.partition(".")
             if head not in result:
-                raise invalid(f"This property cannot be expanded ({path}).", param="expand")
-            result[head] = self._expanded(obj, head, rest, path)
+                try:
+                    result[head] = self.included(obj, head)
+                except KeyError:
+                    raise invalid(
+                        f"This property cannot be expanded ({path}).", param="expand"
+                    ) from None
+            result[head] = self._expanded(result, head, rest, path)
         return result
+
+    def included(self, obj: JSON, field: str) -> Any:
+        """A field Stripe shows only when asked for (``expand[]=tax_ids``); KeyError when
+        ``obj`` has no such field."""
+        if obj.get("object") == "customer" and field == "tax_ids":
+            return {
+                "object": "list",
+                "data": [],
+                "has_more": False,
+                "url": f"/v1/customers/{obj['id']}/tax_ids",
+            }
+        raise KeyError(field)
 
     def _expanded(self, obj: JSON, field: str, rest: str, path: str) -> Any:
         value = obj.get(field)

@@ -327,3 +327,294 @@ async def test_concurrent_clients_see_consistent_pages(stripe_sandbox):
             *(client.v1.customers.list_async({"limit": 50}) for _ in range(5))
         )
     assert len({tuple(c.id for c in p.data) for p in pages}) == 1
+
+
+# --------------------------------------------------------------------------- billing
+
+
+async def monthly_price(client: Any, amount: int = 2000, name: str = "Bookkeeping") -> Any:
+    """A product with a monthly price of ``amount`` cents."""
+    product = await client.v1.products.create_async({"name": name})
+    return await client.v1.prices.create_async(
+        {
+            "product": product.id,
+            "unit_amount": amount,
+            "currency": "usd",
+            "recurring": {"interval": "month"},
+        }
+    )
+
+
+async def active_subscription(client: Any, price: Any, method: str = "pm_card_visa") -> Any:
+    """A customer paying ``price`` every month with ``method``."""
+    customer = await client.v1.customers.create_async(
+        {"name": "Subscriber LLC", "invoice_settings": {"default_payment_method": method}}
+    )
+    return await client.v1.subscriptions.create_async(
+        {"customer": customer.id, "items": [{"price": price.id}]}
+    )
+
+
+def event_types(sandbox: Any, since: int = 0) -> list[str]:
+    """The types of the events after the first ``since``, oldest first."""
+    events = list(sandbox.state.table("event").newest())
+    return [e["type"] for e in reversed(events)][since:]
+
+
+@pytest.mark.parametrize("expansion", ["payment_intent", "confirmation_secret"])
+async def test_an_incomplete_subscription_answers_its_first_client_secret(
+    stripe_sandbox, expansion
+):
+    async with stripe_sdk(stripe_sandbox) as client:
+        price = await monthly_price(client)
+        customer = await client.v1.customers.create_async({"name": "New Client"})
+        sub = await client.v1.subscriptions.create_async(
+            {
+                "customer": customer.id,
+                "items": [{"price": price.id, "quantity": 2}],
+                "payment_behavior": "default_incomplete",
+                "payment_settings": {"save_default_payment_method": "on_subscription"},
+                "expand": [f"latest_invoice.{expansion}"],
+            }
+        )
+        assert sub.status == "incomplete" and sub["items"].data[0].quantity == 2
+        invoice = sub.latest_invoice
+        assert invoice.status == "open" and invoice.amount_due == 4000
+        secret = invoice[expansion].client_secret
+        intent_id = secret.split("_secret_")[0]
+        assert secret.startswith("pi_")
+        paid = await client.v1.payment_intents.confirm_async(
+            intent_id, {"payment_method": "pm_card_visa"}
+        )
+        assert paid.status == "succeeded"
+        assert (await client.v1.subscriptions.retrieve_async(sub.id)).status == "active"
+        assert (await client.v1.invoices.retrieve_async(invoice.id)).status == "paid"
+    types = event_types(stripe_sandbox)
+    assert types.index("customer.subscription.created") < types.index("invoice.paid")
+    assert types[-1] == "customer.subscription.updated"
+
+
+@pytest.mark.parametrize(
+    ("method", "code", "decline"),
+    [
+        ("pm_card_chargeDeclinedInsufficientFunds", "card_declined", "insufficient_funds"),
+        ("pm_card_chargeDeclined", "card_declined", "generic_decline"),
+        ("pm_card_chargeDeclinedExpiredCard", "expired_card", "expired_card"),
+        ("pm_card_chargeDeclinedProcessingError", "processing_error", "processing_error"),
+    ],
+)
+async def test_declining_test_cards_answer_a_402_card_error(stripe_sandbox, method, code, decline):
+    async with stripe_sdk(stripe_sandbox) as client:
+        intent = await client.v1.payment_intents.create_async({"amount": 1500, "currency": "usd"})
+        with pytest.raises(stripe.CardError) as declined:
+            await client.v1.payment_intents.confirm_async(intent.id, {"payment_method": method})
+        assert declined.value.http_status == 402
+        assert (declined.value.code, declined.value.error.decline_code) == (code, decline)
+        failed = await client.v1.payment_intents.retrieve_async(intent.id)
+        assert failed.status == "requires_payment_method"
+        assert failed.last_payment_error.decline_code == decline
+        (charge,) = (await client.v1.charges.list_async({"payment_intent": intent.id})).data
+        assert charge.status == "failed" and charge.failure_code == code
+
+
+async def test_a_flagged_customer_fails_error_if_incomplete_with_nothing_created(stripe_sandbox):
+    async with stripe_sdk(stripe_sandbox) as client:
+        price = await monthly_price(client)
+        customer = await client.v1.customers.create_async(
+            {"name": "Broke Co", "invoice_settings": {"default_payment_method": "pm_card_visa"}}
+        )
+        stripe_sandbox.state.decline(customer.id, "insufficient_funds")
+        with pytest.raises(stripe.CardError) as declined:
+            await client.v1.subscriptions.create_async(
+                {
+                    "customer": customer.id,
+                    "items": [{"price": price.id}],
+                    "payment_behavior": "error_if_incomplete",
+                }
+            )
+        assert declined.value.error.decline_code == "insufficient_funds"
+        assert (await client.v1.subscriptions.list_async({"status": "all"})).data == []
+        allowed = await client.v1.subscriptions.create_async(
+            {"customer": customer.id, "items": [{"price": price.id}]}
+        )
+        assert allowed.status == "incomplete"
+
+
+async def test_a_plan_change_with_always_invoice_bills_the_proration_at_once(stripe_sandbox):
+    async with stripe_sdk(stripe_sandbox) as client:
+        basic, premium = await monthly_price(client, 3000), await monthly_price(client, 9000)
+        sub = await active_subscription(client, basic)
+        first_invoice = sub.latest_invoice
+        stripe_sandbox.state.advance(15 * 86400)  # half of the 30-day period is left
+        changed = await client.v1.subscriptions.update_async(
+            sub.id,
+            {
+                "items": [{"id": sub["items"].data[0].id, "price": premium.id}],
+                "proration_behavior": "always_invoice",
+            },
+        )
+        assert changed["items"].data[0].price.id == premium.id
+        assert changed.latest_invoice != first_invoice
+        invoice = await client.v1.invoices.retrieve_async(changed.latest_invoice)
+        assert invoice.billing_reason == "subscription_update" and invoice.status == "paid"
+        amounts = sorted(line.amount for line in invoice.lines.data)
+        assert amounts == [-1500, 4500] and invoice.amount_paid == 3000
+        assert all(line.proration for line in invoice.lines.data)
+        lines = await client.v1.invoices.line_items.list_async(invoice.id)
+        assert [line.id for line in lines.data] == [line.id for line in invoice.lines.data]
+        updated = [
+            e
+            for e in (
+                await client.v1.events.list_async({"type": "customer.subscription.updated"})
+            ).data
+        ]
+        assert "items" in updated[0].data.previous_attributes
+
+
+@pytest.mark.parametrize("behavior", ["create_prorations", "none"])
+async def test_other_proration_behaviors_wait_for_the_next_invoice(stripe_sandbox, behavior):
+    async with stripe_sdk(stripe_sandbox) as client:
+        basic, premium = await monthly_price(client, 3000), await monthly_price(client, 9000)
+        sub = await active_subscription(client, basic)
+        stripe_sandbox.state.advance(15 * 86400)
+        item = sub["items"].data[0].id
+        changed = await client.v1.subscriptions.update_async(
+            sub.id, {"items": [{"id": item, "price": premium.id}], "proration_behavior": behavior}
+        )
+        assert changed.latest_invoice == sub.latest_invoice
+        renewal = stripe_sandbox.state.simulate_renewal(sub.id)
+        expected = 9000 + (3000 if behavior == "create_prorations" else 0)
+        assert renewal["amount_due"] == expected and renewal["status"] == "paid"
+
+
+async def test_cancel_now_or_at_the_end_of_the_period(stripe_sandbox):
+    async with stripe_sdk(stripe_sandbox) as client:
+        price = await monthly_price(client)
+        now_sub = await active_subscription(client, price)
+        later = await active_subscription(client, price)
+        canceled = await client.v1.subscriptions.cancel_async(now_sub.id)
+        assert canceled.status == "canceled" and canceled.canceled_at is not None
+        pending = await client.v1.subscriptions.update_async(
+            later.id, {"cancel_at_period_end": True}
+        )
+        assert pending.cancel_at_period_end and pending.cancel_at == pending.current_period_end
+        assert [s.id for s in (await client.v1.subscriptions.list_async()).data] == [later.id]
+        stripe_sandbox.state.simulate_renewal(later.id)
+        ended = await client.v1.subscriptions.retrieve_async(later.id)
+        assert ended.status == "canceled"
+        listed = await client.v1.subscriptions.list_async({"status": "all"})
+        assert {s.id for s in listed.data} == {now_sub.id, later.id}
+        deleted = await client.v1.events.list_async({"type": "customer.subscription.deleted"})
+        assert {e.data.object.id for e in deleted.data} == {now_sub.id, later.id}
+
+
+async def test_renewals_and_payment_failures_write_invoice_events(stripe_sandbox):
+    async with stripe_sdk(stripe_sandbox) as client:
+        sub = await active_subscription(client, await monthly_price(client))
+        before = len(event_types(stripe_sandbox))
+        invoice = stripe_sandbox.state.simulate_renewal(sub.id)
+        renewal = event_types(stripe_sandbox, before)
+        assert renewal[:4] == [
+            "customer.subscription.updated",
+            "invoice.created",
+            "payment_intent.created",
+            "invoice.finalized",
+        ]
+        assert {"charge.succeeded", "invoice.paid", "invoice.payment_succeeded"} <= set(renewal)
+        renewed = await client.v1.subscriptions.retrieve_async(sub.id)
+        assert renewed.current_period_start == sub.current_period_end
+        assert renewed.latest_invoice == invoice["id"]
+        before = len(event_types(stripe_sandbox))
+        failed = stripe_sandbox.state.simulate_payment_failure(sub.id)
+        failure = event_types(stripe_sandbox, before)
+        assert {"charge.failed", "payment_intent.payment_failed", "invoice.payment_failed"} <= set(
+            failure
+        )
+        assert failed["status"] == "open" and failed["attempt_count"] == 1
+        past_due = await client.v1.subscriptions.retrieve_async(sub.id)
+        assert past_due.status == "past_due"
+        assert [
+            s.id for s in (await client.v1.subscriptions.list_async({"status": "past_due"})).data
+        ] == [sub.id]
+        paid = await client.v1.invoices.pay_async(failed["id"])  # the card works again
+        assert paid.status == "paid"
+        assert (await client.v1.subscriptions.retrieve_async(sub.id)).status == "active"
+
+
+async def test_refunds_disputes_and_lists_of_payments(stripe_sandbox):
+    async with stripe_sdk(stripe_sandbox) as client:
+        customer = await client.v1.customers.create_async({"name": "Refund Co"})
+        intent = await client.v1.payment_intents.create_async(
+            {
+                "amount": 5000,
+                "currency": "usd",
+                "customer": customer.id,
+                "payment_method": "pm_card_visa",
+                "confirm": True,
+            }
+        )
+        assert intent.status == "succeeded"
+        refund = await client.v1.refunds.create_async({"payment_intent": intent.id, "amount": 2000})
+        charge = await client.v1.charges.retrieve_async(intent.latest_charge)
+        assert (refund.status, charge.amount_refunded, charge.refunded) == (
+            "succeeded",
+            2000,
+            False,
+        )
+        with pytest.raises(stripe.InvalidRequestError):
+            await client.v1.refunds.create_async({"charge": charge.id, "amount": 4000})
+        dispute = stripe_sandbox.state.simulate_dispute(charge.id)
+        listed = await client.v1.disputes.list_async({"charge": charge.id})
+        assert [d.id for d in listed.data] == [dispute["id"]]
+        assert [r.id for r in (await client.v1.refunds.list_async()).data] == [refund.id]
+        assert [
+            p.id
+            for p in (await client.v1.payment_intents.list_async({"customer": customer.id})).data
+        ] == [intent.id]
+        types = [e.type for e in (await client.v1.events.list_async({"limit": 4})).data]
+        assert types[:3] == ["charge.dispute.created", "charge.refunded", "refund.created"]
+
+
+async def test_portal_and_checkout_sessions(stripe_sandbox):
+    async with stripe_sdk(stripe_sandbox) as client:
+        customer = await client.v1.customers.create_async({"name": "Portal Co"})
+        portal = await client.v1.billing_portal.sessions.create_async(
+            {"customer": customer.id, "return_url": "https://firm.example/billing"}
+        )
+        assert portal.url.startswith("https://") and portal.customer == customer.id
+        checkout = await client.v1.checkout.sessions.create_async(
+            {
+                "mode": "subscription",
+                "customer": customer.id,
+                "success_url": "https://firm.example/ok",
+            }
+        )
+        assert (await client.v1.checkout.sessions.retrieve_async(checkout.id)).status == "open"
+        with pytest.raises(stripe.InvalidRequestError) as missing:
+            await client.v1.billing_portal.sessions.create_async(
+                {"customer": "cus_missing", "return_url": "https://firm.example"}
+            )
+    assert missing.value.param == "customer"
+
+
+async def test_seeded_billing_lists_and_expands(stripe_sandbox):
+    stripe_sandbox.state.seed(customers=40, products=3, subscriptions=12)
+    async with stripe_sdk(stripe_sandbox) as client:
+        subs = [
+            s
+            async for s in (
+                await client.v1.subscriptions.list_async(
+                    {"limit": 5, "expand": ["data.latest_invoice"]}
+                )
+            ).auto_paging_iter()
+        ]
+        assert len(subs) == 12 and all(s.status == "active" for s in subs)
+        assert all(s.latest_invoice.status == "paid" for s in subs)
+        invoices = await client.v1.invoices.list_async({"customer": subs[0].customer})
+        assert len(invoices.data) == 1
+        items = await client.v1.subscription_items.list_async({"subscription": subs[0].id})
+        assert items.data[0].price.unit_amount in {1000, 2000, 3000}
+        assert len((await client.v1.prices.list_async({"limit": 100})).data) == 3
+        assert len((await client.v1.products.list_async()).data) == 3
+        assert len((await client.v1.charges.list_async({"limit": 100})).data) == 12
+        assert (await client.v1.events.list_async()).data == []  # seeding writes no events
