@@ -19,7 +19,10 @@ from aiohttp import web
 
 from hub.store.client_match import normalise_name
 from hub.testing import hub_of, stored_records
+from plugins.stripe.sandbox import RunningSandbox
 from tests.daemon import Daemon
+from tests.stripe.conftest import KEY as SANDBOX_KEY
+from tests.stripe.conftest import stripe_sdk
 
 KEY = "sk_test_actions123"
 CONNECTION = "stripe:default"
@@ -321,3 +324,102 @@ async def test_a_crash_before_the_answer_then_the_retry_reuses_the_key(
     (first, _), (retry, _) = scripted.posts("/v1/subscriptions")
     assert first == retry and first is not None
     assert answer["subscription"]["id"] == "sub_1"  # Stripe's first (and only) subscription
+
+
+# --------------------------------------------------------------------------- against the sandbox
+
+
+async def sandbox_client(hub_client: Any, sandbox: RunningSandbox) -> Any:
+    """A hub client with Stripe pointed at the sandbox (its API version, for its shapes)."""
+    section = {
+        "secret_key": SANDBOX_KEY,
+        "base_url": sandbox.base_url,
+        "api_version": sandbox.state.config.api_version,
+        "max_network_retries": 0,
+        "retry_base_delay": 0.001,
+        "portal_return_url": "https://firm.example/back",
+    }
+    return await hub_client(config={"integrations": {"stripe": section}})
+
+
+async def monthly_prices(sandbox: RunningSandbox, *amounts: int) -> list[str]:
+    """Monthly USD prices of one product, made the way a person would."""
+    async with stripe_sdk(sandbox) as sdk:
+        product = await sdk.v1.products.create_async({"name": "Monthly bookkeeping"})
+        return [
+            (
+                await sdk.v1.prices.create_async(
+                    {
+                        "product": product.id,
+                        "currency": "usd",
+                        "unit_amount": amount,
+                        "recurring": {"interval": "month"},
+                    }
+                )
+            ).id
+            for amount in amounts
+        ]
+
+
+def posts_to(sandbox: RunningSandbox, path: str) -> list[Any]:
+    """The sandbox's records of the POSTs to ``path``."""
+    return [r for r in sandbox.state.requests if r.method == "POST" and r.path == path]
+
+
+async def test_the_billing_flow_against_the_sandbox(hub_client, stripe_sandbox):
+    basic, gold = await monthly_prices(stripe_sandbox, 4900, 12900)
+    client = await sandbox_client(hub_client, stripe_sandbox)
+    client_id = await add_client(hub_of(client), "Cedar Partners", "ap@cedar.example")
+    hub_requests = len(stripe_sandbox.state.requests)
+    found = await client.post("/api/billing/customers", json={"client_id": client_id})
+    customer = (await found.json())["customer"]
+    body = {"client_id": client_id, "price": basic}
+    created = await client.post("/api/billing/subscriptions", json=body)
+    assert created.status == 200, await created.text()
+    answer = await created.json()
+    subscription = answer["subscription"]
+    assert subscription["status"] == "incomplete" and subscription["customer"] == customer["id"]
+    assert answer["client_secret"]
+    path = f"/api/billing/subscriptions/{subscription['id']}"
+    changed = await (await client.post(f"{path}/plan", json={"price": gold})).json()
+    assert changed["subscription"]["items"]["data"][0]["price"]["id"] == gold
+    later = await (await client.post(f"{path}/cancel", json={"at_period_end": True})).json()
+    assert later["subscription"]["cancel_at_period_end"] is True
+    portal = await (await client.post("/api/billing/portal", json={"client_id": client_id})).json()
+    assert portal["url"].startswith("https://")
+    now = await (await client.post(f"{path}/cancel", json={})).json()
+    assert now["subscription"]["status"] == "canceled"
+    sent = list(stripe_sandbox.state.requests)[hub_requests:]
+    posted = [r for r in sent if r.method == "POST"]
+    assert len(posted) == 5  # customer, subscription, plan, cancel at period end, portal
+    assert all((r.idempotency_key or "").startswith("hub-") for r in posted)
+    records = await stored_records(hub_of(client), "stripe", CONNECTION)
+    assert records["subscriptions"][subscription["id"]]["status"] == "canceled"
+
+
+async def test_a_429_and_a_lost_answer_reuse_one_key_against_the_sandbox(
+    hub_client, stripe_sandbox
+):
+    basic, gold = await monthly_prices(stripe_sandbox, 4900, 12900)
+    async with stripe_sdk(stripe_sandbox) as sdk:
+        customer = await sdk.v1.customers.create_async({"name": "Birch Group"})
+    client = await sandbox_client(hub_client, stripe_sandbox)
+    stripe_sandbox.state.fail_next("/v1/subscriptions", 429, times=2)
+    first = await client.post(
+        "/api/billing/subscriptions", json={"customer": customer.id, "price": basic}
+    )
+    assert first.status == 200
+    keys = {r.idempotency_key for r in posts_to(stripe_sandbox, "/v1/subscriptions")}
+    assert len(posts_to(stripe_sandbox, "/v1/subscriptions")) == 3 and len(keys) == 1
+
+    stripe_sandbox.state.crash_next("/v1/subscriptions")  # applied, the answer is lost
+    body = {"customer": customer.id, "price": gold}
+    lost = await client.post("/api/billing/subscriptions", json=body)
+    assert lost.status == 502 and (await lost.json())["type"] == "network"
+    retried = await client.post("/api/billing/subscriptions", json=body)
+    assert retried.status == 200
+    *_, crashed, replayed = posts_to(stripe_sandbox, "/v1/subscriptions")
+    assert crashed.idempotency_key == replayed.idempotency_key and replayed.replayed
+    async with stripe_sdk(stripe_sandbox) as sdk:
+        listed = await sdk.v1.subscriptions.list_async({"customer": customer.id})
+    assert len(listed.data) == 2  # one per price: the lost answer did not make a third
