@@ -9,7 +9,7 @@ import pytest
 
 from hub.testing import hub_of, stored_records, sync_records
 from plugins.stripe.sandbox import RunningSandbox
-from plugins.stripe.sync import EVENT_RETENTION_S, oldest_cursor, plan_run
+from plugins.stripe.sync import EVENT_RETENTION_S, SPECS, oldest_cursor, plan_run
 from tests.stripe.conftest import KEY, WEBHOOK_SECRET, stripe_sdk
 
 NOW = 1_800_000_000.0
@@ -48,14 +48,14 @@ def test_the_oldest_cursor_decides_where_events_are_read_from():
 # --------------------------------------------------------------------------- against the sandbox
 
 CONNECTION = "stripe:default"
-SANDBOX_STREAMS = ["customers", "products", "prices"]
+SANDBOX_STREAMS = [spec.stream for spec in SPECS]
 """The streams whose endpoints the sandbox serves."""
 
 
 @pytest.fixture
 def sandbox(stripe_sandbox: RunningSandbox) -> RunningSandbox:
-    """The Stripe sandbox with 30 customers."""
-    stripe_sandbox.state.seed(customers=30)
+    """The Stripe sandbox with 30 customers, 10 of them with a paid monthly subscription."""
+    stripe_sandbox.state.seed(customers=30, products=3, subscriptions=10)
     return stripe_sandbox
 
 
@@ -102,9 +102,16 @@ async def test_a_full_sync_stores_every_object_in_minor_units(make_hub, sandbox)
             )
     hub = await make_hub(config=stripe_config(sandbox))
     records = await sync_records(hub, "stripe")
-    assert len(records["customers"]) == 30 and list(records["products"]) == [product.id]
-    prices = sorted((p["unit_amount"], p["currency"]) for p in records["prices"].values())
-    assert prices == [(4900, "usd"), (12900, "usd")]  # integer minor units beside a currency
+    assert len(records["customers"]) == 30 and len(records["products"]) == 4
+    mine = [p for p in records["prices"].values() if p["product"] == product.id]
+    amounts = sorted((p["unit_amount"], p["currency"]) for p in mine)
+    assert amounts == [(4900, "usd"), (12900, "usd")]  # integer minor units beside a currency
+    assert len(records["subscriptions"]) == 10
+    for stream, field in (("invoices", "amount_paid"), ("charges", "amount")):
+        assert len(records[stream]) == 10
+        assert all(isinstance(r[field], int) and r["currency"] for r in records[stream].values())
+    for invoice in records["invoices"].values():  # every line, not only the first page
+        assert len(invoice["lines"]["data"]) == invoice["lines"].get("total_count", 1)
     cursor = await stored_cursor(hub, "customers")
     assert set(cursor) == {"event", "event_created", "full_at"}
     links = [link for c in await hub.store.clients.list() for link in c["links"]]
@@ -161,3 +168,33 @@ async def test_sandbox_webhooks_are_verified_and_applied(hub_client, sandbox):
     await hub.dispatcher.drain()
     records = await stored_records(hub, "stripe", CONNECTION)
     assert records["customers"][created.id]["name"] == "Webhook Client LLC"
+
+
+async def test_lists_cut_at_ten_are_read_in_full(make_hub, sandbox):
+    async with stripe_sdk(sandbox) as client:
+        product = await client.v1.products.create_async({"name": "Per-entity bookkeeping"})
+        prices = [
+            await client.v1.prices.create_async(
+                {
+                    "product": product.id,
+                    "currency": "usd",
+                    "unit_amount": 1000 + n,
+                    "recurring": {"interval": "month"},
+                }
+            )
+            for n in range(12)
+        ]
+        customer = await client.v1.customers.create_async({"name": "Twelve Entities LLC"})
+        created = await client.v1.subscriptions.create_async(
+            {
+                "customer": customer.id,
+                "items": [{"price": price.id} for price in prices],
+                "payment_behavior": "default_incomplete",
+            }
+        )
+    hub = await make_hub(config=stripe_config(sandbox))
+    records = await sync_records(hub, "stripe")
+    subscription = records["subscriptions"][created.id]
+    assert len(subscription["items"]["data"]) == 12 and not subscription["items"]["has_more"]
+    invoice = records["invoices"][subscription["latest_invoice"]]
+    assert len(invoice["lines"]["data"]) == 12 and not invoice["lines"]["has_more"]
