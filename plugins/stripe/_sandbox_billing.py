@@ -995,6 +995,17 @@ class BillingLedger(Ledger):
             self.recording = True
         return {"customers": customers, "products": products, "subscriptions": subscriptions}
 
+    def seed_demo(self) -> None:
+        """Data for the offline demo: 25 customers, 3 monthly plans, 10 paid subscriptions,
+        one of them past due after a declined renewal, and a refunded and a disputed charge
+        (those write events, as they would on Stripe)."""
+        self.seed(customers=25, products=3, subscriptions=10)
+        subscriptions = list(self.tables["subscription"].newest())
+        self.simulate_payment_failure(subscriptions[0]["id"])
+        paid = [c for c in self.tables["charge"].newest() if c["status"] == "succeeded"]
+        self.create_refund({"charge": paid[0]["id"], "amount": "500"})
+        self.simulate_dispute(paid[1]["id"])
+
     def _seed_billing(self, products: int, subscriptions: int) -> None:
         prices = []
         for n in range(products):

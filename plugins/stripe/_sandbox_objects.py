@@ -127,6 +127,26 @@ _PRICE_FIELDS = frozenset(
 )
 
 
+_CUSTOMER_DEFAULTS: JSON = {
+    "livemode": False,
+    "address": None,
+    "balance": 0,
+    "currency": None,
+    "default_source": None,
+    "delinquent": False,
+    "description": None,
+    "discount": None,
+    "email": None,
+    "name": None,
+    "next_invoice_sequence": 1,
+    "phone": None,
+    "shipping": None,
+    "tax_exempt": "none",
+    "test_clock": None,
+}
+"""A new customer's scalar fields (its nested ones are made fresh for each)."""
+
+
 class Ledger:
     """The sandbox's objects, by type, and the events of their changes."""
 
@@ -345,17 +365,13 @@ class Ledger:
 
     def customer_object(self, **fields: Any) -> JSON:
         """A new customer with Stripe's default fields (not stored)."""
-        customer = self.base("customer")
-        customer |= {
-            "address": None,
-            "balance": 0,
-            "currency": None,
-            "default_source": None,
-            "delinquent": False,
-            "description": None,
-            "discount": None,
-            "email": None,
-            "invoice_prefix": customer["id"][4:12].upper(),
+        oid = self.new_id("customer")
+        return {
+            "id": oid,
+            "object": "customer",
+            "created": fields.get("created") or self.now,
+            **_CUSTOMER_DEFAULTS,
+            "invoice_prefix": oid[4:12].upper(),
             "invoice_settings": {
                 "custom_fields": None,
                 "default_payment_method": None,
@@ -363,15 +379,9 @@ class Ledger:
                 "rendering_options": None,
             },
             "metadata": {},
-            "name": None,
-            "next_invoice_sequence": 1,
-            "phone": None,
             "preferred_locales": [],
-            "shipping": None,
-            "tax_exempt": "none",
-            "test_clock": None,
+            **fields,
         }
-        return customer | fields
 
     def _customer_fields(self, customer: JSON, params: Mapping[str, Any]) -> JSON:
         for name in ("name", "email", "description", "phone"):

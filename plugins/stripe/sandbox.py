@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import contextlib
 import hashlib
 import hmac
@@ -246,15 +248,18 @@ def _state(request: web.Request) -> SandboxState:
     return request.app[STATE_KEY]
 
 
-def _answer(state: SandboxState, status: int, body: JSON, request_id: str) -> web.Response:
-    headers = {"Request-Id": request_id, "Stripe-Version": state.api_version}
+def _answer(request: web.Request, status: int, body: JSON) -> web.Response:
+    """A JSON answer with Stripe's headers; ``Stripe-Version`` echoes the version asked for
+    (any is accepted: the shapes are the sandbox's own)."""
+    version = request.headers.get("Stripe-Version") or _state(request).api_version
+    headers = {"Request-Id": request["request_id"], "Stripe-Version": version}
     return web.Response(
         status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
     )
 
 
-def _error(state: SandboxState, error: StripeError, request_id: str) -> web.Response:
-    return _answer(state, error.status, error.body(), request_id)
+def _error(request: web.Request, error: StripeError) -> web.Response:
+    return _answer(request, error.status, error.body())
 
 
 @web.middleware
@@ -307,13 +312,13 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
             "Authorization header, using Bearer auth "
             "(e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
         )
-        return _error(state, StripeError(401, "invalid_request_error", message), request_id)
+        return _error(request, StripeError(401, "invalid_request_error", message))
     try:
         allowed = state.permissions(key)
     except KeyError:
         shown = key[:8] + "*" * 8 + key[-4:] if len(key) > 12 else "***"
         message = f"Invalid API Key provided: {shown}"
-        return _error(state, StripeError(401, "invalid_request_error", message), request_id)
+        return _error(request, StripeError(401, "invalid_request_error", message))
     route = request.match_info.route.resource
     match = _ROUTE_INDEX.get((request.method, route.canonical if route else ""))
     if allowed is not None and match is not None:
@@ -325,14 +330,12 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
                 f"permissions for this endpoint on account 'acct_sandbox'. Having the '{need}' "
                 "permission would allow this request to continue."
             )
-            return _error(state, StripeError(403, "invalid_request_error", message), request_id)
+            return _error(request, StripeError(403, "invalid_request_error", message))
     return await handler(request)
 
 
 def _basic_user(credential: str) -> str:
-    import base64
-    import binascii
-
+    """The key of ``Authorization: Basic base64(key:)``."""
     try:
         return base64.b64decode(credential).decode().partition(":")[0]
     except (binascii.Error, UnicodeDecodeError):
@@ -353,7 +356,7 @@ async def _inject(request: web.Request, handler: Handler) -> web.StreamResponse:
         return web.Response(status=499)
     kind, code, message = _STATUS_ERRORS.get(fault.status, ("api_error", None, "Sandbox fault"))
     error = StripeError(fault.status, kind, message, code=code)
-    return _error(state, error, request["request_id"])
+    return _error(request, error)
 
 
 @web.middleware
@@ -378,7 +381,7 @@ async def _idempotent(request: web.Request, handler: Handler) -> web.StreamRespo
                 "execute a different request."
             )
             error = StripeError(400, "idempotency_error", message)
-            return _error(state, error, request["request_id"])
+            return _error(request, error)
         request[_RECORD_KEY].replayed = True
         replay = web.Response(
             status=stored.status, body=stored.body, content_type="application/json"
@@ -419,10 +422,10 @@ async def _api(request: web.Request) -> web.StreamResponse:
             CURRENT_REQUEST.reset(token)
         body = _render(state, result, params, request.path)
     except StripeError as exc:
-        return _error(state, exc, request_id)
+        return _error(request, exc)
     except UnicodeDecodeError:
-        return _error(state, invalid("The request body is not valid UTF-8."), request_id)
-    return _answer(state, 200, body, request_id)
+        return _error(request, invalid("The request body is not valid UTF-8."))
+    return _answer(request, 200, body)
 
 
 def _run(state: SandboxState, action: str, ids: list[str], params: JSON) -> JSON | Page:
@@ -450,9 +453,8 @@ def _render(state: SandboxState, result: JSON | Page, params: JSON, path: str) -
 
 async def _unknown(request: web.Request) -> web.Response:
     """Stripe's answer for a path it does not have."""
-    state = _state(request)
     message = f"Unrecognized request URL ({request.method}: {request.path})."
-    return _error(state, StripeError(404, "invalid_request_error", message), request["request_id"])
+    return _error(request, StripeError(404, "invalid_request_error", message))
 
 
 # --------------------------------------------------------------------------- app and server
@@ -592,15 +594,16 @@ async def start_sandbox(config: SandboxConfig | None = None) -> RunningSandbox:
 # --------------------------------------------------------------------------- command line
 
 
-def _parse_args(argv: Sequence[str] | None) -> tuple[SandboxConfig, dict[str, int]]:
+def _parse_args(argv: Sequence[str] | None) -> tuple[SandboxConfig, dict[str, int] | None]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=12111, help="0: any free port")
     parser.add_argument("--secret-key", default=SandboxConfig.secret_key)
     parser.add_argument("--webhook-secret", default=SandboxConfig.webhook_secret)
     parser.add_argument("--webhook-url", default=None, help="deliver every event here")
-    parser.add_argument("--customers", type=int, default=25, help="seeded customers")
-    parser.add_argument("--subscriptions", type=int, default=10, help="seeded subscriptions")
+    parser.add_argument("--customers", type=int, help="seed this many customers (no demo data)")
+    parser.add_argument("--products", type=int, default=0, help="with --customers: plans")
+    parser.add_argument("--subscriptions", type=int, default=0, help="with --customers")
     args = parser.parse_args(argv)
     config = SandboxConfig(
         secret_key=args.secret_key,
@@ -609,12 +612,21 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[SandboxConfig, dict[str, in
         host=args.host,
         port=args.port,
     )
-    return config, {"customers": args.customers, "subscriptions": args.subscriptions}
+    if args.customers is None:
+        return config, None
+    return config, {
+        "customers": args.customers,
+        "products": args.products,
+        "subscriptions": args.subscriptions,
+    }
 
 
-async def _serve(config: SandboxConfig, seed: dict[str, int]) -> None:
+async def _serve(config: SandboxConfig, seed: dict[str, int] | None) -> None:
     sandbox = await start_sandbox(config)
-    sandbox.state.seed(**seed)
+    if seed is None:
+        sandbox.state.seed_demo()
+    else:
+        sandbox.state.seed(**seed)
     summary = {"base_url": sandbox.base_url, "secret_key": config.secret_key}
     sys.stdout.write(
         orjson.dumps(summary | {"webhook_secret": config.webhook_secret}).decode() + "\n"

@@ -4,6 +4,10 @@ request and answer is validated against Stripe's OpenAPI description (conftest).
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -91,10 +95,21 @@ def test_two_hundred_thousand_objects_seed_and_page_without_scanning():
     ledger.seed(customers=200_000)
     table = ledger.table("customer")
     assert len(table) == 200_000
-    middle = list(table.newest())[100_000]["id"]
-    page = table.page(100, starting_after=middle)
-    assert len(page.data) == 100 and page.has_more
-    assert page.data[0]["created"] <= table.get(middle)["created"]
+    ordered = list(table.newest())
+    middle = ordered[100_000]["id"]
+    seen: list[str] = []
+
+    def keep(customer: dict[str, Any]) -> bool:
+        seen.append(customer["id"])
+        return True
+
+    page = table.page(100, starting_after=middle, keep=keep)
+    assert [c["id"] for c in page.data] == [c["id"] for c in ordered[100_001:100_101]]
+    assert page.has_more and len(seen) == 101  # the page and one more: no scan
+    seen.clear()
+    back = table.page(100, ending_before=middle, keep=keep)
+    assert [c["id"] for c in back.data] == [c["id"] for c in ordered[99_900:100_000]]
+    assert len(seen) == 101
 
 
 # --------------------------------------------------------------------------- idempotency
@@ -618,3 +633,132 @@ async def test_seeded_billing_lists_and_expands(stripe_sandbox):
         assert len((await client.v1.products.list_async()).data) == 3
         assert len((await client.v1.charges.list_async({"limit": 100})).data) == 12
         assert (await client.v1.events.list_async()).data == []  # seeding writes no events
+
+
+# --------------------------------------------------------------------------- wire details
+
+
+async def test_stripes_form_encoding_versions_and_basic_auth(stripe_sandbox):
+    form = {
+        "name": "Form Co",
+        "metadata[client_id]": "42",
+        "metadata[firm]": "north",
+        "address[city]": "Lyon",
+    }
+    version = {"Stripe-Version": "2026-08-27.basil"}
+    status, created, headers = await raw(
+        stripe_sandbox, "POST", "/v1/customers", data=form, headers=version
+    )
+    assert status == 200 and created["metadata"] == {"client_id": "42", "firm": "north"}
+    assert created["address"]["city"] == "Lyon"
+    assert headers["Stripe-Version"] == "2026-08-27.basil"
+    assert headers["Request-Id"].startswith("req_")
+    query = "expand[]=tax_ids&email=nobody%40x.example"
+    status, page, _ = await raw(stripe_sandbox, "GET", f"/v1/customers?{query}")
+    assert status == 200 and page["data"] == []
+    path = f"/v1/customers/{created['id']}?expand[]=tax_ids"
+    status, expanded, _ = await raw(stripe_sandbox, "GET", path)
+    assert expanded["tax_ids"]["object"] == "list"
+    basic = base64.b64encode(f"{KEY}:".encode()).decode()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            stripe_sandbox.base_url + "/v1/customers", headers={"Authorization": f"Basic {basic}"}
+        ) as response,
+    ):
+        assert response.status == 200
+
+
+async def test_a_restricted_write_permission_includes_reading_and_unknown_keys_fail():
+    writer = "rk_test_writer000"
+    config = SandboxConfig(
+        secret_key=KEY, restricted_keys={writer: frozenset({"rak_customer_write"})}
+    )
+    async with await start_sandbox(config) as sandbox:
+        async with stripe_sdk(sandbox, key=writer) as client:
+            created = await client.v1.customers.create_async({"name": "Writer Co"})
+            assert (await client.v1.customers.retrieve_async(created.id)).id == created.id
+            with pytest.raises(stripe.PermissionError) as refused:
+                await client.v1.events.list_async()
+            assert "rak_event_read" in refused.value.user_message
+        async with stripe_sdk(sandbox, key="rk_test_unknown000") as client:
+            with pytest.raises(stripe.AuthenticationError):
+                await client.v1.customers.list_async()
+
+
+async def test_event_filters_by_type_wildcard_and_created(stripe_sandbox):
+    async with stripe_sdk(stripe_sandbox) as client:
+        customer = await client.v1.customers.create_async({"name": "Filter Co"})
+        await client.v1.products.create_async({"name": "Filter Plan"})
+        stripe_sandbox.state.advance(100)
+        await client.v1.customers.update_async(customer.id, {"name": "Filtered Co"})
+        wildcard = await client.v1.events.list_async({"type": "customer.*"})
+        assert [e.type for e in wildcard.data] == ["customer.updated", "customer.created"]
+        several = await client.v1.events.list_async(
+            {"types": ["product.created", "customer.updated"]}
+        )
+        assert [e.type for e in several.data] == ["customer.updated", "product.created"]
+        recent = await client.v1.events.list_async(
+            {"created": {"gte": stripe_sandbox.state.now - 10}}
+        )
+        assert [e.type for e in recent.data] == ["customer.updated"]
+        by_email = await client.v1.customers.list_async({"email": "nobody@filter.example"})
+        assert by_email.data == []
+
+
+async def test_webhook_deliveries_can_wait_and_are_recorded(stripe_sandbox):
+    runner, url, received = await webhook_receiver()
+    try:
+        async with stripe_sdk(stripe_sandbox) as client:
+            await client.v1.customers.create_async({"name": "Late Co"})
+            (event,) = (await client.v1.events.list_async()).data
+        (delivery,) = await stripe_sandbox.send_event(event.to_dict(), url=url, delay=0.01)
+    finally:
+        await runner.cleanup()
+    assert (delivery.status, delivery.event_id) == (200, event.id)
+    assert stripe_sandbox.state.deliveries == [delivery]
+    assert received == [(delivery.payload, delivery.signature)]
+
+
+async def test_the_demo_data_is_consistent_and_matches_the_spec(stripe_sandbox):
+    stripe_sandbox.state.seed_demo()
+    async with stripe_sdk(stripe_sandbox) as client:
+        customers = await client.v1.customers.list_async({"limit": 100})
+        assert len(customers.data) == 25
+        subs = await client.v1.subscriptions.list_async({"limit": 100})
+        assert sorted(s.status for s in subs.data) == ["active"] * 9 + ["past_due"]
+        assert len((await client.v1.disputes.list_async()).data) == 1
+        assert len((await client.v1.refunds.list_async()).data) == 1
+        for path in (
+            "/v1/invoices",
+            "/v1/payment_intents",
+            "/v1/charges",
+            "/v1/products",
+            "/v1/prices",
+        ):
+            status, page, _ = await raw(stripe_sandbox, "GET", f"{path}?limit=100")
+            assert status == 200 and page["data"]
+        events = await client.v1.events.list_async({"type": "invoice.payment_failed"})
+        assert len(events.data) == 1
+
+
+def test_the_command_line_serves_demo_data():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugins.stripe.sandbox", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+
+        async def listed() -> int:
+            sandbox = type("Remote", (), {"base_url": ready["base_url"]})()
+            status, page, _ = await raw(sandbox, "GET", "/v1/customers", key=ready["secret_key"])
+            assert status == 200
+            return len(page["data"])
+
+        assert asyncio.run(listed()) == 10
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
