@@ -146,5 +146,5 @@ async def test_the_demo_serves_a_sandbox_the_integration_syncs(make_hub):
         settings = await plugins.stripe.demo(stack=stack)
         hub = await make_hub(config={"integrations": settings})
         records = await sync_records(hub, "stripe")
-        assert len(records["customers"]) == 25
-        assert set(settings["stripe"]["streams"]) >= {"customers", "prices"}
+        assert len(records["customers"]) == 25 and len(records["subscriptions"]) == 10
+        assert len(settings["stripe"]["streams"]) == 9
