@@ -2,13 +2,15 @@
 and engine -> a fresh SQLite file, beside a raw ``sqlite3`` bulk upsert of the same rows in
 the same run; then an incremental run over 10,000 events.
 
-    python bench/stripe.py                    # 200,000 customers
-    python bench/stripe.py --records 50000 --events 2000
+    python bench/stripe.py                    # about 200,000 objects
+    python bench/stripe.py --records 20000 --events 2000
 
-The sandbox runs in its own process. The hub fully syncs the customers stream (100 a page,
-every customer matched to the clients registry as it is stored); the raw baseline upserts
-the very rows the hub stored (read back from its database) into a table of the same shape with
-plain ``executemany``; only the upserts are timed. Then the benchmark updates ``--events``
+The sandbox runs in its own process, seeded with an account of about ``--records`` objects:
+a fifth customers, and for as many of them a paid monthly subscription (with its invoice,
+payment intent and charge). The hub fully syncs every stream (100 a page, every customer
+matched to the clients registry as it is stored); the raw baseline upserts the very rows the
+hub stored (read back from its database) into tables of the same shape with plain
+``executemany``; only the upserts are timed. Then the benchmark updates ``--events``
 customers through the API (each update is one event) and times the incremental run that
 reads those events oldest to newest and re-fetches each changed customer. Peak RSS is this
 process's, taken after the hub's runs and before the raw baseline. The last line is JSON.
@@ -20,7 +22,6 @@ import argparse
 import asyncio
 import json
 import resource
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,19 +35,16 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
 
 import aiohttp  # noqa: E402
-import orjson  # noqa: E402
 from child import start_ready_child  # noqa: E402
-from rawsql import create_records_table, open_raw, timed_upsert  # noqa: E402
+from rawsql import upsert_hub_rows  # noqa: E402
 
 from hub.config import load_settings  # noqa: E402
 from hub.core import Hub  # noqa: E402
 from hub.logs import configure_logging  # noqa: E402
 from hub.store.records import field_getter, table_name  # noqa: E402
-from plugins.stripe.sync import BY_STREAM  # noqa: E402
+from plugins.stripe.sync import SPECS  # noqa: E402
 
 KEY = "sk_test_bench000"
-STREAM = "customers"
-PAGE = 100
 CHANGERS = 16
 """Updates sent to the sandbox at once while making the events (not timed)."""
 
@@ -55,13 +53,13 @@ CHANGERS = 16
 
 
 async def serve_sandbox(records: int) -> None:
-    """The child process: a sandbox with ``records`` customers, until killed."""
+    """The child process: a sandbox of about ``records`` objects, until killed."""
     from plugins.stripe.sandbox import SandboxConfig, start_sandbox
 
     sandbox = await start_sandbox(
         SandboxConfig(secret_key=KEY, webhook_secret="whsec_bench", webhook_url=None)
     )
-    sandbox.state.seed(customers=records)
+    sandbox.state.seed(customers=records // 5, products=5, subscriptions=records // 5)
     print("ready " + json.dumps({"base_url": sandbox.base_url}), flush=True)
     await asyncio.Event().wait()
 
@@ -98,9 +96,7 @@ async def hub_runs(base_url: str, folder: Path, events: int) -> dict[str, Any]:
         overrides={
             "store": {"path": str(folder / "hub.db")},
             "logging": {"level": "warning"},
-            "integrations": {
-                "stripe": {"secret_key": KEY, "base_url": base_url, "streams": [STREAM]}
-            },
+            "integrations": {"stripe": {"secret_key": KEY, "base_url": base_url}},
         },
         read_default=False,
     )
@@ -117,7 +113,7 @@ async def hub_runs(base_url: str, folder: Path, events: int) -> dict[str, Any]:
             lambda db: [
                 row[0]
                 for row in db.execute(
-                    f"SELECT id FROM {table_name('stripe', STREAM)} LIMIT ?",
+                    f"SELECT id FROM {table_name('stripe', 'customers')} LIMIT ?",
                     [events],
                 )
             ]
@@ -140,38 +136,13 @@ async def hub_runs(base_url: str, folder: Path, events: int) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- raw sqlite3
-
-
-def raw_upsert(folder: Path, connection: str) -> tuple[int, float]:
-    """Upsert the rows the hub stored into a same-shaped table of a new database (timed)."""
-    stream = BY_STREAM[STREAM].as_stream()
-    columns = list(stream.columns)
-    getters = [field_getter(stream.columns[c]) for c in columns]
-    source = sqlite3.connect(folder / "hub.db")
-    conn = open_raw(folder / "raw.db")
-    sql = create_records_table(conn, "raw_customers", columns)
-    cursor = source.execute(f"SELECT id, data FROM {table_name('stripe', STREAM)} ORDER BY rowid")
-    total, elapsed = 0, 0.0
-    while chunk := cursor.fetchmany(PAGE):
-        rows = []
-        for record_id, data in chunk:
-            record = orjson.loads(data)
-            rows.append((connection, record_id, *[g(record) for g in getters], data, "t", 1))
-        elapsed += timed_upsert(conn, sql, rows)
-        total += len(rows)
-    source.close()
-    conn.close()
-    return total, elapsed
-
-
 # --------------------------------------------------------------------------- main
 
 
 def main() -> None:
     """Run the hub's syncs and the raw baseline; print the figures and one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=200_000, help="customers")
+    parser.add_argument("--records", type=int, default=200_000, help="objects, about")
     parser.add_argument("--events", type=int, default=10_000, help="updates for the incremental")
     parser.add_argument("--serve-sandbox", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,14 +150,17 @@ def main() -> None:
         asyncio.run(serve_sandbox(args.records))
         return
     configure_logging("warning", "console")
-    print(f"starting the sandbox: {args.records:,} customers...", flush=True)
+    print(f"starting the sandbox: about {args.records:,} objects...", flush=True)
     proc, sandbox = start_sandbox(args.records)
     try:
         with tempfile.TemporaryDirectory(prefix="hub-bench-stripe-") as tmp:
             folder = Path(tmp)
             hub = asyncio.run(hub_runs(sandbox["base_url"], folder, args.events))
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            raw_records, raw_s = raw_upsert(folder, hub["connection"])
+            streams = [spec.as_stream() for spec in SPECS]
+            raw_records, raw_s = upsert_hub_rows(
+                folder, "stripe", streams, hub["connection"], field_getter
+            )
     finally:
         proc.terminate()
         proc.wait()

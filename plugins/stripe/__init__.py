@@ -146,7 +146,7 @@ async def demo(stack: AsyncExitStack) -> dict[str, dict[str, Any]]:
     )
     sandbox = await start_sandbox(config)
     stack.push_async_callback(sandbox.close)
-    sandbox.state.seed(customers=25, products=3, subscriptions=10)
+    sandbox.state.seed_demo()
     served = {path for method, path, _, _ in ROUTES if method == "GET"}
     return {
         NAME: {
