@@ -34,6 +34,7 @@ from aiohttp.typedefs import Handler
 
 from ._sandbox_billing import BILLING_ROUTES, BillingLedger
 from ._sandbox_objects import CURRENT_REQUEST, RequestInfo
+from ._sandbox_payments import PAYMENT_ROUTES
 from ._sandbox_store import JSON, Page, StripeError, decode_form, invalid, list_limit, object_id
 
 __all__ = [
@@ -222,6 +223,7 @@ ROUTES: tuple[tuple[str, str, str, str], ...] = (
     ("POST", "/v1/prices/{id}", "update_price", "plan"),
     ("GET", "/v1/events", "list_events", "event"),
     ("GET", "/v1/events/{id}", "event", "event"),
+    *PAYMENT_ROUTES,
     *BILLING_ROUTES,
 )
 """(method, path, what answers it, the restricted-key resource): ``list_x(params, limit)``,

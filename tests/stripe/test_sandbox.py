@@ -517,6 +517,8 @@ async def test_cancel_now_or_at_the_end_of_the_period(stripe_sandbox):
         stripe_sandbox.state.simulate_renewal(later.id)
         ended = await client.v1.subscriptions.retrieve_async(later.id)
         assert ended.status == "canceled"
+        with pytest.raises(ValueError, match="does not renew"):
+            stripe_sandbox.state.simulate_renewal(later.id)
         listed = await client.v1.subscriptions.list_async({"status": "all"})
         assert {s.id for s in listed.data} == {now_sub.id, later.id}
         deleted = await client.v1.events.list_async({"type": "customer.subscription.deleted"})
