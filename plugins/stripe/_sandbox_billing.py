@@ -26,6 +26,7 @@ BILLING_ROUTES: tuple[tuple[str, str, str, str], ...] = (
     ("POST", "/v1/invoices/{id}/finalize", "finalize_invoice", "invoice"),
     ("POST", "/v1/invoices/{id}/pay", "pay_invoice", "invoice"),
     ("POST", "/v1/invoices/{id}/void", "void_invoice", "invoice"),
+    ("POST", "/v1/invoices/{id}/mark_uncollectible", "mark_uncollectible_invoice", "invoice"),
     ("POST", "/v1/checkout/sessions", "create_checkout_session", "checkout_session"),
     ("GET", "/v1/checkout/sessions/{id}", "get:checkout.session", "checkout_session"),
     ("POST", "/v1/billing_portal/sessions", "create_portal_session", "billing_portal_session"),
@@ -65,6 +66,7 @@ class BillingLedger(PaymentsLedger):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.pending_prorations: dict[str, list[JSON]] = {}
+        self._session_items: dict[str, list[tuple[JSON, int]]] = {}
         self._all_lines: dict[str, list[JSON]] = {}
         self._all_items: dict[str, list[JSON]] = {}
 
@@ -294,6 +296,17 @@ class BillingLedger(PaymentsLedger):
         return self.change(
             invoice, {"status": "void", "status_transitions": transitions}, "invoice.voided"
         )
+
+    def mark_uncollectible_invoice(self, oid: str, params: Mapping[str, Any]) -> JSON:
+        """``POST /v1/invoices/{id}/mark_uncollectible``."""
+        invoice = self.get("invoice", oid)
+        if invoice["status"] != "open":
+            raise invalid(
+                "You can only mark an open invoice uncollectible.", code="invoice_not_open"
+            )
+        transitions = {**invoice["status_transitions"], "marked_uncollectible_at": self.now}
+        changes = {"status": "uncollectible", "status_transitions": transitions}
+        return self.change(invoice, changes, "invoice.marked_uncollectible")
 
     # ---- subscriptions
 
@@ -602,13 +615,19 @@ class BillingLedger(PaymentsLedger):
         customer = text(params, "customer")
         if customer is not None:
             self.ref("customer", customer, "customer")
+        entries = params.get("line_items") or []
+        if not isinstance(entries, list) or (mode != "setup" and not entries):
+            raise invalid("Missing required param: line_items.", param="line_items")
+        items = [self._checkout_item(entry, at) for at, entry in enumerate(entries)]
+        total = sum(price["unit_amount"] * quantity for price, quantity in items)
         session = self.base("checkout.session")
+        self._session_items[session["id"]] = items
         session |= {
-            "amount_subtotal": None,
-            "amount_total": None,
+            "amount_subtotal": total if items else None,
+            "amount_total": total if items else None,
             "cancel_url": text(params, "cancel_url"),
             "client_reference_id": text(params, "client_reference_id"),
-            "currency": None,
+            "currency": items[0][0]["currency"] if items else None,
             "customer": customer,
             "expires_at": session["created"] + 86400,
             "metadata": metadata_update({}, params.get("metadata") or {}),
@@ -621,6 +640,42 @@ class BillingLedger(PaymentsLedger):
             "url": f"https://checkout.stripe.com/c/pay/{session['id']}",
         }
         return self.insert(session, None)
+
+    def _checkout_item(self, entry: Any, at: int) -> tuple[JSON, int]:
+        if not isinstance(entry, dict):
+            raise invalid("Invalid line_items", param=f"line_items[{at}]")
+        price = self.ref("price", entry.get("price"), f"line_items[{at}][price]")
+        quantity = as_int(entry, "quantity", 1)
+        if quantity is None or quantity < 1:
+            raise invalid("Invalid quantity", param=f"line_items[{at}][quantity]")
+        return price, quantity
+
+    def simulate_checkout_completed(self, session_id: str, method: str = "pm_card_visa") -> JSON:
+        """The customer completes the checkout page paying with ``method``: the customer
+        (made when the session named none), the paid subscription or payment intent, then
+        ``checkout.session.completed``. A declining ``method`` raises the 402 card error."""
+        session = self.get("checkout.session", session_id)
+        if session["status"] != "open":
+            raise ValueError(f"checkout session {session_id} is {session['status']}")
+        customer = session["customer"]
+        if customer is None:
+            made = {"name": "Checkout Customer", "payment_method": method}
+            customer = self.create_customer(made)["id"]
+        items = self._session_items.get(session_id, [])
+        changes: JSON = {"customer": customer, "status": "complete", "payment_status": "paid"}
+        if session["mode"] == "subscription":
+            lines = [{"price": price["id"], "quantity": str(n)} for price, n in items]
+            sub = self.create_subscription(
+                {"customer": customer, "items": lines, "default_payment_method": method}
+            )
+            changes["subscription"] = sub["id"]
+        elif session["mode"] == "payment":
+            payment = {"amount": str(session["amount_total"]), "currency": session["currency"]}
+            payment |= {"customer": customer, "payment_method": method, "confirm": "true"}
+            changes["payment_intent"] = self.create_payment_intent(payment)["id"]
+        else:
+            changes["payment_status"] = "no_payment_required"
+        return self.change(session, changes, "checkout.session.completed")
 
     def create_portal_session(self, params: Mapping[str, Any]) -> JSON:
         """``POST /v1/billing_portal/sessions``: a customer-portal URL."""

@@ -54,6 +54,7 @@ _OBJECT_PATHS = [
     (re.compile(r"^/v1/disputes" + _ID), "dispute", True),
     (re.compile(r"^/v1/checkout/sessions" + _ID), "checkout.session", True),
     (re.compile(r"^/v1/invoices/[^/]+/lines$"), "line_item", False),
+    (re.compile(r"^/v1/invoices/[^/]+/mark_uncollectible$"), "invoice", False),
     (re.compile(r"^/v1/subscription_items(/[^/]+)?$"), "subscription_item", False),
 ]
 """Paths outside the cut -> the object type their answers hold, and whether Stripe's 2026

@@ -556,6 +556,13 @@ async def test_renewals_and_payment_failures_write_invoice_events(stripe_sandbox
         paid = await client.v1.invoices.pay_async(failed["id"])  # the card works again
         assert paid.status == "paid"
         assert (await client.v1.subscriptions.retrieve_async(sub.id)).status == "active"
+        lost = stripe_sandbox.state.simulate_payment_failure(sub.id)
+        written_off = await client.v1.invoices.mark_uncollectible_async(lost["id"])
+        assert written_off.status == "uncollectible"
+        (event,) = (
+            await client.v1.events.list_async({"type": "invoice.marked_uncollectible"})
+        ).data
+        assert event.data.object.id == lost["id"]
 
 
 async def test_refunds_disputes_and_lists_of_payments(stripe_sandbox):
@@ -599,14 +606,38 @@ async def test_portal_and_checkout_sessions(stripe_sandbox):
             {"customer": customer.id, "return_url": "https://firm.example/billing"}
         )
         assert portal.url.startswith("https://") and portal.customer == customer.id
+        price = await monthly_price(client, 2500)
         checkout = await client.v1.checkout.sessions.create_async(
             {
                 "mode": "subscription",
                 "customer": customer.id,
                 "success_url": "https://firm.example/ok",
+                "line_items": [{"price": price.id, "quantity": 2}],
             }
         )
         assert (await client.v1.checkout.sessions.retrieve_async(checkout.id)).status == "open"
+        assert checkout.amount_total == 5000
+        stripe_sandbox.state.simulate_checkout_completed(checkout.id)
+        done = await client.v1.checkout.sessions.retrieve_async(checkout.id)
+        assert (done.status, done.payment_status) == ("complete", "paid")
+        sub = await client.v1.subscriptions.retrieve_async(done.subscription)
+        assert sub.status == "active" and sub.customer == customer.id
+        (event,) = (await client.v1.events.list_async({"type": "checkout.session.completed"})).data
+        assert event.data.object.subscription == sub.id
+        one_off = await client.v1.prices.create_async(
+            {"product": price.product, "unit_amount": 700, "currency": "usd"}
+        )
+        pay = await client.v1.checkout.sessions.create_async(
+            {
+                "mode": "payment",
+                "line_items": [{"price": one_off.id}],
+                "success_url": "https://x.example",
+            }
+        )
+        paid = stripe_sandbox.state.simulate_checkout_completed(pay["id"])
+        intent = await client.v1.payment_intents.retrieve_async(paid["payment_intent"])
+        assert (intent.status, intent.amount) == ("succeeded", 700)
+        assert paid["customer"].startswith("cus_")
         with pytest.raises(stripe.InvalidRequestError) as missing:
             await client.v1.billing_portal.sessions.create_async(
                 {"customer": "cus_missing", "return_url": "https://firm.example"}
