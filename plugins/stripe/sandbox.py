@@ -231,7 +231,6 @@ ROUTES: tuple[tuple[str, str, str, str], ...] = (
 params)``. A restricted key needs ``rak_<resource>_read`` (GET) or ``_write`` (else)."""
 
 STATE_KEY = web.AppKey("stripe_sandbox_state", SandboxState)
-_ROUTE_KEY = "stripe_sandbox_route"
 _RECORD_KEY = "stripe_sandbox_record"
 _STATUS_ERRORS = {
     429: (

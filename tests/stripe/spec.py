@@ -261,13 +261,15 @@ def request_problems(
     if operation is None:
         return [f"{method} {path}: the description has no {method} for {template}"]
     where = f"{method} {path}"
-    problems = [f"{where}: {p}" for p in _query_problems(template, method, operation, query)]
-    if method == "POST":
-        problems += [
-            f"{where}: body {p}" for p in _body_problems(template, operation, body, content_type)
-        ]
-    elif body:
-        problems.append(f"{where}: a {method} carries a body")
+    try:
+        problems = [f"{where}: {p}" for p in _query_problems(template, method, operation, query)]
+        if method == "POST":
+            found = _body_problems(template, operation, body, content_type)
+            problems += [f"{where}: body {p}" for p in found]
+        elif body:
+            problems.append(f"{where}: a {method} carries a body")
+    except (ValueError, UnicodeDecodeError) as exc:  # a key both a value and a container
+        return [f"{where}: not Stripe's form encoding: {exc}"]
     return problems
 
 

@@ -39,7 +39,9 @@ async def raw(
 # --------------------------------------------------------------------------- customers and lists
 
 
-async def test_customers_are_created_read_updated_deleted_and_listed(stripe_sandbox):
+async def test_customers_are_created_read_updated_deleted_and_listed(
+    stripe_sandbox, spec_validator
+):
     async with stripe_sdk(stripe_sandbox) as client:
         created = await client.v1.customers.create_async(
             {"name": "Acme LLC", "email": "ap@acme.example", "metadata": {"client_id": "7"}}
@@ -56,6 +58,7 @@ async def test_customers_are_created_read_updated_deleted_and_listed(stripe_sand
         with pytest.raises(stripe.InvalidRequestError) as missing:
             await client.v1.customers.retrieve_async(created.id)
     assert missing.value.http_status == 404 and missing.value.code == "resource_missing"
+    assert spec_validator.checked == 2 * len(stripe_sandbox.state.requests) == 10
 
 
 async def test_lists_page_newest_first_in_both_directions(stripe_sandbox):
@@ -319,6 +322,8 @@ def test_the_spec_harness_refuses_what_stripe_refuses():
     assert request_problems("POST", "/v1/subscriptions", "", items, FORM) == []
     wrong = items.replace(b"quantity]=2", b"quantity]=two")
     assert request_problems("POST", "/v1/subscriptions", "", wrong, FORM) != []
+    clash = request_problems("POST", "/v1/customers", "", b"metadata=x&metadata[k]=v", FORM)
+    assert clash and "form encoding" in clash[0]
     assert fixture_problems("/v1/products", {"object": "product", "name": 5}) != []
     assert fixture_problems("/v1/products", {"object": "product", "colour": "red"}) != []
 
