@@ -15,6 +15,7 @@ from ._sandbox_store import JSON, Page, as_bool, as_int, invalid, metadata_updat
 BILLING_ROUTES: tuple[tuple[str, str, str, str], ...] = (
     ("GET", "/v1/subscriptions", "list_subscriptions", "subscription"),
     ("POST", "/v1/subscriptions", "create_subscription", "subscription"),
+    ("GET", "/v1/subscriptions/search", "search_subscriptions", "subscription"),
     ("GET", "/v1/subscriptions/{id}", "get:subscription", "subscription"),
     ("POST", "/v1/subscriptions/{id}", "update_subscription", "subscription"),
     ("DELETE", "/v1/subscriptions/{id}", "cancel_subscription", "subscription"),
@@ -560,6 +561,10 @@ class BillingLedger(PaymentsLedger):
             return wanted is None or wanted(sub)
 
         return self.page("subscription", params, limit, keep=keep)
+
+    def search_subscriptions(self, params: Mapping[str, Any], limit: int) -> Page:
+        """``GET /v1/subscriptions/search``."""
+        return self.search("subscription", params, limit)
 
     def list_subscription_items(self, params: Mapping[str, Any], limit: int) -> Page:
         """``GET /v1/subscription_items?subscription=...``."""

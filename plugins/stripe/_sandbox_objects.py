@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from ._sandbox_search import parse, search_page
 from ._sandbox_store import (
     JSON,
     Page,
@@ -145,6 +146,14 @@ _CUSTOMER_DEFAULTS: JSON = {
     "test_clock": None,
 }
 """A new customer's scalar fields (its nested ones are made fresh for each)."""
+
+
+SEARCHABLE = {
+    "customer": frozenset({"created", "email", "name", "phone"}),
+    "price": frozenset({"active", "currency", "lookup_key", "product", "type", "created"}),
+    "subscription": frozenset({"created", "status"}),
+}
+"""The fields Stripe's search accepts per object type (``metadata`` always)."""
 
 
 class Ledger:
@@ -353,6 +362,22 @@ class Ledger:
                 return {**value, "data": [self.expand(o, [rest]) for o in value["data"]]}
             return self.expand(value, [rest])
         return value
+
+    def search(self, kind: str, params: Mapping[str, Any], limit: int) -> Page:
+        """``GET /v1/<type>/search``: Stripe's search query over the type's searchable fields."""
+        query = text(params, "query", required=True)
+        assert query is not None
+        keep = parse(query, SEARCHABLE[kind])
+        rows, token, total = search_page(self.tables[kind].newest(), keep, params, limit)
+        return Page(rows, token is not None, search=True, next_page=token, total=total)
+
+    def search_customers(self, params: Mapping[str, Any], limit: int) -> Page:
+        """``GET /v1/customers/search``."""
+        return self.search("customer", params, limit)
+
+    def search_prices(self, params: Mapping[str, Any], limit: int) -> Page:
+        """``GET /v1/prices/search``."""
+        return self.search("price", params, limit)
 
     # ---- customers, products, prices
 

@@ -164,10 +164,14 @@ def object_id(prefix: str, serial: int) -> str:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a list: objects newest first, and whether the list goes on."""
+    """One page of a list: objects newest first, and whether the list goes on; a search
+    answer also has the token of its next page and the number of matches."""
 
     data: list[JSON]
     has_more: bool
+    search: bool = False
+    next_page: str | None = None
+    total: int = 0
 
 
 @dataclass(frozen=True)

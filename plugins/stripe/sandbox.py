@@ -209,6 +209,7 @@ class SandboxState(BillingLedger):
 ROUTES: tuple[tuple[str, str, str, str], ...] = (
     ("GET", "/v1/customers", "list_customers", "customer"),
     ("POST", "/v1/customers", "create_customer", "customer"),
+    ("GET", "/v1/customers/search", "search_customers", "customer"),
     ("GET", "/v1/customers/{id}", "get:customer", "customer"),
     ("POST", "/v1/customers/{id}", "update_customer", "customer"),
     ("DELETE", "/v1/customers/{id}", "delete_customer", "customer"),
@@ -219,6 +220,7 @@ ROUTES: tuple[tuple[str, str, str, str], ...] = (
     ("DELETE", "/v1/products/{id}", "delete_product", "product"),
     ("GET", "/v1/prices", "list_prices", "plan"),
     ("POST", "/v1/prices", "create_price", "plan"),
+    ("GET", "/v1/prices/search", "search_prices", "plan"),
     ("GET", "/v1/prices/{id}", "get:price", "plan"),
     ("POST", "/v1/prices/{id}", "update_price", "plan"),
     ("GET", "/v1/events", "list_events", "event"),
@@ -226,7 +228,8 @@ ROUTES: tuple[tuple[str, str, str, str], ...] = (
     *PAYMENT_ROUTES,
     *BILLING_ROUTES,
 )
-"""(method, path, what answers it, the restricted-key resource): ``list_x(params, limit)``,
+"""(method, path, what answers it, the restricted-key resource): ``list_x`` and ``search_x``
+``(params, limit)``,
 ``get:<type>`` (the stored object), else a :class:`SandboxState` method ``(*path ids,
 params)``. A restricted key needs ``rak_<resource>_read`` (GET) or ``_write`` (else)."""
 
@@ -433,7 +436,7 @@ def _run(state: SandboxState, action: str, ids: list[str], params: JSON) -> JSON
     if action.startswith("get:"):
         return state.get(action[4:], ids[0])
     method = getattr(state, action)
-    if action.startswith("list_"):
+    if action.startswith(("list_", "search_")):
         result: JSON | Page = method(*ids, params, list_limit(params))
         return result
     answer: JSON = method(*ids, params)
@@ -448,7 +451,11 @@ def _render(state: SandboxState, result: JSON | Page, params: JSON, path: str) -
     if isinstance(result, Page):
         inner = [e.removeprefix("data.") for e in expand if e.startswith("data.")]
         data = [state.expand(obj, inner) for obj in result.data] if inner else result.data
-        return {"object": "list", "data": data, "has_more": result.has_more, "url": path}
+        page = {"object": "list", "data": data, "has_more": result.has_more, "url": path}
+        if result.search:
+            page |= {"object": "search_result", "next_page": result.next_page}
+            page["total_count"] = result.total
+        return page
     return state.expand(result, expand) if expand else result
 
 

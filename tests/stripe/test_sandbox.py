@@ -800,3 +800,40 @@ def test_the_command_line_serves_demo_data():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+async def test_search_with_stripes_query_language(stripe_sandbox):
+    async with stripe_sdk(stripe_sandbox) as client:
+        acme = await client.v1.customers.create_async(
+            {"name": "Acme Bookkeeping", "email": "ap@acme.example", "metadata": {"client_id": "7"}}
+        )
+        await client.v1.customers.create_async(
+            {"name": "Birch Partners", "email": "b@birch.example"}
+        )
+        by_metadata = await client.v1.customers.search_async({"query": "metadata['client_id']:'7'"})
+        assert [c.id for c in by_metadata.data] == [
+            acme.id
+        ] and by_metadata.object == "search_result"
+        either = await client.v1.customers.search_async(
+            {"query": "email:'ap@acme.example' OR name~'birch'"}
+        )
+        assert len(either.data) == 2
+        first = await client.v1.customers.search_async({"query": "created>0", "limit": 1})
+        assert first.has_more and first.next_page
+        second = await client.v1.customers.search_async(
+            {"query": "created>0", "limit": 1, "page": first.next_page}
+        )
+        assert second.data[0].id != first.data[0].id and not second.has_more
+        negated = await client.v1.customers.search_async({"query": "-name:'Acme Bookkeeping'"})
+        assert [c.name for c in negated.data] == ["Birch Partners"]
+        price = await monthly_price(client)
+        prices = await client.v1.prices.search_async({"query": "active:'true' AND currency:'usd'"})
+        assert [p.id for p in prices.data] == [price.id]
+        await active_subscription(client, price)
+        subs = await client.v1.subscriptions.search_async({"query": "status:'active'"})
+        assert len(subs.data) == 1
+        with pytest.raises(stripe.InvalidRequestError) as refused:
+            await client.v1.customers.search_async({"query": "colour:'red'"})
+        assert refused.value.param == "query"
+        with pytest.raises(stripe.InvalidRequestError):
+            await client.v1.customers.search_async({"query": "name:'a' AND email:'b' OR name:'c'"})
