@@ -6,14 +6,15 @@ the same run; then an incremental run over 10,000 events.
     python bench/stripe.py --records 20000 --events 2000
 
 The sandbox runs in its own process, seeded with an account of about ``--records`` objects:
-a fifth customers, and for as many of them a paid monthly subscription (with its invoice,
-payment intent and charge). The hub fully syncs every stream (100 a page, every customer
-matched to the clients registry as it is stored); the raw baseline upserts the very rows the
-hub stored (read back from its database) into tables of the same shape with plain
-``executemany``; only the upserts are timed. Then the benchmark updates ``--events``
-customers through the API (each update is one event) and times the incremental run that
-reads those events oldest to newest and re-fetches each changed customer. Peak RSS is this
-process's, taken after the hub's runs and before the raw baseline. The last line is JSON.
+three quarters customers, the rest paid monthly subscriptions, each with its invoice, payment
+intent and charge (a sixteenth of ``--records`` subscriptions). The hub fully syncs every
+stream (100 a page, every customer matched to the clients registry as it is stored); the raw
+baseline upserts the very rows the hub stored (read back from its database) into tables of
+the same shape with plain ``executemany``; only the upserts are timed. Then the benchmark
+updates ``--events`` customers through the API (each update is one event) and times the
+incremental run that reads those events oldest to newest and re-fetches each changed
+customer. Peak RSS is this process's, taken after the hub's runs and before the raw
+baseline. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ async def serve_sandbox(records: int) -> None:
     sandbox = await start_sandbox(
         SandboxConfig(secret_key=KEY, webhook_secret="whsec_bench", webhook_url=None)
     )
-    sandbox.state.seed(customers=records // 5, products=5, subscriptions=records // 5)
+    subscriptions = records // 16  # with its invoice, payment intent and charge: 4 objects
+    sandbox.state.seed(
+        customers=records - 4 * subscriptions, products=5, subscriptions=subscriptions
+    )
     print("ready " + json.dumps({"base_url": sandbox.base_url}), flush=True)
     await asyncio.Event().wait()
 
