@@ -22,23 +22,20 @@ import asyncio
 import contextlib
 import json
 import resource
-import sqlite3
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 from child import start_ready_child
 from custom_accounting.sandbox import free_port
-from rawsql import create_records_table, open_raw, timed_upsert
+from rawsql import upsert_hub_rows
 
 from hub.config import load_settings
 from hub.core import Hub
 from hub.logs import configure_logging
-from hub.store.records import table_name
 from plugins.quickbooks.oauth import credentials_from
 from plugins.quickbooks.sandbox import (
     STATE_KEY,
@@ -194,32 +191,6 @@ def _getter(path: str) -> Any:
     return get
 
 
-def raw_upsert(folder: Path, connection: str) -> tuple[int, float]:
-    """Upsert the rows the hub stored into same-shaped tables of a new database (timed)."""
-    source = sqlite3.connect(folder / "hub.db")
-    conn = open_raw(folder / "raw.db")
-    total, elapsed = 0, 0.0
-    for spec in SPECS:
-        stream = spec.as_stream()
-        columns = list(stream.columns)
-        getters = [_getter(str(stream.columns[c])) for c in columns]
-        table = f"raw_{spec.stream}"
-        sql = create_records_table(conn, table, columns)
-        cursor = source.execute(
-            f"SELECT id, data FROM {table_name('quickbooks', spec.stream)} ORDER BY rowid"
-        )
-        while chunk := cursor.fetchmany(PAGE):
-            rows = []
-            for record_id, data in chunk:
-                record = orjson.loads(data)
-                rows.append((connection, record_id, *[g(record) for g in getters], data, "t", 1))
-            elapsed += timed_upsert(conn, sql, rows)
-            total += len(rows)
-    source.close()
-    conn.close()
-    return total, elapsed
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -243,7 +214,10 @@ def main() -> None:
             folder = Path(tmp)
             hub = asyncio.run(hub_runs(sandbox, folder, args.page_size))
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            raw_records, raw_s = raw_upsert(folder, hub["connection"])
+            streams = [spec.as_stream() for spec in SPECS]
+            raw_records, raw_s = upsert_hub_rows(
+                folder, "quickbooks", streams, hub["connection"], _getter
+            )
     finally:
         proc.terminate()
         proc.wait()

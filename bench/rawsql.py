@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+import orjson
+
+from hub.model import Stream
+from hub.store.records import table_name
+
+Getter = Callable[[dict[str, Any]], Any]
+CHUNK = 1000
 
 
 def open_raw(path: Path) -> sqlite3.Connection:
@@ -47,3 +55,38 @@ def timed_upsert(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]
     with conn:
         conn.executemany(sql, rows)
     return time.perf_counter() - began
+
+
+def upsert_hub_rows(
+    folder: Path,
+    integration: str,
+    streams: Iterable[Stream],
+    connection: str,
+    getter: Callable[[str], Getter],
+) -> tuple[int, float]:
+    """Upsert the rows the hub stored in ``folder/hub.db`` into same-shaped tables of a new
+    ``folder/raw.db``, a chunk per transaction; only the upserts are timed.
+
+    :param getter: makes the function reading one indexed column from a record's path.
+    :return: the rows upserted and the seconds the upserts took.
+    """
+    source = sqlite3.connect(folder / "hub.db")
+    conn = open_raw(folder / "raw.db")
+    total, elapsed = 0, 0.0
+    for stream in streams:
+        columns = list(stream.columns)
+        getters = [getter(str(stream.columns[c])) for c in columns]
+        sql = create_records_table(conn, f"raw_{stream.name}", columns)
+        cursor = source.execute(
+            f"SELECT id, data FROM {table_name(integration, stream.name)} ORDER BY rowid"
+        )
+        while chunk := cursor.fetchmany(CHUNK):
+            rows = []
+            for record_id, data in chunk:
+                record = orjson.loads(data)
+                rows.append((connection, record_id, *[g(record) for g in getters], data, "t", 1))
+            elapsed += timed_upsert(conn, sql, rows)
+            total += len(rows)
+    source.close()
+    conn.close()
+    return total, elapsed

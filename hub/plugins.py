@@ -42,6 +42,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hub.builtins.generic_webhooks",
     "plugins.quickbooks",
     "plugins.sendgrid",
+    "plugins.stripe",
 )
 """Built-in plugins, imported by module name; every one can be turned off with plugins.deny."""
 
