@@ -456,6 +456,16 @@ async def until(condition, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.001)
 
 
+async def assert_cancelled_after_two_pages(hub, task: asyncio.Task[Any]) -> None:
+    """The run ended cancelled, and what it recorded is what was committed: two pages."""
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (run,) = await hub.store.runs.recent("scripted:a")
+    assert (run["state"], run["created"]) == ("cancelled", 10)
+    assert (await hub.store.runs.cursors("scripted:a"))["items"].cursor == {"page": 2}
+    assert len(await live_ids(hub)) == 10
+
+
 async def test_a_sync_cancelled_with_batches_queued_counts_them_when_they_commit(make_hub):
     """Cancelled while its batches wait behind other writes: the run waits for them, and
     what it records is what was committed."""
@@ -471,12 +481,7 @@ async def test_a_sync_cancelled_with_batches_queued_counts_them_when_they_commit
     await asyncio.sleep(0.05)
     assert not task.done()  # waits for the queued commits
     gate.set()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    (run,) = await hub.store.runs.recent("scripted:a")
-    assert (run["state"], run["created"]) == ("cancelled", 10)
-    assert (await hub.store.runs.cursors("scripted:a"))["items"].cursor == {"page": 2}
-    assert len(await live_ids(hub)) == 10
+    await assert_cancelled_after_two_pages(hub, task)
 
 
 async def test_a_sync_cancelled_while_a_batch_commits_records_every_commit(
@@ -499,12 +504,7 @@ async def test_a_sync_cancelled_while_a_batch_commits_records_every_commit(
     await until(lambda: plugin.yielded == 2)
     task.cancel()
     gate.set()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    (run,) = await hub.store.runs.recent("scripted:a")
-    assert (run["state"], run["created"]) == ("cancelled", 10)
-    assert (await hub.store.runs.cursors("scripted:a"))["items"].cursor == {"page": 2}
-    assert len(await live_ids(hub)) == 10
+    await assert_cancelled_after_two_pages(hub, task)
 
 
 async def test_one_sync_at_a_time_per_connection(make_hub):
