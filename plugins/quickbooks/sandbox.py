@@ -177,7 +177,8 @@ class RequestRecord:
 
 @dataclass
 class InjectedFault:
-    """A fault for the next ``remaining`` requests whose path matches ``path`` (a regex)."""
+    """A fault for the next ``remaining`` requests whose path matches ``path`` (a regex),
+    once ``skip`` matching requests have been answered normally."""
 
     kind: Literal["status", "delay", "drop", "fault_body"]
     remaining: int = 1
@@ -185,6 +186,7 @@ class InjectedFault:
     status: int = 0
     retry_after: float | None = None
     delay: float = 0.0
+    skip: int = 0
 
     def matches(self, path: str) -> bool:
         """Whether this fault applies to a request for ``path``."""
@@ -639,13 +641,15 @@ class SandboxState:
         count: int = 1,
         path: str | None = None,
         retry_after: float | None = None,
+        skip: int = 0,
     ) -> InjectedFault:
-        """Answer the next ``count`` matching requests with ``status`` (e.g. 429, 500, 502, 503).
+        """Answer the next ``count`` matching requests with ``status`` (e.g. 429, 500, 502, 503),
+        after letting ``skip`` of them through.
 
         429 carries Intuit's ThrottleExceeded Fault (and ``Retry-After`` when given), 500 a
         SystemFault, 502/503 the gateway's HTML page.
         """
-        return self._inject(InjectedFault("status", count, path, status, retry_after))
+        return self._inject(InjectedFault("status", count, path, status, retry_after, skip=skip))
 
     def delay_next(self, seconds: float, count: int = 1, path: str | None = None) -> InjectedFault:
         """Delay the next ``count`` matching requests by ``seconds`` before answering."""
@@ -671,6 +675,9 @@ class SandboxState:
         """The first pending fault matching ``path``, consuming one of its uses."""
         for fault in self.faults:
             if fault.matches(path):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return None
                 fault.remaining -= 1
                 if fault.remaining == 0:
                     self.faults.remove(fault)
@@ -954,6 +961,7 @@ async def _cdc(request: web.Request) -> web.Response:
     state = _state(request)
     raw_entities = request.query.get("entities", "")
     changed_since = request.query.get("changedSince", "")
+    request[_RECORD].query = raw_entities
     for name, value in (("entities", raw_entities), ("changedSince", changed_since)):
         if not value:
             detail = f"Required parameter {name} is missing in the request"

@@ -360,27 +360,32 @@ def cdc_rows(body: Any) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-async def test_cdc_caps_at_1000_objects_oldest_first(
+async def test_cdc_orders_and_caps_as_intuit_documents(
     aiohttp_client: Callable[..., Awaitable[Client]],
 ) -> None:
     counts = {"Invoice": 700, "Customer": 600}
     config = make_config(companies=(CompanySpec(REALM, counts=counts),), history_days=20)
     api = Api(await aiohttp_client(create_app(config)))
+    api.state.delete(REALM, "Invoice", "3")  # the oldest change of all, but deleted
     since = (START - timedelta(days=25)).isoformat()
-    _, body = await api.get("cdc", entities="Invoice,Customer", changedSince=since)
+    _, body = await api.get("cdc", entities="Customer,Invoice", changedSince=since)
     got = cdc_rows(body)
-    assert len(got) == 1000
-    assert sum(block["maxResults"] for block in body["CDCResponse"][0]["QueryResponse"]) == 1000
-    returned = {(name, row["Id"]) for name, row in got}
-    newest = max(row["MetaData"]["LastUpdatedTime"] for _, row in got)
-    for name, n in counts.items():
-        for i in range(1, n + 1):
-            if (name, str(i)) not in returned:
-                updated = api.state.get(REALM, name, str(i))["MetaData"]["LastUpdatedTime"]
-                assert updated >= newest  # the cap keeps the oldest changes
-    # A client seeing a full window moves changedSince to the newest time it got.
-    _, rest = await api.get("cdc", entities="Invoice,Customer", changedSince=newest)
-    assert len(returned | {(name, row["Id"]) for name, row in cdc_rows(rest)}) == 1300
+    assert len(got) == 1000  # the cap counts over all entities asked
+    # grouped by type in the order asked, each by LastUpdatedTime: Customer fills 600 ...
+    assert [name for name, _ in got] == ["Customer"] * 600 + ["Invoice"] * 400
+    for name in ("Customer", "Invoice"):
+        stamps = [row["MetaData"]["LastUpdatedTime"] for n, row in got if n == name]
+        assert stamps == sorted(stamps)
+    # ... and the deleted Invoice 3 comes after every active one: the cap cut it off
+    assert ("Invoice", "3") not in {(name, row["Id"]) for name, row in got}
+    _, body = await api.get("cdc", entities="Invoice", changedSince=since)
+    got = cdc_rows(body)
+    assert len(got) == 700 and got[-1][1] == {
+        "Id": "3",
+        "status": "Deleted",
+        "domain": "QBO",
+        "MetaData": {"LastUpdatedTime": START.isoformat()},
+    }
 
 
 async def test_cdc_rejects_changed_since_older_than_30_days(api: Api) -> None:
