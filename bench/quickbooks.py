@@ -143,6 +143,7 @@ async def hub_runs(sandbox: dict[str, Any], folder: Path, page: int) -> dict[str
                     "base_url": sandbox["base_url"],
                     "oauth_base_url": sandbox["oauth_base_url"],
                     "requests_per_minute": 1_000_000,  # the sandbox does not throttle
+                    "requests_per_second": 1_000_000,
                     "page_size": page,
                     "sync_on_connect": False,
                 }

@@ -1,10 +1,12 @@
 """The one HTTP helper every plugin uses: retries, backoff, ``Retry-After``, rate limits.
 
 One ``aiohttp.ClientSession`` serves the process. Each call names a *limit key* (a realm, an
-account) whose moving-window budget (aiolimiter) and concurrency cap apply to it. Transient
-failures (429, 5xx, timeouts, resets) are retried with exponential backoff and full jitter,
-never sooner than the provider's ``Retry-After``; what remains is raised as a classified
-:class:`~hub.errors.ProviderError`.
+account) whose budget applies to it: a leaky bucket (aiolimiter), exact sliding windows
+(:mod:`hub.ratelimit`, for providers that count "N per second and M per minute") and a
+concurrency cap. Transient failures (429, 5xx, timeouts, resets) are retried with exponential
+backoff and full jitter, never sooner than the provider's ``Retry-After``, and after a throttle
+never sooner than the policy's ``throttle_wait`` (the whole key pauses); what remains is raised
+as a classified :class:`~hub.errors.ProviderError`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import email.utils
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ from hub.errors import (
     ServerError,
     ValidationError,
 )
+from hub.ratelimit import SlidingWindows
 
 log = structlog.get_logger("hub.http")
 
@@ -47,11 +50,16 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 30.0
     retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+    throttle_wait: float = 0.0
+    """Least seconds to wait after the provider throttled a call (429 or a throttle fault);
+    the call's whole limit key pauses as long."""
 
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based): full jitter, capped."""
+    def delay(self, attempt: int, retry_after: float | None, throttled: bool = False) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based): full jitter, capped;
+        after a throttle at least ``throttle_wait``."""
         backoff = random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
-        return max(backoff, min(retry_after or 0.0, self.max_delay * 4))
+        least = self.throttle_wait if throttled else 0.0
+        return max(backoff, least, min(retry_after or 0.0, self.max_delay * 4))
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,9 @@ class _Limit:
     limiter: AsyncLimiter | None
     slots: asyncio.Semaphore | None
     max_concurrent: int | None = None
+    windows: SlidingWindows | None = None
+    paused_until: float = 0.0
+    """Monotonic time before which no call of the key is sent (after a throttle)."""
 
 
 def classify(status: int, message: str) -> ProviderError:
@@ -137,14 +148,22 @@ class HttpClient:
         max_rate: float | None = None,
         period: float = 60.0,
         max_concurrent: int | None = None,
+        windows: Sequence[tuple[int, float]] = (),
     ) -> None:
-        """Set the budget for ``key``: ``max_rate`` calls per ``period``, a concurrency cap."""
+        """Set the budget for ``key`` (the first configuration of a key wins).
+
+        :param max_rate: a leaky bucket of ``max_rate`` calls draining over ``period``.
+        :param windows: ``(max_calls, period)`` pairs: no ``period`` seconds ever admit more
+            than ``max_calls`` calls of the key (each window holds exactly).
+        :param max_concurrent: calls of the key in flight at once.
+        """
         if key in self._limits:
             return
         self._limits[key] = _Limit(
             limiter=AsyncLimiter(max_rate, period) if max_rate else None,
             slots=asyncio.Semaphore(max_concurrent) if max_concurrent else None,
             max_concurrent=max_concurrent,
+            windows=SlidingWindows(windows) if windows else None,
         )
 
     def limit_state(self, key: str) -> dict[str, Any] | None:
@@ -156,7 +175,13 @@ class HttpClient:
         return {
             "max_rate": limiter.max_rate if limiter else None,
             "period_s": limiter.time_period if limiter else None,
-            "rate_has_capacity": limiter.has_capacity() if limiter else True,
+            "rate_has_capacity": (limiter.has_capacity() if limiter else True)
+            and (limit.windows.wait_time() <= 0 if limit.windows else True),
+            "windows": [
+                {"max_calls": calls, "period_s": period}
+                for calls, period in (limit.windows.limits if limit.windows else ())
+            ],
+            "paused_s": round(max(0.0, limit.paused_until - time.monotonic()), 1),
             "max_concurrent": limit.max_concurrent,
             "all_slots_busy": slots.locked() if slots else False,
         }
@@ -208,9 +233,14 @@ class HttpClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 error = NetworkError(f"{method} {_strip(url)}: {type(exc).__name__}: {exc}")
                 retryable = may_retry_network
+            throttled = isinstance(error, RateLimitError)
+            if throttled and limit is not None and policy.throttle_wait:
+                # the provider counts the key, not the call: the key's other calls wait too
+                resume = time.monotonic() + policy.throttle_wait
+                limit.paused_until = max(limit.paused_until, resume)
             if not retryable or attempt >= policy.attempts:
                 raise error
-            wait = policy.delay(attempt, retry_after)
+            wait = policy.delay(attempt, retry_after, throttled)
             log.info(
                 "retrying provider call",
                 method=method,
@@ -238,8 +268,8 @@ class HttpClient:
             else contextlib.nullcontext()
         )
         async with slot:
-            if limit is not None and limit.limiter is not None:
-                await limit.limiter.acquire()
+            if limit is not None:
+                await _admit(limit)
             kwargs: dict[str, Any] = {"headers": headers, "params": params, "data": body}
             if timeout is not None:
                 kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
@@ -252,6 +282,17 @@ class HttpClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _admit(limit: _Limit) -> None:
+    """Wait until the key's pause is over and every budget of the key admits one more call."""
+    # a throttle answered meanwhile may extend the pause: a deadline, not an event
+    while (pause := limit.paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
+        await asyncio.sleep(pause)
+    if limit.windows is not None:
+        await limit.windows.acquire()
+    if limit.limiter is not None:
+        await limit.limiter.acquire()
 
 
 def _strip(url: str) -> str:

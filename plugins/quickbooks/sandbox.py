@@ -111,6 +111,7 @@ class SandboxConfig:
     auth_code_lifetime: int = 300
     throttle: bool = True
     rate_limit_per_minute: int = 500
+    rate_limit_per_second: int = 10
     max_concurrent: int = 10
     prerender: bool = False
     prerender_max_bytes: int = 2 * 1024**3
@@ -164,7 +165,8 @@ class TokenPair:
 
 @dataclass
 class RequestRecord:
-    """One request the sandbox received; ``status`` is None when the connection was dropped."""
+    """One request the sandbox received; ``status`` is None when the connection was dropped,
+    ``at`` its arrival (monotonic seconds, the clock the throttle counts on)."""
 
     method: str
     path: str
@@ -173,6 +175,7 @@ class RequestRecord:
     query: str | None = None
     grant_type: str | None = None
     status: int | None = None
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -616,7 +619,8 @@ class SandboxState:
     # ---- throttling
 
     def admit(self, realm_id: str) -> bool:
-        """Count a request against the realm's limits; False means answer 429."""
+        """Count a request against the realm's limits (in flight, per second, per minute, as
+        Intuit counts them); False means answer 429."""
         load = self._loads.setdefault(realm_id, _Load())
         now = time.monotonic()
         while load.recent and load.recent[0] <= now - 60:
@@ -624,6 +628,9 @@ class SandboxState:
         if load.in_flight >= self.config.max_concurrent:
             return False
         if len(load.recent) >= self.config.rate_limit_per_minute:
+            return False
+        per_second = self.config.rate_limit_per_second
+        if len(load.recent) >= per_second and load.recent[-per_second] > now - 1:
             return False
         load.in_flight += 1
         load.recent.append(now)
@@ -817,7 +824,8 @@ def _gateway_fault(state: SandboxState, status: int, detail: str) -> web.Respons
 
 def _throttled(state: SandboxState, retry_after: float | None = None) -> web.Response:
     message = "message=ThrottleExceeded; errorCode=003001; statusCode=429"
-    response = _fault(state, "3001", message, "The request limit was reached.  Try again later")
+    detail = "The request limit was reached.  Try again later"
+    response = _fault(state, "3001", message, detail, "SERVICE")
     response.set_status(429)
     response.headers.update({"Retry-After": f"{retry_after:g}"} if retry_after is not None else {})
     return response

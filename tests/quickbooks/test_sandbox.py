@@ -33,7 +33,7 @@ from plugins.quickbooks.sandbox import (
     sign_intuit_webhook,
     start_sandbox,
 )
-from tests.quickbooks.conftest import INTUIT_SPECS
+from tests.quickbooks.conftest import FAST, INTUIT_SPECS
 
 TZ = timezone(timedelta(hours=-7))
 START = datetime(2025, 6, 30, 9, 0, tzinfo=TZ)
@@ -48,9 +48,10 @@ Client = TestClient[web.Request, web.Application]
 
 
 def make_config(**overrides: Any) -> SandboxConfig:
-    """A frozen-clock sandbox with two small companies."""
+    """A frozen-clock sandbox with two small companies (Intuit's limits, but per second)."""
     companies = (CompanySpec(REALM, counts=SMALL), CompanySpec(OTHER_REALM, seed=7))
     settings: dict[str, Any] = {"companies": companies, "start_time": START, "freeze_clock": True}
+    settings["rate_limit_per_second"] = FAST
     return SandboxConfig(**{**settings, **overrides})
 
 
@@ -526,8 +527,18 @@ async def test_more_than_ten_concurrent_requests_are_throttled(api: Api) -> None
     statuses = sorted(status for status, _ in results)
     assert statuses == [200] * 10 + [429] * 2
     fault = next(body for status, body in results if status == 429)["Fault"]
-    assert fault["Error"][0]["code"] == "3001"
+    assert fault["Error"][0]["code"] == "3001" and fault["type"] == "SERVICE"
     assert "ThrottleExceeded" in fault["Error"][0]["Message"]
+
+
+async def test_more_than_ten_requests_in_a_second_are_throttled(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+) -> None:
+    api = Api(await aiohttp_client(create_app(make_config(rate_limit_per_second=10))))
+    statuses = [(await api.get("term/1"))[0] for _ in range(11)]
+    assert statuses == [200] * 10 + [429]
+    requests = [r for r in api.state.requests if r.path.startswith("/v3/")]
+    assert requests[-1].at - requests[0].at < 1  # all eleven arrived within one second
 
 
 async def test_per_minute_limit_and_switching_throttling_off(

@@ -370,6 +370,8 @@ streams = ["invoices"]
 page_size = 50
 retry_base_delay = 0.01
 requests_per_minute = 6000
+requests_per_second = 1000
+throttle_wait_s = 0.01
 """
     return Daemon(
         folder, toml, {"HUB_INTEGRATIONS__QUICKBOOKS__CLIENT_SECRET": config.client_secret}
