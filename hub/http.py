@@ -200,12 +200,16 @@ class HttpClient:
         idempotent: bool | None = None,
         check: ResponseCheck | None = None,
         timeout: float | None = None,
+        request_id_header: str | None = None,
     ) -> Response:
         """Send a request with limits and retries; return the 2xx response.
 
         :param check: inspects a 2xx response and raises a ProviderError for a fault hidden
             inside it (retried if it is a ServerError or RateLimitError).
         :param idempotent: whether a network failure may be retried (default: by method).
+        :param request_id_header: the answer header naming the provider's id of the answer
+            (``intuit_tid``, ``Request-Id``): a failed answer's id is logged, set as the
+            error's ``request_id`` and quoted in its message.
         :raise ProviderError: classified, once retries are exhausted or not allowed.
         """
         policy = retry or RetryPolicy()
@@ -219,8 +223,10 @@ class HttpClient:
         while True:
             attempt += 1
             retry_after: float | None = None
+            request_id: str | None = None
             try:
                 response = await self._send(limit, method, url, send_headers, params, body, timeout)
+                request_id = _header(response, request_id_header)
                 if 200 <= response.status < 300:
                     if check is not None:
                         check(response)
@@ -233,23 +239,26 @@ class HttpClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 error = NetworkError(f"{method} {_strip(url)}: {type(exc).__name__}: {exc}")
                 retryable = may_retry_network
+            if request_id is not None:
+                _quote_request_id(error, request_id_header or "", request_id)
             throttled = isinstance(error, RateLimitError)
             if throttled and limit is not None and policy.throttle_wait:
                 # the provider counts the key, not the call: the key's other calls wait too
                 resume = time.monotonic() + policy.throttle_wait
                 limit.paused_until = max(limit.paused_until, resume)
+            failure = {
+                "method": method,
+                "url": _strip(url),
+                "attempt": attempt,
+                "error_class": error.error_class,
+                "status": error.status,
+                "request_id": request_id,
+            }
             if not retryable or attempt >= policy.attempts:
+                log.warning("provider call failed", **failure)
                 raise error
             wait = policy.delay(attempt, retry_after, throttled)
-            log.info(
-                "retrying provider call",
-                method=method,
-                url=_strip(url),
-                attempt=attempt,
-                wait_s=round(wait, 2),
-                error_class=error.error_class,
-                status=error.status,
-            )
+            log.info("retrying provider call", wait_s=round(wait, 2), **failure)
             await asyncio.sleep(wait)
 
     async def _send(
@@ -293,6 +302,21 @@ async def _admit(limit: _Limit) -> None:
         await limit.windows.acquire()
     if limit.limiter is not None:
         await limit.limiter.acquire()
+
+
+def _header(response: Response, name: str | None) -> str | None:
+    """A header of ``response`` by case-insensitive name (None: not asked for, or absent)."""
+    if name is None:
+        return None
+    wanted = name.lower()
+    return next((v for k, v in response.headers.items() if k.lower() == wanted), None)
+
+
+def _quote_request_id(error: ProviderError, name: str, value: str) -> None:
+    """Give ``error`` the provider's id of the failed answer, in its message too (the run's
+    and the connection's last error show the message)."""
+    error.request_id = value
+    error.args = (f"{error.args[0] if error.args else ''} [{name} {value}]", *error.args[1:])
 
 
 def _strip(url: str) -> str:

@@ -7,8 +7,8 @@ flight (Intuit sends no rate-limit headers, so the hub keeps the count). The sha
 retries 429, 5xx, timeouts and resets with backoff honouring ``Retry-After``; after a 429 the
 company's calls pause ``throttle_wait_s``, as Intuit advises. A ``200`` whose body is a
 ``Fault`` is an error, classified like a status (and retried when it is a throttle or a
-system fault). A ``401`` refreshes the access token
-once (single-flight, see :mod:`.oauth`) and repeats the call.
+system fault). A ``401`` refreshes the access token once (single-flight, see :mod:`.oauth`)
+and repeats the call. A failed call's log line and error quote the answer's ``intuit_tid``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ _SYSTEM_CODES = frozenset({"10000", "10001", "10002"})
 _NOT_FOUND_CODE = "610"
 
 
+INTUIT_TID = "intuit_tid"
+"""The answer header Intuit's support asks for: a failed call's error and log line quote it."""
 ARRIVAL_MARGIN_S = 0.05
 """Intuit counts requests as they arrive: each window the hub counts is this much longer, so
 calls sent a window apart cannot arrive closer than one."""
@@ -174,6 +176,7 @@ class QuickBooksClient:
                     limit_key=self._key,
                     retry=self._retry,
                     check=check_fault,
+                    request_id_header=INTUIT_TID,
                 )
             except AuthenticationError:
                 if attempt == 2:

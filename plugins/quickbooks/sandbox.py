@@ -166,7 +166,8 @@ class TokenPair:
 @dataclass
 class RequestRecord:
     """One request the sandbox received; ``status`` is None when the connection was dropped,
-    ``at`` its arrival (monotonic seconds, the clock the throttle counts on)."""
+    ``at`` its arrival (monotonic seconds, the clock the throttle counts on), ``intuit_tid``
+    the id its answer carried."""
 
     method: str
     path: str
@@ -176,6 +177,7 @@ class RequestRecord:
     grant_type: str | None = None
     status: int | None = None
     at: float = field(default_factory=time.monotonic)
+    intuit_tid: str | None = None
 
 
 @dataclass
@@ -781,7 +783,6 @@ def _state(request: web.Request) -> SandboxState:
 
 def _json(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     response = web.Response(body=body, status=status, content_type="application/json")
-    response.headers["intuit_tid"] = str(uuid.uuid4())
     response.headers.update(headers or {})
     return response
 
@@ -851,6 +852,16 @@ def _oauth_error(error: str, status: int = 400) -> web.Response:
 
 
 # --------------------------------------------------------------------------- middlewares
+
+
+async def _stamp_tid(request: web.Request, response: web.StreamResponse) -> None:
+    """Give every answer (errors and HTML pages included) an ``intuit_tid``, as Intuit does,
+    and note it on the request's record."""
+    tid = str(uuid.uuid4())
+    response.headers["intuit_tid"] = tid
+    record = request.get(_RECORD)
+    if record is not None:
+        record.intuit_tid = tid
 
 
 @web.middleware
@@ -1144,6 +1155,7 @@ def create_app(config: SandboxConfig) -> web.Application:
     """The sandbox as an aiohttp application; its state is ``app[STATE_KEY]``."""
     app = web.Application(middlewares=[_record, _split_bases, _inject, _guard, _delay])
     app[STATE_KEY] = SandboxState(config)
+    app.on_response_prepare.append(_stamp_tid)
     company = "/v3/company/{realm}"
     app.router.add_route("GET", f"{company}/query", _query)
     app.router.add_route("POST", f"{company}/query", _query)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from structlog.testing import capture_logs
 
 from hub.errors import (
     AuthenticationError,
@@ -120,3 +121,17 @@ async def test_a_429_pauses_the_company_for_the_throttle_wait(make_hub, sandbox)
     calls = [r for r in sandbox.state.requests if r.path.startswith("/v3/")]
     assert [r.status for r in calls] == [200, 429, 200]
     assert calls[2].at - calls[1].at >= 0.3  # not the 0.01 s backoff of retry_base_delay
+
+
+async def test_a_failed_call_quotes_intuit_tid_in_its_log_and_the_last_error(make_hub, sandbox):
+    hub, _ = await api(make_hub, sandbox, streams=["invoices"], retry_attempts=2)
+    sandbox.state.fail_next(500, count=2, path="/query$")
+    with capture_logs() as logs:
+        result = await hub.engine.run(f"quickbooks:{REALM}")
+    assert result.state == "failed"
+    tids = [r.intuit_tid for r in sandbox.state.requests if r.status == 500]
+    assert len(tids) == 2 and all(tids)
+    calls = ("retrying provider call", "provider call failed")
+    assert [line["request_id"] for line in logs if line["event"] in calls] == tids
+    last_error = hub.states.get(f"quickbooks:{REALM}").last_error
+    assert last_error is not None and f"[intuit_tid {tids[-1]}]" in last_error.message

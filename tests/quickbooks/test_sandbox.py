@@ -776,3 +776,20 @@ def test_merge_deletes_the_loser_and_reports_one_event() -> None:
     assert (event.operation, event.entity_id, event.deleted_id) == ("Merge", "5", "7")
     with pytest.raises(ValueError, match="list entities"):
         state.merge(REALM, "Invoice", "1", "2")
+
+
+async def test_every_answer_carries_an_intuit_tid(api: Api) -> None:
+    api.state.fail_next(502, path="/invoice/")
+    seen = []
+    for path, headers in (
+        ("term/1", api.headers()),
+        ("invoice/1", api.headers()),  # the gateway's HTML page
+        ("term/1", {"Authorization": f"Bearer {api.token}"}),  # 406: not asking for JSON
+        ("term/1", {"Accept": "application/json"}),  # 401: no token
+    ):
+        async with api.client.get(f"/v3/company/{REALM}/{path}", headers=headers) as response:
+            seen.append((response.status, response.headers.get("intuit_tid")))
+    assert [status for status, _ in seen] == [200, 502, 406, 401]
+    tids = [tid for _, tid in seen]
+    assert all(tids) and len(set(tids)) == 4
+    assert [r.intuit_tid for r in api.state.requests] == tids
