@@ -34,16 +34,23 @@ class StoreError(HubError):
 
 class ProviderError(HubError):
     """A provider call failed; ``status`` is the HTTP status when there was one, ``body`` the
-    start of the provider's error answer (empty when there was none), for its reason."""
+    start of the provider's error answer (empty when there was none), for its reason, and
+    ``request_id`` the provider's id of the failed answer (what its support asks for)."""
 
     error_class = "provider"
 
     def __init__(
-        self, message: str, *, status: int | None = None, advice: str | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        advice: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message, advice=advice)
         self.status = status
         self.body = b""
+        self.request_id = request_id
 
 
 class AuthenticationError(ProviderError):

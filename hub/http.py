@@ -1,10 +1,12 @@
 """The one HTTP helper every plugin uses: retries, backoff, ``Retry-After``, rate limits.
 
 One ``aiohttp.ClientSession`` serves the process. Each call names a *limit key* (a realm, an
-account) whose moving-window budget (aiolimiter) and concurrency cap apply to it. Transient
-failures (429, 5xx, timeouts, resets) are retried with exponential backoff and full jitter,
-never sooner than the provider's ``Retry-After``; what remains is raised as a classified
-:class:`~hub.errors.ProviderError`.
+account) whose budget applies to it: a leaky bucket (aiolimiter), exact sliding windows
+(:mod:`hub.ratelimit`, for providers that count "N per second and M per minute") and a
+concurrency cap. Transient failures (429, 5xx, timeouts, resets) are retried with exponential
+backoff and full jitter, never sooner than the provider's ``Retry-After``, and after a throttle
+never sooner than the policy's ``throttle_wait`` (the whole key pauses); what remains is raised
+as a classified :class:`~hub.errors.ProviderError`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import email.utils
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ from hub.errors import (
     ServerError,
     ValidationError,
 )
+from hub.ratelimit import SlidingWindows
 
 log = structlog.get_logger("hub.http")
 
@@ -52,11 +55,16 @@ class RetryPolicy:
     reset_header: str | None = None
     """A response header holding the epoch second a rate limit resets (SendGrid's
     ``X-RateLimit-Reset``), honoured like ``Retry-After`` on a retried status."""
+    throttle_wait: float = 0.0
+    """Least seconds to wait after the provider throttled a call (429 or a throttle fault);
+    the call's whole limit key pauses as long."""
 
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based): full jitter, capped."""
+    def delay(self, attempt: int, retry_after: float | None, throttled: bool = False) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based): full jitter, capped;
+        after a throttle at least ``throttle_wait``."""
         backoff = random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
-        return max(backoff, min(retry_after or 0.0, self.max_delay * 4))
+        least = self.throttle_wait if throttled else 0.0
+        return max(backoff, least, min(retry_after or 0.0, self.max_delay * 4))
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,9 @@ class _Limit:
     limiter: AsyncLimiter | None
     slots: asyncio.Semaphore | None
     max_concurrent: int | None = None
+    windows: SlidingWindows | None = None
+    paused_until: float = 0.0
+    """Monotonic time before which no call of the key is sent (after a throttle)."""
 
 
 def classify(status: int, message: str) -> ProviderError:
@@ -150,14 +161,22 @@ class HttpClient:
         max_rate: float | None = None,
         period: float = 60.0,
         max_concurrent: int | None = None,
+        windows: Sequence[tuple[int, float]] = (),
     ) -> None:
-        """Set the budget for ``key``: ``max_rate`` calls per ``period``, a concurrency cap."""
+        """Set the budget for ``key`` (the first configuration of a key wins).
+
+        :param max_rate: a leaky bucket of ``max_rate`` calls draining over ``period``.
+        :param windows: ``(max_calls, period)`` pairs: no ``period`` seconds ever admit more
+            than ``max_calls`` calls of the key (each window holds exactly).
+        :param max_concurrent: calls of the key in flight at once.
+        """
         if key in self._limits:
             return
         self._limits[key] = _Limit(
             limiter=AsyncLimiter(max_rate, period) if max_rate else None,
             slots=asyncio.Semaphore(max_concurrent) if max_concurrent else None,
             max_concurrent=max_concurrent,
+            windows=SlidingWindows(windows) if windows else None,
         )
 
     def limit_state(self, key: str) -> dict[str, Any] | None:
@@ -169,7 +188,13 @@ class HttpClient:
         return {
             "max_rate": limiter.max_rate if limiter else None,
             "period_s": limiter.time_period if limiter else None,
-            "rate_has_capacity": limiter.has_capacity() if limiter else True,
+            "rate_has_capacity": (limiter.has_capacity() if limiter else True)
+            and (limit.windows.wait_time() <= 0 if limit.windows else True),
+            "windows": [
+                {"max_calls": calls, "period_s": period}
+                for calls, period in (limit.windows.limits if limit.windows else ())
+            ],
+            "paused_s": round(max(0.0, limit.paused_until - time.monotonic()), 1),
             "max_concurrent": limit.max_concurrent,
             "all_slots_busy": slots.locked() if slots else False,
         }
@@ -188,12 +213,16 @@ class HttpClient:
         idempotent: bool | None = None,
         check: ResponseCheck | None = None,
         timeout: float | None = None,
+        request_id_header: str | None = None,
     ) -> Response:
         """Send a request with limits and retries; return the 2xx response.
 
         :param check: inspects a 2xx response and raises a ProviderError for a fault hidden
             inside it (retried if it is a ServerError or RateLimitError).
         :param idempotent: whether a network failure may be retried (default: by method).
+        :param request_id_header: the answer header naming the provider's id of the answer
+            (``intuit_tid``, ``Request-Id``): a failed answer's id is logged, set as the
+            error's ``request_id`` and quoted in its message.
         :raise ProviderError: classified, once retries are exhausted or not allowed.
         """
         policy = retry or RetryPolicy()
@@ -207,8 +236,10 @@ class HttpClient:
         while True:
             attempt += 1
             retry_after: float | None = None
+            request_id: str | None = None
             try:
                 response = await self._send(limit, method, url, send_headers, params, body, timeout)
+                request_id = _header(response, request_id_header)
                 if 200 <= response.status < 300:
                     if check is not None:
                         check(response)
@@ -224,18 +255,26 @@ class HttpClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 error = NetworkError(f"{method} {_strip(url)}: {type(exc).__name__}: {exc}")
                 retryable = may_retry_network
+            if request_id is not None:
+                _quote_request_id(error, request_id_header or "", request_id)
+            throttled = isinstance(error, RateLimitError)
+            if throttled and limit is not None and policy.throttle_wait:
+                # the provider counts the key, not the call: the key's other calls wait too
+                resume = time.monotonic() + policy.throttle_wait
+                limit.paused_until = max(limit.paused_until, resume)
+            failure = {
+                "method": method,
+                "url": _strip(url),
+                "attempt": attempt,
+                "error_class": error.error_class,
+                "status": error.status,
+                "request_id": request_id,
+            }
             if not retryable or attempt >= policy.attempts:
+                log.warning("provider call failed", **failure)
                 raise error
-            wait = policy.delay(attempt, retry_after)
-            log.info(
-                "retrying provider call",
-                method=method,
-                url=_strip(url),
-                attempt=attempt,
-                wait_s=round(wait, 2),
-                error_class=error.error_class,
-                status=error.status,
-            )
+            wait = policy.delay(attempt, retry_after, throttled)
+            log.info("retrying provider call", wait_s=round(wait, 2), **failure)
             await asyncio.sleep(wait)
 
     async def _send(
@@ -254,8 +293,8 @@ class HttpClient:
             else contextlib.nullcontext()
         )
         async with slot:
-            if limit is not None and limit.limiter is not None:
-                await limit.limiter.acquire()
+            if limit is not None:
+                await _admit(limit)
             kwargs: dict[str, Any] = {"headers": headers, "params": params, "data": body}
             if timeout is not None:
                 kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
@@ -268,6 +307,32 @@ class HttpClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _admit(limit: _Limit) -> None:
+    """Wait until the key's pause is over and every budget of the key admits one more call."""
+    # a throttle answered meanwhile may extend the pause: a deadline, not an event
+    while (pause := limit.paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
+        await asyncio.sleep(pause)
+    if limit.windows is not None:
+        await limit.windows.acquire()
+    if limit.limiter is not None:
+        await limit.limiter.acquire()
+
+
+def _header(response: Response, name: str | None) -> str | None:
+    """A header of ``response`` by case-insensitive name (None: not asked for, or absent)."""
+    if name is None:
+        return None
+    wanted = name.lower()
+    return next((v for k, v in response.headers.items() if k.lower() == wanted), None)
+
+
+def _quote_request_id(error: ProviderError, name: str, value: str) -> None:
+    """Give ``error`` the provider's id of the failed answer, in its message too (the run's
+    and the connection's last error show the message)."""
+    error.request_id = value
+    error.args = (f"{error.args[0] if error.args else ''} [{name} {value}]", *error.args[1:])
 
 
 def _strip(url: str) -> str:

@@ -14,8 +14,9 @@ hub with your plugins registered; stopped after the test), ``hub_client`` (an ai
 client of the full app, authorised with the admin token). Helpers: :func:`sync_records`
 (run a sync and return the stored live records per stream), :func:`stored_records`,
 :func:`hub_of` (the hub behind a ``hub_client`` client),
-:func:`generic_signature` (sign a body like a generic sender) and :func:`deliver_webhook`
-(post a webhook and wait until its handlers ran).
+:func:`generic_signature` (sign a body like a generic sender), :func:`deliver_webhook`
+(post a webhook and wait until its handlers ran) and :func:`most_in_window` (check a rate
+limit against recorded request times).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import asyncio
 import base64
 import hmac
 import socket
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -185,6 +187,12 @@ async def stored_records(
         return out
 
     return await hub.store.db.read(read)
+
+
+def most_in_window(times: Iterable[float], period: float) -> int:
+    """The most of ``times`` (seconds) that any window ``[t, t + period)`` holds."""
+    ordered = sorted(times)
+    return max((bisect_left(ordered, t + period) - i for i, t in enumerate(ordered)), default=0)
 
 
 def generic_signature(secret: str, body: bytes, encoding: str = "hex") -> str:

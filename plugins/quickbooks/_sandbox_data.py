@@ -1064,6 +1064,10 @@ class Table:
         override = self.overrides.get(index)
         return override.updated if override else self.base_updated(index)
 
+    def updated_key(self, index: int) -> tuple[int, int]:
+        """A row's place in time order: LastUpdatedTime, then index."""
+        return (self.updated(index), index)
+
     def first_at_or_after(self, ts: int) -> int:
         """The first generated index whose base LastUpdatedTime is at or after ``ts``."""
         lo, hi = 0, self.base_count
@@ -1275,22 +1279,22 @@ class Company:
         return Stream(table, lo, hi, extras, plan.order_by_time)
 
     def changes(self, entities: list[str], since: int, limit: int) -> list[tuple[str, list[JSON]]]:
-        """CDC: rows changed at or after ``since``, oldest first, at most ``limit`` in total.
-
-        Deleted rows come back as tombstones. The cap applies across all entities together.
-        """
-        changed: list[tuple[int, int, int]] = []
-        for position, entity in enumerate(entities):
+        """CDC, in Intuit's documented order: rows changed at or after ``since``, grouped by
+        entity in the order asked, each group by LastUpdatedTime with its deleted objects
+        (tombstones) after its active ones, at most ``limit`` objects over all groups."""
+        grouped: list[tuple[str, list[JSON]]] = []
+        room = limit
+        for entity in entities:
             table = self.tables[entity]
             extras = [i for i, o in table.overrides.items() if o.updated >= since]
-            stream = Stream(table, table.first_at_or_after(since), table.base_count, extras, True)
-            changed.extend((table.updated(i), position, i) for i in stream.window(0, limit))
-        changed.sort()
-        grouped: list[tuple[str, list[JSON]]] = [(entity, []) for entity in entities]
-        for _, position, index in changed[:limit]:
-            table = self.tables[entities[position]]
-            row = table.render(index) if table.is_live(index) else table.tombstone(index)
-            grouped[position][1].append(row)
+            live = [i for i in extras if table.is_live(i)]
+            first = table.first_at_or_after(since)
+            active = Stream(table, first, table.base_count, live, True).window(0, room)
+            deleted = sorted((i for i in extras if not table.is_live(i)), key=table.updated_key)
+            picked = [table.render(i) for i in active]
+            picked += [table.tombstone(i) for i in deleted[: room - len(active)]]
+            grouped.append((entity, picked))
+            room -= len(picked)
         return grouped
 
     def find(self, entity: str, entity_id: str) -> int | None:

@@ -1,12 +1,14 @@
 """QuickBooks Online v3 API calls, through the hub's shared HTTP client.
 
 Every call carries ``minorversion`` and the connection's bearer token, and counts against the
-company's budget: no 60-second window holds more than ``requests_per_minute`` requests and at
-most ``max_concurrent`` are in flight (Intuit sends no rate-limit headers, so the hub keeps
-the count). The shared client retries 429, 5xx, timeouts and resets with backoff honouring
-``Retry-After``. A ``200`` whose body is a ``Fault`` is an error, classified like a status
-(and retried when it is a throttle or a system fault). A ``401`` refreshes the access token
-once (single-flight, see :mod:`.oauth`) and repeats the call.
+company's budget: no 1-second window holds more than ``requests_per_second`` requests, no
+60-second window more than ``requests_per_minute``, and at most ``max_concurrent`` are in
+flight (Intuit sends no rate-limit headers, so the hub keeps the count). The shared client
+retries 429, 5xx, timeouts and resets with backoff honouring ``Retry-After``; after a 429 the
+company's calls pause ``throttle_wait_s``, as Intuit advises. A ``200`` whose body is a
+``Fault`` is an error, classified like a status (and retried when it is a throttle or a
+system fault). A ``401`` refreshes the access token once (single-flight, see :mod:`.oauth`)
+and repeats the call. A failed call's log line and error quote the answer's ``intuit_tid``.
 """
 
 from __future__ import annotations
@@ -45,18 +47,27 @@ _SYSTEM_CODES = frozenset({"10000", "10001", "10002"})
 _NOT_FOUND_CODE = "610"
 
 
-def configure_limits(http: HttpClient, key: str, settings: QuickBooksSettings) -> None:
-    """Set a company's budget on the shared client (the first configuration of a key wins).
+INTUIT_TID = "intuit_tid"
+"""The answer header Intuit's support asks for: a failed call's error and log line quote it."""
+ARRIVAL_MARGIN_S = 0.05
+"""Intuit counts requests as they arrive: each window the hub counts is this much longer, so
+calls sent a window apart cannot arrive closer than one."""
 
-    The shared limiter is a leaky bucket; a bucket of ``b`` requests draining at
-    ``(budget - b) / 60`` per second never lets more than ``budget`` through in any 60 seconds.
-    """
-    budget = settings.requests_per_minute
-    burst = max(1, budget // 10)
-    per_second = max(budget - burst, 1) / 60
-    http.configure_limit(
-        key, max_rate=burst, period=burst / per_second, max_concurrent=settings.max_concurrent
+
+def configure_limits(http: HttpClient, key: str, settings: QuickBooksSettings) -> None:
+    """Set a company's budget on the shared client (the first configuration of a key wins):
+    exact sliding windows per second and per minute, and the cap on calls in flight."""
+    windows = (
+        (settings.requests_per_second, 1.0 + ARRIVAL_MARGIN_S),
+        (settings.requests_per_minute, 60.0 + ARRIVAL_MARGIN_S),
     )
+    http.configure_limit(key, windows=windows, max_concurrent=settings.max_concurrent)
+
+
+def reports_limit_key(connection_id: str) -> str:
+    """The limit key of a company's Reports API calls: Intuit throttles reports on their own
+    budget (200 a minute per company), so they count apart from the accounting calls."""
+    return f"{connection_id}/reports"
 
 
 def fault_error(fault: Mapping[str, Any], where: str) -> ProviderError:
@@ -136,7 +147,10 @@ class QuickBooksClient:
         self._minor = str(settings.minor_version)
         self._key = connection.id
         self._retry = RetryPolicy(
-            attempts=settings.retry_attempts, base_delay=settings.retry_base_delay, max_delay=60.0
+            attempts=settings.retry_attempts,
+            base_delay=settings.retry_base_delay,
+            max_delay=60.0,
+            throttle_wait=settings.throttle_wait_s,
         )
         self.page_size = settings.page_size
         self.prefetch = max(1, min(4, settings.max_concurrent - 1))
@@ -162,6 +176,7 @@ class QuickBooksClient:
                     limit_key=self._key,
                     retry=self._retry,
                     check=check_fault,
+                    request_id_header=INTUIT_TID,
                 )
             except AuthenticationError:
                 if attempt == 2:

@@ -111,6 +111,7 @@ class SandboxConfig:
     auth_code_lifetime: int = 300
     throttle: bool = True
     rate_limit_per_minute: int = 500
+    rate_limit_per_second: int = 10
     max_concurrent: int = 10
     prerender: bool = False
     prerender_max_bytes: int = 2 * 1024**3
@@ -164,7 +165,9 @@ class TokenPair:
 
 @dataclass
 class RequestRecord:
-    """One request the sandbox received; ``status`` is None when the connection was dropped."""
+    """One request the sandbox received; ``status`` is None when the connection was dropped,
+    ``at`` its arrival (monotonic seconds, the clock the throttle counts on), ``intuit_tid``
+    the id its answer carried."""
 
     method: str
     path: str
@@ -173,11 +176,14 @@ class RequestRecord:
     query: str | None = None
     grant_type: str | None = None
     status: int | None = None
+    at: float = field(default_factory=time.monotonic)
+    intuit_tid: str | None = None
 
 
 @dataclass
 class InjectedFault:
-    """A fault for the next ``remaining`` requests whose path matches ``path`` (a regex)."""
+    """A fault for the next ``remaining`` requests whose path matches ``path`` (a regex),
+    once ``skip`` matching requests have been answered normally."""
 
     kind: Literal["status", "delay", "drop", "fault_body"]
     remaining: int = 1
@@ -185,6 +191,7 @@ class InjectedFault:
     status: int = 0
     retry_after: float | None = None
     delay: float = 0.0
+    skip: int = 0
 
     def matches(self, path: str) -> bool:
         """Whether this fault applies to a request for ``path``."""
@@ -614,7 +621,8 @@ class SandboxState:
     # ---- throttling
 
     def admit(self, realm_id: str) -> bool:
-        """Count a request against the realm's limits; False means answer 429."""
+        """Count a request against the realm's limits (in flight, per second, per minute, as
+        Intuit counts them); False means answer 429."""
         load = self._loads.setdefault(realm_id, _Load())
         now = time.monotonic()
         while load.recent and load.recent[0] <= now - 60:
@@ -622,6 +630,9 @@ class SandboxState:
         if load.in_flight >= self.config.max_concurrent:
             return False
         if len(load.recent) >= self.config.rate_limit_per_minute:
+            return False
+        per_second = self.config.rate_limit_per_second
+        if len(load.recent) >= per_second and load.recent[-per_second] > now - 1:
             return False
         load.in_flight += 1
         load.recent.append(now)
@@ -639,13 +650,15 @@ class SandboxState:
         count: int = 1,
         path: str | None = None,
         retry_after: float | None = None,
+        skip: int = 0,
     ) -> InjectedFault:
-        """Answer the next ``count`` matching requests with ``status`` (e.g. 429, 500, 502, 503).
+        """Answer the next ``count`` matching requests with ``status`` (e.g. 429, 500, 502, 503),
+        after letting ``skip`` of them through.
 
         429 carries Intuit's ThrottleExceeded Fault (and ``Retry-After`` when given), 500 a
         SystemFault, 502/503 the gateway's HTML page.
         """
-        return self._inject(InjectedFault("status", count, path, status, retry_after))
+        return self._inject(InjectedFault("status", count, path, status, retry_after, skip=skip))
 
     def delay_next(self, seconds: float, count: int = 1, path: str | None = None) -> InjectedFault:
         """Delay the next ``count`` matching requests by ``seconds`` before answering."""
@@ -671,6 +684,9 @@ class SandboxState:
         """The first pending fault matching ``path``, consuming one of its uses."""
         for fault in self.faults:
             if fault.matches(path):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return None
                 fault.remaining -= 1
                 if fault.remaining == 0:
                     self.faults.remove(fault)
@@ -767,7 +783,6 @@ def _state(request: web.Request) -> SandboxState:
 
 def _json(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     response = web.Response(body=body, status=status, content_type="application/json")
-    response.headers["intuit_tid"] = str(uuid.uuid4())
     response.headers.update(headers or {})
     return response
 
@@ -810,7 +825,8 @@ def _gateway_fault(state: SandboxState, status: int, detail: str) -> web.Respons
 
 def _throttled(state: SandboxState, retry_after: float | None = None) -> web.Response:
     message = "message=ThrottleExceeded; errorCode=003001; statusCode=429"
-    response = _fault(state, "3001", message, "The request limit was reached.  Try again later")
+    detail = "The request limit was reached.  Try again later"
+    response = _fault(state, "3001", message, detail, "SERVICE")
     response.set_status(429)
     response.headers.update({"Retry-After": f"{retry_after:g}"} if retry_after is not None else {})
     return response
@@ -836,6 +852,16 @@ def _oauth_error(error: str, status: int = 400) -> web.Response:
 
 
 # --------------------------------------------------------------------------- middlewares
+
+
+async def _stamp_tid(request: web.Request, response: web.StreamResponse) -> None:
+    """Give every answer (errors and HTML pages included) an ``intuit_tid``, as Intuit does,
+    and note it on the request's record."""
+    tid = str(uuid.uuid4())
+    response.headers["intuit_tid"] = tid
+    record = request.get(_RECORD)
+    if record is not None:
+        record.intuit_tid = tid
 
 
 @web.middleware
@@ -954,6 +980,7 @@ async def _cdc(request: web.Request) -> web.Response:
     state = _state(request)
     raw_entities = request.query.get("entities", "")
     changed_since = request.query.get("changedSince", "")
+    request[_RECORD].query = raw_entities
     for name, value in (("entities", raw_entities), ("changedSince", changed_since)):
         if not value:
             detail = f"Required parameter {name} is missing in the request"
@@ -1128,6 +1155,7 @@ def create_app(config: SandboxConfig) -> web.Application:
     """The sandbox as an aiohttp application; its state is ``app[STATE_KEY]``."""
     app = web.Application(middlewares=[_record, _split_bases, _inject, _guard, _delay])
     app[STATE_KEY] = SandboxState(config)
+    app.on_response_prepare.append(_stamp_tid)
     company = "/v3/company/{realm}"
     app.router.add_route("GET", f"{company}/query", _query)
     app.router.add_route("POST", f"{company}/query", _query)

@@ -43,8 +43,13 @@ class QuickBooksSettings(IntegrationSettings):
     """Sync only these streams (default: all)."""
     requests_per_minute: int = Field(default=500, ge=10)
     """Intuit's per-company budget; no 60-second window ever holds more requests than this."""
+    requests_per_second: int = Field(default=10, ge=1)
+    """Intuit's per-company and app budget per second; no 1-second window ever holds more."""
     max_concurrent: int = Field(default=10, ge=1)
     """Intuit's per-company cap on requests in flight."""
+    throttle_wait_s: float = Field(default=60.0, ge=0)
+    """After Intuit throttles a call (429), the company's calls pause this long, as Intuit
+    advises (its budget counts per minute)."""
     retry_attempts: int = Field(default=8, ge=1)
     """Tries per API call on 429, 5xx, a Fault in a 200, a timeout or a reset."""
     retry_base_delay: float = Field(default=1.0, gt=0)

@@ -10,10 +10,11 @@ Each stream's cursor is one of:
 A full read pages ``SELECT * FROM <Entity> ORDERBY Id`` (list entities with inactive rows
 too) and ends on ``{"since": <server time when the run began>}``, so changes made during the
 read are caught by the next CDC. CDC answers at most 1,000 objects over all entities asked,
-oldest first, with no paging: a full answer is continued from its newest change time (the
-changes at that second come again and are recognised), and if one second alone holds more
-than 1,000 changes the entities are split and asked separately; a single entity still over
-the cap is read in full instead. Deleted objects become tombstones. A cursor beyond CDC's
+with no paging, grouped by entity in the order asked, each group by LastUpdatedTime with its
+deleted objects after its active ones (see :func:`change_windows`): a cursor only moves to a
+time before which every change of its stream is stored, and an entity CDC cannot serve
+completely (its active changes alone fill an answer) is read in full instead. Deleted objects
+become tombstones. A cursor beyond CDC's
 30-day look-back, and the streams CDC does not serve (CompanyInfo, TaxCode), are re-read in
 full within the incremental run (``Batch.full``), so vanished records are tombstoned too.
 
@@ -224,15 +225,21 @@ async def change_windows(
     overlap: timedelta,
     stuck: list[str],
 ) -> AsyncGenerator[Window, None]:
-    """Every change to ``entities`` since ``since``, as CDC windows oldest first.
+    """Every change to ``entities`` since ``since``, as CDC windows each complete for its
+    entities up to its cursor.
 
-    Entities that CDC cannot serve completely (over 1,000 changes within one second, or a
-    start beyond the look-back) are appended to ``stuck`` for a full read instead.
+    Intuit fills an answer entity by entity in the order asked, each by LastUpdatedTime with
+    deleted objects after active ones, and stops at 1,000 objects. So an answer under the cap
+    is complete; in a capped one every entity before the last one answered is complete, and
+    the rest are asked again. An entity that fills an answer alone is complete up to its
+    newest deleted object, if the answer reached its deleted objects; if not, CDC cannot tell
+    which of its objects were deleted, and the entity is appended to ``stuck`` for a full read
+    (as is every entity when CDC refuses ``since`` as beyond its look-back).
     """
     groups: deque[tuple[tuple[str, ...], datetime]] = deque([(tuple(entities), since)])
     while groups:
         group, start = groups.popleft()
-        seen: set[tuple[str, str, int]] = set()
+        seen: set[tuple[str, int]] = set()
         while True:
             try:
                 found, answered = await client.cdc(group, start)
@@ -242,35 +249,45 @@ async def change_windows(
                 log.warning("CDC refused the cursor as too old", entities=group, since=start)
                 stuck.extend(group)
                 break
-            total = sum(len(rows) for rows in found.values())
             changes = {
-                entity: [
-                    r for r in found.get(entity, []) if (entity, r["Id"], _stamp(r)) not in seen
-                ]
+                entity: [r for r in found.get(entity, []) if (r["Id"], _stamp(r)) not in seen]
                 for entity in group
             }
-            if total < CDC_LIMIT:
-                yield Window(group, changes, max(start, answered - overlap).replace(microsecond=0))
+            settled = max(start, answered - overlap).replace(microsecond=0)
+            if sum(len(found.get(entity, [])) for entity in group) < CDC_LIMIT:
+                yield Window(group, changes, settled)
                 break
-            newest = max(_stamp(r) for rows in found.values() for r in rows)
-            if newest <= int(start.timestamp()):  # one second holds more than the cap
-                if len(group) > 1:
-                    half = len(group) // 2
-                    groups.extend([(group[:half], start), (group[half:], start)])
-                else:
-                    log.warning(
-                        "over 1,000 changes in one second; reading in full", entity=group[0]
-                    )
-                    stuck.append(group[0])
+            last = max(i for i, entity in enumerate(group) if found.get(entity))
+            if last > 0:  # the cap cut group[last]: those before it are complete
+                yield Window(group[:last], changes, settled)
+                groups.appendleft((group[last:], start))
                 break
-            yield Window(group, changes, _at(newest, answered))
-            seen = {
-                (e, r["Id"], newest)
-                for e, rows in found.items()
-                for r in rows
-                if _stamp(r) == newest
-            }
-            start = _at(newest, answered)
+            if len(group) > 1:  # group[0] filled the answer alone
+                groups.appendleft((group[1:], start))
+                group = group[:1]
+            resume = _deletions_reached(found[group[0]], start)
+            if resume is None:
+                log.warning(
+                    "over 1,000 changes CDC cannot complete; reading in full", entity=group[0]
+                )
+                stuck.append(group[0])
+                break
+            yield Window(group, changes, _at(resume, answered))
+            seen = {(r["Id"], _stamp(r)) for r in found[group[0]] if _stamp(r) >= resume}
+            start = _at(resume, answered)
+
+
+def _deletions_reached(rows: Sequence[JSON], start: datetime) -> int | None:
+    """Where a capped one-entity CDC answer stops being complete (epoch seconds), or None.
+
+    Deleted objects come after every active one, each kind by LastUpdatedTime: when the answer
+    holds deleted objects, it holds every change before its newest deleted object's second
+    (more may share that second). None when it holds none, or no progress past ``start``.
+    """
+    reached = max((_stamp(r) for r in rows if r.get("status") == "Deleted"), default=None)
+    if reached is None or reached <= int(start.timestamp()):
+        return None
+    return reached
 
 
 async def cdc_batches(
@@ -279,7 +296,8 @@ async def cdc_batches(
     overlap: timedelta,
     stuck: list[str],
 ) -> AsyncGenerator[Batch, None]:
-    """Batches of CDC changes for streams with a ``since`` cursor, from the oldest cursor."""
+    """Batches of CDC changes for streams with a ``since`` cursor, from the oldest cursor;
+    each batch's cursor is a time before which every change to its stream is stored."""
     entities = [BY_STREAM[stream].entity for stream in cursors]
     async for window in change_windows(client, entities, min(cursors.values()), overlap, stuck):
         cursor = {"since": window.cursor.isoformat()}

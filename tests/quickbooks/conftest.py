@@ -32,12 +32,18 @@ SMALL = {"Customer": 23, "Invoice": 57, "Vendor": 9, "Item": 5, "Payment": 12, "
 """A small company: every stream has a few rows (the rest use the sandbox's defaults)."""
 
 
+FAST = 1000
+"""Requests per second the plugin's tests allow (Intuit's 10 would make every sync test slow);
+the rate-limit tests use Intuit's own figures."""
+
+
 def sandbox_config(**overrides: Any) -> SandboxConfig:
     """A frozen-clock sandbox with one small company."""
     settings: dict[str, Any] = {
         "companies": (CompanySpec(REALM, name="Willow Books", counts=SMALL),),
         "start_time": START,
         "freeze_clock": True,
+        "rate_limit_per_second": FAST,
     }
     return SandboxConfig(**{**settings, **overrides})
 
@@ -61,6 +67,8 @@ def qb_config(sandbox: RunningSandbox, **extra: Any) -> dict[str, Any]:
         "webhook_verifier_token": VERIFIER,
         "sync_on_connect": False,
         "retry_base_delay": 0.01,
+        "requests_per_second": FAST,
+        "throttle_wait_s": 0.01,
         **extra,
     }
     return {"integrations": {"quickbooks": section}}

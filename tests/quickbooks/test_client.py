@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from structlog.testing import capture_logs
 
 from hub.errors import (
     AuthenticationError,
@@ -14,9 +15,18 @@ from hub.errors import (
     ValidationError,
 )
 from hub.http import Response
+from hub.testing import most_in_window, sync_records
 from plugins.quickbooks.client import check_fault, fault_error, page_statement
 from plugins.quickbooks.oauth import client_for
-from tests.quickbooks.conftest import REALM, START, connect, qb_config
+from plugins.quickbooks.sandbox import start_sandbox
+from tests.quickbooks.conftest import (
+    REALM,
+    START,
+    connect,
+    live_rows,
+    qb_config,
+    sandbox_config,
+)
 
 
 async def api(make_hub, sandbox, **settings):
@@ -91,10 +101,37 @@ async def test_at_most_ten_calls_in_flight_per_company(make_hub, sandbox):
     assert {r.status for r in sandbox.state.requests} == {200}  # Intuit's 429 never came
 
 
-async def test_the_budget_never_exceeds_500_requests_in_a_minute(make_hub, sandbox):
-    hub, _ = await api(make_hub, sandbox)
-    limit = hub.http._limits[f"quickbooks:{REALM}"]
-    assert limit.limiter is not None and limit.slots is not None
-    bucket, per_second = limit.limiter.max_rate, limit.limiter.max_rate / limit.limiter.time_period
-    assert bucket + 60 * per_second == pytest.approx(500)
-    assert limit.slots._value == 10
+async def test_a_sync_keeps_every_intuit_limit(make_hub):
+    async with await start_sandbox(sandbox_config(rate_limit_per_second=10)) as sandbox:
+        settings = {"requests_per_second": 10, "page_size": 4, "streams": ["customers", "invoices"]}
+        hub, _ = await api(make_hub, sandbox, **settings)
+        records = await sync_records(hub, "quickbooks")
+        assert records["invoices"] == live_rows(sandbox.state, "Invoice")
+        calls = [r for r in sandbox.state.requests if r.path.startswith("/v3/")]
+    assert len(calls) > 25 and {r.status for r in calls} == {200}  # no 429 came
+    arrivals = [r.at for r in calls]
+    assert most_in_window(arrivals, 1.0) <= 10
+    assert most_in_window(arrivals, 60.0) <= 500
+
+
+async def test_a_429_pauses_the_company_for_the_throttle_wait(make_hub, sandbox):
+    hub, _ = await api(make_hub, sandbox, streams=["invoices"], throttle_wait_s=0.3)
+    sandbox.state.fail_next(429, path="/query$")
+    await sync_records(hub, "quickbooks")
+    calls = [r for r in sandbox.state.requests if r.path.startswith("/v3/")]
+    assert [r.status for r in calls] == [200, 429, 200]
+    assert calls[2].at - calls[1].at >= 0.3  # not the 0.01 s backoff of retry_base_delay
+
+
+async def test_a_failed_call_quotes_intuit_tid_in_its_log_and_the_last_error(make_hub, sandbox):
+    hub, _ = await api(make_hub, sandbox, streams=["invoices"], retry_attempts=2)
+    sandbox.state.fail_next(500, count=2, path="/query$")
+    with capture_logs() as logs:
+        result = await hub.engine.run(f"quickbooks:{REALM}")
+    assert result.state == "failed"
+    tids = [r.intuit_tid for r in sandbox.state.requests if r.status == 500]
+    assert len(tids) == 2 and all(tids)
+    calls = ("retrying provider call", "provider call failed")
+    assert [line["request_id"] for line in logs if line["event"] in calls] == tids
+    last_error = hub.states.get(f"quickbooks:{REALM}").last_error
+    assert last_error is not None and f"[intuit_tid {tids[-1]}]" in last_error.message

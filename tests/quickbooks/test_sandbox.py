@@ -33,7 +33,7 @@ from plugins.quickbooks.sandbox import (
     sign_intuit_webhook,
     start_sandbox,
 )
-from tests.quickbooks.conftest import INTUIT_SPECS
+from tests.quickbooks.conftest import FAST, INTUIT_SPECS
 
 TZ = timezone(timedelta(hours=-7))
 START = datetime(2025, 6, 30, 9, 0, tzinfo=TZ)
@@ -48,9 +48,10 @@ Client = TestClient[web.Request, web.Application]
 
 
 def make_config(**overrides: Any) -> SandboxConfig:
-    """A frozen-clock sandbox with two small companies."""
+    """A frozen-clock sandbox with two small companies (Intuit's limits, but per second)."""
     companies = (CompanySpec(REALM, counts=SMALL), CompanySpec(OTHER_REALM, seed=7))
     settings: dict[str, Any] = {"companies": companies, "start_time": START, "freeze_clock": True}
+    settings["rate_limit_per_second"] = FAST
     return SandboxConfig(**{**settings, **overrides})
 
 
@@ -360,27 +361,32 @@ def cdc_rows(body: Any) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-async def test_cdc_caps_at_1000_objects_oldest_first(
+async def test_cdc_orders_and_caps_as_intuit_documents(
     aiohttp_client: Callable[..., Awaitable[Client]],
 ) -> None:
     counts = {"Invoice": 700, "Customer": 600}
     config = make_config(companies=(CompanySpec(REALM, counts=counts),), history_days=20)
     api = Api(await aiohttp_client(create_app(config)))
+    api.state.delete(REALM, "Invoice", "3")  # the oldest change of all, but deleted
     since = (START - timedelta(days=25)).isoformat()
-    _, body = await api.get("cdc", entities="Invoice,Customer", changedSince=since)
+    _, body = await api.get("cdc", entities="Customer,Invoice", changedSince=since)
     got = cdc_rows(body)
-    assert len(got) == 1000
-    assert sum(block["maxResults"] for block in body["CDCResponse"][0]["QueryResponse"]) == 1000
-    returned = {(name, row["Id"]) for name, row in got}
-    newest = max(row["MetaData"]["LastUpdatedTime"] for _, row in got)
-    for name, n in counts.items():
-        for i in range(1, n + 1):
-            if (name, str(i)) not in returned:
-                updated = api.state.get(REALM, name, str(i))["MetaData"]["LastUpdatedTime"]
-                assert updated >= newest  # the cap keeps the oldest changes
-    # A client seeing a full window moves changedSince to the newest time it got.
-    _, rest = await api.get("cdc", entities="Invoice,Customer", changedSince=newest)
-    assert len(returned | {(name, row["Id"]) for name, row in cdc_rows(rest)}) == 1300
+    assert len(got) == 1000  # the cap counts over all entities asked
+    # grouped by type in the order asked, each by LastUpdatedTime: Customer fills 600 ...
+    assert [name for name, _ in got] == ["Customer"] * 600 + ["Invoice"] * 400
+    for name in ("Customer", "Invoice"):
+        stamps = [row["MetaData"]["LastUpdatedTime"] for n, row in got if n == name]
+        assert stamps == sorted(stamps)
+    # ... and the deleted Invoice 3 comes after every active one: the cap cut it off
+    assert ("Invoice", "3") not in {(name, row["Id"]) for name, row in got}
+    _, body = await api.get("cdc", entities="Invoice", changedSince=since)
+    got = cdc_rows(body)
+    assert len(got) == 700 and got[-1][1] == {
+        "Id": "3",
+        "status": "Deleted",
+        "domain": "QBO",
+        "MetaData": {"LastUpdatedTime": START.isoformat()},
+    }
 
 
 async def test_cdc_rejects_changed_since_older_than_30_days(api: Api) -> None:
@@ -521,8 +527,18 @@ async def test_more_than_ten_concurrent_requests_are_throttled(api: Api) -> None
     statuses = sorted(status for status, _ in results)
     assert statuses == [200] * 10 + [429] * 2
     fault = next(body for status, body in results if status == 429)["Fault"]
-    assert fault["Error"][0]["code"] == "3001"
+    assert fault["Error"][0]["code"] == "3001" and fault["type"] == "SERVICE"
     assert "ThrottleExceeded" in fault["Error"][0]["Message"]
+
+
+async def test_more_than_ten_requests_in_a_second_are_throttled(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+) -> None:
+    api = Api(await aiohttp_client(create_app(make_config(rate_limit_per_second=10))))
+    statuses = [(await api.get("term/1"))[0] for _ in range(11)]
+    assert statuses == [200] * 10 + [429]
+    requests = [r for r in api.state.requests if r.path.startswith("/v3/")]
+    assert requests[-1].at - requests[0].at < 1  # all eleven arrived within one second
 
 
 async def test_per_minute_limit_and_switching_throttling_off(
@@ -760,3 +776,20 @@ def test_merge_deletes_the_loser_and_reports_one_event() -> None:
     assert (event.operation, event.entity_id, event.deleted_id) == ("Merge", "5", "7")
     with pytest.raises(ValueError, match="list entities"):
         state.merge(REALM, "Invoice", "1", "2")
+
+
+async def test_every_answer_carries_an_intuit_tid(api: Api) -> None:
+    api.state.fail_next(502, path="/invoice/")
+    seen = []
+    for path, headers in (
+        ("term/1", api.headers()),
+        ("invoice/1", api.headers()),  # the gateway's HTML page
+        ("term/1", {"Authorization": f"Bearer {api.token}"}),  # 406: not asking for JSON
+        ("term/1", {"Accept": "application/json"}),  # 401: no token
+    ):
+        async with api.client.get(f"/v3/company/{REALM}/{path}", headers=headers) as response:
+            seen.append((response.status, response.headers.get("intuit_tid")))
+    assert [status for status, _ in seen] == [200, 502, 406, 401]
+    tids = [tid for _, tid in seen]
+    assert all(tids) and len(set(tids)) == 4
+    assert [r.intuit_tid for r in api.state.requests] == tids

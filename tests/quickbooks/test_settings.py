@@ -17,6 +17,7 @@ def test_defaults_follow_intuit():
     settings = QuickBooksSettings(**KEYS)
     assert settings.minor_version == 75 and settings.page_size == 1000
     assert (settings.requests_per_minute, settings.max_concurrent) == (500, 10)
+    assert (settings.requests_per_second, settings.throttle_wait_s) == (10, 60.0)
     assert settings.api_base_url == "https://sandbox-quickbooks.api.intuit.com"
     assert settings.authorize_url == "https://appcenter.intuit.com/connect/oauth2"
     assert settings.token_url == "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"

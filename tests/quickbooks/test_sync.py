@@ -82,19 +82,100 @@ async def test_incremental_sync_applies_updates_creations_and_deletions(make_hub
     assert paths == [REALM, "cdc", "query"]  # CompanyInfo, one CDC call, TaxCode re-read
 
 
-async def test_cdc_with_more_than_1000_changes_is_complete(make_hub, sandbox):
+def change_three_entities(state, rounds: int = 420) -> None:
+    """Over 1,000 changes to customers, invoices and payments, interleaved in time, with
+    deletions: Intuit's grouped CDC answer is capped inside the payments."""
+    state.delete(REALM, "Invoice", "5")
+    for i in range(rounds):
+        if i % 40 == 0:
+            state.advance_clock(1)
+        state.create(REALM, "Customer", {"DisplayName": f"Customer {i}"})
+        invoice = state.create(REALM, "Invoice", {"PrivateNote": f"i{i}"})
+        payment = state.create(REALM, "Payment", {"PrivateNote": f"p{i}"})
+        if i % 5 == 0:
+            state.delete(REALM, "Invoice", invoice["Id"])
+            state.delete(REALM, "Payment", payment["Id"])
+
+
+def cdc_calls(state, since: int = 0) -> list[str]:
+    """The ``entities`` of each CDC call from request number ``since`` on."""
+    return [r.query or "" for r in list(state.requests)[since:] if r.path.endswith("/cdc")]
+
+
+def full_reads(state, since: int = 0) -> set[str]:
+    """The entities read by query from request number ``since`` on."""
+    queries = [r.query or "" for r in list(state.requests)[since:] if r.path.endswith("/query")]
+    return {q.split()[3] for q in queries if q.startswith("SELECT * FROM ")}
+
+
+async def test_cdc_over_1000_changes_across_entities_with_deletes_loses_nothing(make_hub, sandbox):
     hub = await synced_hub(make_hub, sandbox)
     await sync_records(hub, "quickbooks")
     state = sandbox.state
-    for i in range(1500):  # spread over seconds: the window is continued, not split
+    change_three_entities(state)
+    state.advance_clock(5)
+    before = len(state.requests)
+    result = await hub.engine.run(CONNECTION)
+    assert result.state == "succeeded", result.error
+    assert (result.created, result.deleted) == (420 * 3 - 84 * 2, 1)
+    assert await stored_records(hub, "quickbooks", CONNECTION) == expected(state)
+    # customers and invoices came whole in the capped answer; the rest were asked again
+    assert len(cdc_calls(state, before)) == 2
+    assert full_reads(state, before) == {"TaxCode"}  # the one stream CDC does not serve
+
+
+async def test_a_429_mid_cdc_fails_the_run_and_the_next_run_loses_nothing(make_hub, sandbox):
+    hub = await synced_hub(make_hub, sandbox, retry_attempts=2)
+    await sync_records(hub, "quickbooks")
+    state = sandbox.state
+    change_three_entities(state)
+    state.fail_next(429, count=2, path="/cdc$", skip=1)  # the second CDC call is throttled
+    failed = await hub.engine.run(CONNECTION)
+    assert (failed.state, failed.error_class) == ("failed", "rate_limit")
+    assert failed.created > 0  # customers and invoices were stored before the throttle
+    state.advance_clock(5)
+    result = await hub.engine.run(CONNECTION)
+    assert result.state == "succeeded", result.error
+    assert await stored_records(hub, "quickbooks", CONNECTION) == expected(state)
+
+
+async def test_one_entity_over_the_cap_resumes_after_its_newest_deletion(make_hub, sandbox):
+    hub = await synced_hub(make_hub, sandbox)
+    await sync_records(hub, "quickbooks")
+    state = sandbox.state
+    for i in range(1400):  # 700 active + 700 deleted: the cap cuts into the deletions
         if i % 100 == 0:
             state.advance_clock(1)
-        state.create(REALM, "Invoice" if i % 3 else "Payment", {"PrivateNote": f"n{i}"})
+        invoice = state.create(REALM, "Invoice", {"PrivateNote": f"i{i}"})
+        if i % 2:
+            state.delete(REALM, "Invoice", invoice["Id"])
+    state.advance_clock(5)
+    before = len(state.requests)
     result = await hub.engine.run(CONNECTION)
-    assert (result.state, result.created) == ("succeeded", 1500)
+    assert result.state == "succeeded", result.error
     assert await stored_records(hub, "quickbooks", CONNECTION) == expected(state)
-    cdc_calls = [r for r in state.requests if r.path.endswith("/cdc")]
-    assert len(cdc_calls) == 2
+    assert full_reads(state, before) == {"TaxCode"}
+    calls = cdc_calls(state, before)  # all; Invoice on; Invoice from its newest deletion; the rest
+    assert [c.split(",")[0] for c in calls] == ["Account", "Invoice", "Invoice", "Payment"]
+    assert calls[2] == "Invoice"
+
+
+async def test_one_entity_whose_active_changes_fill_the_cap_is_read_in_full(make_hub, sandbox):
+    hub = await synced_hub(make_hub, sandbox)
+    await sync_records(hub, "quickbooks")
+    state = sandbox.state
+    for i in range(1100):  # spread over seconds, but 1,000 active changes hide any deletion
+        if i % 100 == 0:
+            state.advance_clock(1)
+        state.create(REALM, "Invoice", {"PrivateNote": f"i{i}"})
+    state.delete(REALM, "Invoice", "7")
+    state.update(REALM, "Payment", "2", {"PrivateNote": "p"})
+    before = len(state.requests)
+    result = await hub.engine.run(CONNECTION)
+    assert result.state == "succeeded", result.error
+    assert (result.created, result.updated, result.deleted) == (1100, 1, 1)
+    assert await stored_records(hub, "quickbooks", CONNECTION) == expected(state)
+    assert full_reads(state, before) == {"Invoice", "TaxCode"}
 
 
 async def test_over_1000_changes_in_one_second_split_the_entities(make_hub, sandbox):
@@ -289,6 +370,8 @@ streams = ["invoices"]
 page_size = 50
 retry_base_delay = 0.01
 requests_per_minute = 6000
+requests_per_second = 1000
+throttle_wait_s = 0.01
 """
     return Daemon(
         folder, toml, {"HUB_INTEGRATIONS__QUICKBOOKS__CLIENT_SECRET": config.client_secret}
