@@ -41,6 +41,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hub.builtins.log_alerts",
     "hub.builtins.generic_webhooks",
     "plugins.quickbooks",
+    "plugins.azure_storage",
 )
 """Built-in plugins, imported by module name; every one can be turned off with plugins.deny."""
 
