@@ -197,7 +197,7 @@ class DocumentRoutes:
         settings, row = await self._document(request)
 
         async def mark(state: str, problem: str) -> None:
-            await tables.save(self.hub, {"id": row["id"], "state": state, "problem": problem})
+            await tables.update(self.hub, row["id"], {"state": state, "problem": problem})
 
         async def corrupt(problem: str) -> None:
             await mark("corrupt", problem)

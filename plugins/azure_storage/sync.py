@@ -176,7 +176,7 @@ async def repair(hub: HubAPI, settings: AzureStorageSettings, connection_id: str
             if outcome != "ok" and len(listed[outcome]) < MAX_REASONS:
                 listed[outcome].append({"id": row["id"], "name": row["name"], "reason": reason})
             stamp = datetime.now(UTC).isoformat()
-            await tables.save(hub, {"id": row["id"], **changes, "checked_at": stamp})
+            await tables.update(hub, row["id"], {**changes, "checked_at": stamp})
     finished = datetime.now(UTC).isoformat()
     report: dict[str, Any] = {
         "started_at": started,

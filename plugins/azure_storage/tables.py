@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api import HubAPI, Row
+from hub.api import HubAPI, Row, TableSession
 from hub.model import Migration
 
 MIGRATIONS = (
@@ -88,8 +88,20 @@ async def list_documents(
 
 
 async def save(hub: HubAPI, row: Row) -> None:
-    """Insert or update a document row (the columns it gives)."""
+    """Insert a document row (every column)."""
     await hub.tables(__name__).upsert("documents", [row])
+
+
+async def update(hub: HubAPI, document_id: str, changes: Row) -> None:
+    """Change some columns of a recorded document (none if it was deleted meanwhile)."""
+    columns = [name for name in changes if name in PUBLIC_FIELDS and name != "id"]
+    assignments = ", ".join(f'"{name}" = ?' for name in columns)
+    params = [changes[name] for name in columns] + [document_id]
+
+    def write(tx: TableSession) -> None:
+        tx.execute(f"UPDATE {{documents}} SET {assignments} WHERE id = ?", params)  # noqa: S608
+
+    await hub.tables(__name__).transaction(write)
 
 
 async def delete(hub: HubAPI, document_id: str) -> None:
