@@ -21,7 +21,7 @@ SYSTEMD_ANALYZE ?= systemd-analyze
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help run demo test test-deps python-deps system-deps lint pytest bench clean distclean
+.PHONY: help run demo test test-deps python-deps system-deps azurite lint pytest bench clean distclean
 
 help:
 	@echo "make run        install (if needed) and start the hub on 127.0.0.1:8700"
@@ -61,9 +61,18 @@ bench: $(DEV_STAMP)
 
 # ---------------------------------------------------------------- tests
 
-# Everything `make test` needs installed. Later additions belong here too: Azurite (npm)
-# for the Azure Storage plugin's tests.
-test-deps: python-deps system-deps
+# Everything `make test` needs installed: Python packages, Debian tools, and Azurite (npm),
+# the local Blob Storage emulator the Azure Storage plugin's tests run against.
+test-deps: python-deps system-deps azurite
+
+AZURITE_DIR := .cache/azurite
+AZURITE_STAMP := $(AZURITE_DIR)/.stamp-3.37
+azurite: $(AZURITE_STAMP)
+
+# Run from the repository root (npm misbehaves beside a folder named azurite).
+$(AZURITE_STAMP):
+	npm install --prefix $(AZURITE_DIR) --no-audit --no-fund azurite@3.37
+	touch $@
 
 python-deps: $(DEV_STAMP)
 
@@ -103,4 +112,4 @@ clean:
 	rm -f $(RUN_STAMP) $(DEV_STAMP)
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(AZURITE_DIR)

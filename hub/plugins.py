@@ -43,6 +43,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.quickbooks",
     "plugins.sendgrid",
     "plugins.stripe",
+    "plugins.azure_storage",
 )
 """Built-in plugins, imported by module name; every one can be turned off with plugins.deny."""
 

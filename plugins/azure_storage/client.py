@@ -1,0 +1,139 @@
+"""The storage calls' plumbing: a ``BlobServiceClient`` (``azure.storage.blob.aio``) built from
+the settings on the hub's shared HTTP session, and the mapping of SDK errors to hub errors.
+
+The SDK is imported here, when a client is first needed, never when the plugin loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from hub.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    NetworkError,
+    ProviderError,
+    ServerError,
+)
+
+from .settings import AzureStorageSettings
+
+if TYPE_CHECKING:
+    from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+
+    from hub.api import HubAPI
+
+ACCOUNT_NAME_RE = re.compile(r"(?:^|;)\s*AccountName=([^;]+)", re.IGNORECASE)
+DEVELOPMENT_ACCOUNT = "devstoreaccount1"
+"""Azurite's account (``UseDevelopmentStorage=true``)."""
+
+
+def account_name(settings: AzureStorageSettings) -> str:
+    """The storage account's name, read from the settings without the SDK."""
+    if settings.connection_string is not None:
+        text = settings.connection_string.get_secret_value()
+        found = ACCOUNT_NAME_RE.search(text)
+        return found.group(1).strip() if found else DEVELOPMENT_ACCOUNT
+    parts = urlsplit(settings.account_url or "")
+    host = parts.hostname or ""
+    if host.count(".") >= 3 and not host.replace(".", "").isdigit():
+        return host.split(".", 1)[0]
+    # Azurite and other emulators: http://host:port/<account>
+    return parts.path.strip("/").split("/", 1)[0] or host
+
+
+def _options(settings: AzureStorageSettings, hub: HubAPI) -> dict[str, Any]:
+    from azure.core.pipeline.transport import AioHttpTransport
+
+    transport = AioHttpTransport(session=hub.http.session, session_owner=False)
+    return {
+        "transport": transport,
+        "retry_total": settings.retry_total,
+        "retry_backoff_factor": 0.5,
+        "connection_timeout": settings.timeout,
+        "read_timeout": settings.timeout,
+        "max_single_put_size": settings.block_size,
+        "max_block_size": settings.block_size,
+        "max_single_get_size": settings.block_size,
+        "max_chunk_get_size": settings.block_size,
+    }
+
+
+@contextlib.asynccontextmanager
+async def service(settings: AzureStorageSettings, hub: HubAPI) -> AsyncIterator[BlobServiceClient]:
+    """A service client for the configured account, closed on exit (the HTTP session stays).
+
+    :raise AuthenticationError: ``azure_ad`` is set but ``azure-identity`` is not installed.
+    """
+    from azure.storage.blob.aio import BlobServiceClient
+
+    options = _options(settings, hub)
+    if settings.connection_string is not None:
+        text = settings.connection_string.get_secret_value()
+        async with BlobServiceClient.from_connection_string(text, **options) as client:
+            yield client
+        return
+    if not settings.azure_ad:
+        key = settings.account_key.get_secret_value() if settings.account_key else None
+        async with BlobServiceClient(settings.account_url or "", key, **options) as client:
+            yield client
+        return
+    try:
+        from azure.identity.aio import DefaultAzureCredential
+    except ImportError:
+        raise AuthenticationError(
+            "azure_ad = true needs the azure-identity package",
+            advice="pip install azure-identity into the hub's virtualenv",
+        ) from None
+    async with (
+        DefaultAzureCredential() as credential,
+        BlobServiceClient(settings.account_url or "", credential, **options) as client,
+    ):
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def container(
+    settings: AzureStorageSettings, hub: HubAPI, name: str | None = None
+) -> AsyncIterator[ContainerClient]:
+    """A client of the documents container (or of container ``name``)."""
+    async with service(settings, hub) as client:
+        yield client.get_container_client(name or settings.container)
+
+
+async def ensure_container(settings: AzureStorageSettings, hub: HubAPI) -> None:
+    """Create the documents container if it does not exist yet.
+
+    :raise ProviderError: the storage refused or could not be reached.
+    """
+    from azure.core.exceptions import ResourceExistsError
+
+    async with container(settings, hub) as client:
+        with contextlib.suppress(ResourceExistsError):
+            await client.create_container()
+
+
+def storage_error(exc: BaseException) -> ProviderError:
+    """The hub's classification of an SDK exception (the message never carries a key)."""
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, ServiceRequestError | ServiceResponseError | OSError | TimeoutError):
+        return NetworkError(f"the storage account is unreachable: {type(exc).__name__}")
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code
+        code = getattr(exc, "error_code", None) or exc.reason or "error"
+        message = f"storage answered {status} {code}"
+        if status == 401 or code == "AuthenticationFailed":
+            return AuthenticationError(message, status=status)
+        if status == 403:
+            return AuthorizationError(message, status=status)
+        if status is not None and status >= 500:
+            return ServerError(message, status=status)
+        return ProviderError(message, status=status)
+    return ProviderError(f"storage call failed: {type(exc).__name__}")

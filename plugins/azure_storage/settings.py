@@ -1,0 +1,88 @@
+"""``[integrations.azure_storage]``: which storage account, how to authenticate, which
+container, and the limits of uploads and links.
+
+Authenticate with one of: ``connection_string`` (it carries the account key), or
+``account_url`` with ``account_key``, or ``account_url`` with ``azure_ad = true`` (an Azure AD
+credential: ``azure.identity.aio.DefaultAzureCredential``, which reads ``AZURE_CLIENT_ID``,
+``AZURE_TENANT_ID``, ``AZURE_CLIENT_SECRET`` or a managed identity; install ``azure-identity``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from hub.model import IntegrationSettings
+
+NAME = "azure_storage"
+MIB = 1024 * 1024
+CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
+"""Azure's container names: 3-63 lowercase letters, digits and single inner hyphens."""
+SEGMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+"""A blob name segment the hub builds from a setting or a client reference."""
+
+
+def _container(value: str) -> str:
+    if not CONTAINER_RE.match(value):
+        raise ValueError(
+            "a container name is 3-63 lowercase letters, digits and single inner hyphens"
+        )
+    return value
+
+
+class AzureStorageSettings(IntegrationSettings):
+    """Settings of the Azure Blob Storage integration (documents)."""
+
+    connection_string: SecretStr | None = None
+    """The storage account's connection string (``DefaultEndpointsProtocol=…;AccountKey=…``)."""
+    account_url: str | None = Field(default=None, pattern=r"^https?://")
+    """The blob endpoint (``https://<account>.blob.core.windows.net``), with ``account_key``
+    or ``azure_ad``."""
+    account_key: SecretStr | None = None
+    """The account's shared key, with ``account_url``."""
+    azure_ad: bool = False
+    """Authenticate with an Azure AD credential (``DefaultAzureCredential``) instead of a key;
+    SAS links are then user-delegation SAS."""
+    container: str = "documents"
+    """The container documents are stored in; created if missing."""
+    recovery_containers: list[str] = Field(default_factory=list, max_length=10)
+    """Other containers the repair searches for a document that left its place."""
+    org: str = Field(default="firm", pattern=SEGMENT_PATTERN)
+    """The first segment of every blob name: ``{org}/{client}/{timestamp}_{name}``."""
+    max_upload_bytes: int = Field(default=100 * MIB, ge=1, le=4 * 1024 * MIB)
+    """The largest document accepted; a larger upload is refused with 413."""
+    block_size: int = Field(default=4 * MIB, ge=64 * 1024, le=100 * MIB)
+    """Uploads are staged in blocks of this size: the most of a body held in memory at once."""
+    sas_minutes: int = Field(default=60, ge=1)
+    """How long a document link is valid unless the request asks for less or more."""
+    sas_max_minutes: int = Field(default=24 * 60, ge=1, le=7 * 24 * 60)
+    """The longest link lifetime a request may ask for (``?minutes=``)."""
+    retry_total: int = Field(default=3, ge=0, le=10)
+    """Retries of a failed storage call (connection error, 5xx, 408, 429)."""
+    timeout: float = Field(default=60.0, gt=0, le=3600)
+    """Seconds a storage call may wait to connect or for the next bytes."""
+
+    @field_validator("container")
+    @classmethod
+    def _valid_container(cls, value: str) -> str:
+        return _container(value)
+
+    @field_validator("recovery_containers")
+    @classmethod
+    def _valid_containers(cls, value: list[str]) -> list[str]:
+        return [_container(name) for name in value]
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> Self:
+        if self.connection_string is not None:
+            if self.account_url or self.account_key or self.azure_ad:
+                raise ValueError("give connection_string or account_url, not both")
+        elif not self.account_url:
+            raise ValueError("give connection_string, or account_url with account_key/azure_ad")
+        elif (self.account_key is not None) == self.azure_ad:
+            raise ValueError("with account_url give exactly one of account_key, azure_ad = true")
+        if self.sas_minutes > self.sas_max_minutes:
+            raise ValueError("sas_minutes must not exceed sas_max_minutes")
+        return self
