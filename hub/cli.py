@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -93,6 +94,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, StoreError) as exc:
         for line in str(exc).splitlines():
             print(f"advisoros-hub: error: {line}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:  # a damaged file, found by a read at start
+        print(
+            f"advisoros-hub: error: {settings.store.path}: damaged ({exc}); restore it from a "
+            "backup (see `advisoros-hub check` for what is wrong)",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130

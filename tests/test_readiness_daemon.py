@@ -4,6 +4,7 @@ written and is ready again once a write succeeds; a damaged database is reported
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,8 @@ import aiohttp
 import pytest
 
 from hub.testing import generic_signature
-from tests.daemon import Daemon, query
-from tests.damage import damaged_copy
+from tests.daemon import TOKEN, Daemon, query
+from tests.damage import damaged_copy, fill_connections
 
 pytestmark = pytest.mark.slow
 FAULTS = Path(__file__).parent / "fault_plugins"
@@ -85,3 +86,20 @@ async def test_a_damaged_database_is_reported_by_readyz_and_check(tmp_path, reap
     assert check.returncode == 1, check.stdout + check.stderr
     (line,) = [line for line in check.stdout.splitlines() if line.startswith("database:")]
     assert line.startswith("database: damaged: ") and line.endswith(f"({tmp_path / 'hub.db'})")
+
+
+def test_a_database_damaged_where_the_start_reads_is_one_line_not_a_traceback(tmp_path):
+    damaged_copy(tmp_path, fill_connections)
+    (tmp_path / "hub.toml").write_text(f'[store]\npath = "{tmp_path / "hub.db"}"\n')
+    for command in ("check", "serve"):
+        run = subprocess.run(
+            [sys.executable, "-m", "hub.cli", command, "--config", str(tmp_path / "hub.toml")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "HUB_ADMIN__TOKEN": TOKEN, "HUB_LOGGING__LEVEL": "error"},
+        )
+        assert run.returncode == 1, run.stdout + run.stderr
+        assert "Traceback" not in run.stderr
+        (line,) = [e for e in run.stderr.splitlines() if e.startswith("advisoros-hub:")]
+        assert line.startswith(f"advisoros-hub: error: {tmp_path / 'hub.db'}: damaged"), line
