@@ -163,8 +163,9 @@ class MatchTally:
         """The ``clients.matched`` event's data: counts (``matched`` includes records matched
         by their existing link), the new links (``linked``: record, client, ``by``:
         ``client_id``, ``tax_id``, ``name``, ``email`` or ``created``), the
-        ``ambiguous_records`` (record, reason, candidate clients), the ``notes`` on settled
-        records (record, note), at most :data:`MAX_IDS` of each (``truncated``)."""
+        ``ambiguous_records`` (record, reason, candidate clients), the ``notes`` (record,
+        note: its client id names no client), at most :data:`MAX_IDS` of each
+        (``truncated``)."""
         return {
             "integration": integration,
             "connection": connection_id,

@@ -58,22 +58,22 @@ class ClientFields:
     :param email: the e-mail address.
     :param tax_id: the tax id (EIN, VAT number, ABN, ...); the value may also be a list of
         them, e.g. Stripe's ``lambda c: [t["value"] for t in c["tax_ids"]["data"]]``.
+    :param when: only records for which this returns true stand for a client (QuickBooks
+        sub-customers, say, belong to their parent's client); default: every record.
     :param client_id: the hub client id the record itself carries (one the hub wrote there,
         e.g. Stripe's ``"metadata.client_id"``): a record naming an existing client is linked
         to it; one naming no client is matched by the other evidence, and the match notes it.
     :param order: the evidence to use, in order: some of ``client_id``, ``tax_id``, ``name``
         and ``email`` (default :data:`CLIENT_EVIDENCE`). A declared field left out of it is
         still recorded (tax ids) but matches nothing.
-    :param when: only records for which this returns true stand for a client (QuickBooks
-        sub-customers, say, belong to their parent's client); default: every record.
     """
 
     name: Field | None = None
     email: Field | None = None
     tax_id: Field | None = None
+    when: Callable[[dict[str, Any]], bool] | None = None
     client_id: Field | None = None
     order: tuple[str, ...] = CLIENT_EVIDENCE
-    when: Callable[[dict[str, Any]], bool] | None = None
 
     def __post_init__(self) -> None:
         if (self.name, self.email, self.tax_id, self.client_id) == (None, None, None, None):

@@ -111,8 +111,8 @@ class MatchResult:
     :param matched_by: ``link``, ``client_id``, ``tax_id``, ``name``, ``email`` or
         ``created``; None when ambiguous.
     :param candidates: for an ambiguous candidate, the client ids it could belong to.
-    :param note: what a person may want to know of a settled candidate (the client id it
-        carries names no client).
+    :param note: what a person may want to know beside the outcome (the client id the
+        candidate carries names no client).
     """
 
     provider_id: str
