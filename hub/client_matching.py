@@ -51,6 +51,8 @@ class StreamClients:
         self._name = field_getter(fields.name) if fields.name is not None else None
         self._email = field_getter(fields.email) if fields.email is not None else None
         self._tax_id = field_getter(fields.tax_id) if fields.tax_id is not None else None
+        self._client_id = field_getter(fields.client_id) if fields.client_id is not None else None
+        self._order = fields.order
         self._when = fields.when
 
     def candidates(self, records: Iterable[dict[str, Any]]) -> list[Candidate]:
@@ -65,6 +67,7 @@ class StreamClients:
                     name=_text(self._name(record)) if self._name else None,
                     email=_text(self._email(record)) if self._email else None,
                     tax_ids=_texts(self._tax_id(record)) if self._tax_id else (),
+                    client_id=_text(self._client_id(record)) if self._client_id else None,
                 )
             )
         return out
@@ -78,7 +81,8 @@ class StreamClients:
     ) -> MatchReport:
         """Match stored ``records`` and drop the reviews of ``deleted`` ones; call inside the
         transaction that stores them."""
-        report = match_candidates(db, self.integration, connection_id, self.candidates(records))
+        candidates = self.candidates(records)
+        report = match_candidates(db, self.integration, connection_id, candidates, self._order)
         if deleted:
             forget_reviews(db, (self.integration, connection_id), [str(i) for i in deleted])
         return report
@@ -111,6 +115,7 @@ class MatchTally:
     )
     linked: list[dict[str, Any]] = field(default_factory=list)
     ambiguous: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
     truncated: bool = False
 
     @classmethod
@@ -130,6 +135,8 @@ class MatchTally:
         for outcome, count in report.counts().items():
             self.counts[outcome] += count
         for result in report.results:
+            if result.note:
+                self._keep(self.notes, {"record": result.provider_id, "note": result.note})
             entry: dict[str, Any]
             if result.outcome == "ambiguous":
                 entry = {
@@ -155,8 +162,10 @@ class MatchTally:
     def event_data(self, integration: str, connection_id: str, stream: str) -> dict[str, Any]:
         """The ``clients.matched`` event's data: counts (``matched`` includes records matched
         by their existing link), the new links (``linked``: record, client, ``by``:
-        ``tax_id``, ``name``, ``email`` or ``created``), the ``ambiguous_records`` (record,
-        reason, candidate clients), at most :data:`MAX_IDS` of each (``truncated``)."""
+        ``client_id``, ``tax_id``, ``name``, ``email`` or ``created``), the
+        ``ambiguous_records`` (record, reason, candidate clients), the ``notes`` (record,
+        note: its client id names no client), at most :data:`MAX_IDS` of each
+        (``truncated``)."""
         return {
             "integration": integration,
             "connection": connection_id,
@@ -164,6 +173,7 @@ class MatchTally:
             **self.counts,
             "linked": self.linked,
             "ambiguous_records": self.ambiguous,
+            "notes": self.notes,
             "truncated": self.truncated,
         }
 
@@ -188,5 +198,12 @@ class MatchTally:
                 stream=stream,
                 count=self.counts["ambiguous"],
                 first={a["record"]: a["reason"] for a in self.ambiguous[:5]},
+            )
+        if self.notes:
+            log.warning(
+                "records matched to clients with notes",
+                connection=connection_id,
+                stream=stream,
+                first={n["record"]: n["note"] for n in self.notes[:5]},
             )
         await emit("clients.matched", self.event_data(integration, connection_id, stream))

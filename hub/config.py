@@ -173,10 +173,12 @@ class AdminSettings(Section):
 class PluginsSettings(Section):
     """``[plugins]``: where third-party plugins come from and which are turned off."""
 
+    # plain defaults (pydantic copies them per instance): a default_factory=list would have
+    # pydantic parse list's text signature, compiling the tokenizer's pattern at every start
     dir: Path | None = None
-    allow: list[str] = Field(default_factory=list)
+    allow: list[str] = []
     """If non-empty, only these plugins load (built-ins included)."""
-    deny: list[str] = Field(default_factory=list)
+    deny: list[str] = []
     """These plugins never load."""
 
 

@@ -105,8 +105,9 @@ async def _serve(settings: HubSettings) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # from here on, a signal stops in order
         loop.add_signal_handler(sig, stop.set)
-    gc.collect()
-    gc.freeze()  # start-up objects never need collecting: keeps full collections short
+    # start-up objects never need collecting: freezing them keeps full collections short;
+    # no collection first, which would hold up the first requests for next to no garbage
+    gc.freeze()
     url = f"http://{host}:{port}"
     log.info("hub listening", url=url, admin=f"{url}/admin", max_connections=runner.cap)
     await stop.wait()

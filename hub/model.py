@@ -41,14 +41,20 @@ Field = str | Callable[[dict[str, Any]], Any]
 step is missing), or a callable taking the record and returning the value."""
 
 
+CLIENT_EVIDENCE = ("client_id", "tax_id", "name", "email")
+"""The evidence a record can give of its client, in the order :class:`ClientFields` uses it
+unless a stream declares another."""
+
+
 @dataclass(frozen=True)
 class ClientFields:
     """Which fields of a stream's records identify a client of the firm (a business it serves).
 
     A stream that declares them has its records matched against the hub's clients registry as
     they are stored (by a sync's batch or ``hub.write_records``), in the same transaction:
-    linked to a client by tax id, else by business name, else by e-mail, or a new client is
-    created; unclear evidence is left for a person to review. Give at least one field.
+    linked to the client the record names by its hub id, else by tax id, else by business
+    name, else by e-mail (or in the stream's own ``order``), or a new client is created;
+    unclear evidence is left for a person to review. Give at least one field.
 
     :param name: the business name.
     :param email: the e-mail address.
@@ -56,16 +62,30 @@ class ClientFields:
         them, e.g. Stripe's ``lambda c: [t["value"] for t in c["tax_ids"]["data"]]``.
     :param when: only records for which this returns true stand for a client (QuickBooks
         sub-customers, say, belong to their parent's client); default: every record.
+    :param client_id: the hub client id the record itself carries (one the hub wrote there,
+        e.g. Stripe's ``"metadata.client_id"``): a record naming an existing client is linked
+        to it; one naming no client is matched by the other evidence, and the match notes it.
+    :param order: the evidence to use, in order: some of ``client_id``, ``tax_id``, ``name``
+        and ``email`` (default :data:`CLIENT_EVIDENCE`). A declared field left out of it is
+        still recorded (tax ids) but matches nothing.
     """
 
     name: Field | None = None
     email: Field | None = None
     tax_id: Field | None = None
     when: Callable[[dict[str, Any]], bool] | None = None
+    client_id: Field | None = None
+    order: tuple[str, ...] = CLIENT_EVIDENCE
 
     def __post_init__(self) -> None:
-        if self.name is None and self.email is None and self.tax_id is None:
-            raise ValueError("ClientFields needs at least one of name, email, tax_id")
+        if (self.name, self.email, self.tax_id, self.client_id) == (None, None, None, None):
+            raise ValueError("ClientFields needs at least one of name, email, tax_id, client_id")
+        unknown = [kind for kind in self.order if kind not in CLIENT_EVIDENCE]
+        if unknown or not self.order or len(set(self.order)) < len(self.order):
+            raise ValueError(
+                f"ClientFields.order must list some of {', '.join(CLIENT_EVIDENCE)} once each,"
+                f" not {self.order!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,17 @@ async def stored_records(
     return await hub.store.db.read(read)
 
 
+async def client_links(hub: Hub, integration: str) -> dict[str, tuple[int, str]]:
+    """The clients registry's links of ``integration``'s records: ``{provider id: (client id,
+    matched_by)}``."""
+    return {
+        link["provider_id"]: (client["id"], link["matched_by"])
+        for client in await hub.store.clients.list()
+        for link in client["links"]
+        if link["integration"] == integration
+    }
+
+
 def most_in_window(times: Iterable[float], period: float) -> int:
     """The most of ``times`` (seconds) that any window ``[t, t + period)`` holds."""
     ordered = sorted(times)

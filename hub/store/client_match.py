@@ -4,14 +4,20 @@ Candidates are settled deterministically (taken in provider-id order, so the sam
 input always give the same result):
 
 1. a link already exists for (integration, connection, provider id): *matched* by ``link``;
-2. else exactly one client has one of the candidate's tax ids: *matched* by ``tax_id``;
-3. else exactly one client has the same normalised business name: *matched* by ``name``;
-4. else exactly one client has the same e-mail address: *matched* by ``email``;
-5. else no client resembles it: a client is *created* from it and linked (``created``).
+2. else the evidence of the stream's order (default :data:`~hub.model.CLIENT_EVIDENCE`), the
+   first that finds a client settles it:
+
+   * ``client_id``: the candidate names an existing client by its hub id: *matched* by
+     ``client_id`` (a record that names no client is matched by the rest, with a ``note``);
+   * ``tax_id``: exactly one client has one of the candidate's tax ids;
+   * ``name``: exactly one client has the same normalised business name;
+   * ``email``: exactly one client has the same e-mail address;
+
+3. else no client resembles it: a client is *created* from it and linked (``created``).
 
 When the evidence is not clear-cut — several clients share the tax id, the name or the
 e-mail, the name and the e-mail point at different clients, the client found by name or
-e-mail has other tax ids than the candidate, or the client found is already linked to
+e-mail has tax ids and none of the candidate's, or the client found is already linked to
 another record of the same connection — the candidate is reported *ambiguous* and left
 unlinked for a person to settle. Nothing is ever merged silently. Ambiguous candidates are
 kept in ``client_reviews`` until they are linked by hand, a later match settles them, or
@@ -24,12 +30,13 @@ import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
 import sqlite_utils
 
+from hub.model import CLIENT_EVIDENCE
 from hub.store.clock import utcnow
 
 CHUNK = 900  # below SQLite's 999 variables per statement
@@ -41,6 +48,9 @@ LEGAL_FORMS = frozenset(
 )  # fmt: skip
 MASKED = re.compile(r"[*•]|XXX")
 Outcome = Literal["matched", "created", "ambiguous"]
+WHAT = {"tax_id": "tax id", "name": "business name", "email": "e-mail address"}
+PAIRED = {"name": "email", "email": "name"}
+"""Evidence that must not point at another client than its pair does."""
 
 
 def normalise_name(name: str | None) -> str:
@@ -74,6 +84,15 @@ def normalise_tax_id(tax_id: str | None) -> str:
     return value if len(value) >= 4 and any(c.isdigit() for c in value) else ""
 
 
+def client_key(value: str | None) -> int | None:
+    """A hub client id as a record carries it (``"7"``), or None if it is not one."""
+    text = (value or "").strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if 0 < number < 2**63 else None
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A provider record that may stand for a client (a QuickBooks or Stripe customer)."""
@@ -82,15 +101,18 @@ class Candidate:
     name: str | None = None
     email: str | None = None
     tax_ids: tuple[str, ...] = ()
+    client_id: str | None = None
 
 
 @dataclass(frozen=True)
 class MatchResult:
     """How one candidate was settled.
 
-    :param matched_by: ``link``, ``tax_id``, ``name``, ``email`` or ``created``; None when
-        ambiguous.
+    :param matched_by: ``link``, ``client_id``, ``tax_id``, ``name``, ``email`` or
+        ``created``; None when ambiguous.
     :param candidates: for an ambiguous candidate, the client ids it could belong to.
+    :param note: what a person may want to know beside the outcome (the client id the
+        candidate carries names no client).
     """
 
     provider_id: str
@@ -99,6 +121,7 @@ class MatchResult:
     matched_by: str | None
     reason: str = ""
     candidates: tuple[int, ...] = ()
+    note: str = ""
 
 
 @dataclass
@@ -142,8 +165,16 @@ def _tax_ids(candidate: Candidate) -> tuple[str, ...]:
 class _Matcher:
     """One match run inside one write transaction: indexes the relevant rows up front."""
 
-    def __init__(self, db: sqlite_utils.Database, integration: str, connection_id: str) -> None:
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        integration: str,
+        connection_id: str,
+        order: Sequence[str] = CLIENT_EVIDENCE,
+    ) -> None:
         self.db = db
+        self.order = tuple(order)
+        self.named: set[int] = set()
         self.scope = (integration, connection_id)
         self.now = utcnow()
         self.linked: dict[str, int] = {}
@@ -181,7 +212,7 @@ class _Matcher:
             for key, cid in chunked(db, sql, (), values):
                 index[key].add(cid)
         indexes = (self.by_tax, self.by_name, self.by_email)
-        found = {c for index in indexes for ids_ in index.values() for c in ids_}
+        found = {c for index in indexes for ids_ in index.values() for c in ids_} | self.named
         taken_sql = (
             "SELECT client_id, provider_id FROM client_links "
             "WHERE integration = ? AND connection_id = ? AND client_id IN ({marks})"
@@ -191,32 +222,52 @@ class _Matcher:
         for cid, tax_id in chunked(db, tax_sql, (), found | set(self.linked.values())):
             self.taxes_of[cid].add(tax_id)
 
+    def load_named(self, candidates: Sequence[Candidate]) -> None:
+        """Read which of the clients these candidates name by hub id exist (before
+        :meth:`load`, which reads their links and tax ids)."""
+        if "client_id" not in self.order:
+            return
+        wanted = [k for k in (client_key(c.client_id) for c in candidates) if k is not None]
+        sql = "SELECT id FROM clients WHERE id IN ({marks})"
+        self.named = {cid for (cid,) in chunked(self.db, sql, (), wanted)}
+
     def settle(self, candidate: Candidate) -> MatchResult:
         """Match, create or report one candidate (see the module docstring for the rules)."""
         pid, taxes = candidate.provider_id, _tax_ids(candidate)
         if pid in self.linked:
             self._learn(self.linked[pid], taxes)
             return MatchResult(pid, "matched", self.linked[pid], "link")
-        by_tax = sorted({cid for key in taxes for cid in self.by_tax.get(key, ())})
-        if by_tax:
-            if len(by_tax) > 1:
-                return self._ambiguous(pid, "several clients have this tax id", by_tax)
-            return self._link(pid, by_tax[0], "tax_id", taxes)
+        named = client_key(candidate.client_id)
         name_key, email = normalise_name(candidate.name), normalise_email(candidate.email)
-        by_name = sorted(self.by_name.get(name_key, ())) if name_key else []
-        by_email = sorted(self.by_email.get(email, ())) if email else []
-        if by_name:
-            if len(by_name) > 1:
-                return self._ambiguous(pid, "several clients have this business name", by_name)
-            if by_email and by_name[0] not in by_email:
-                reason = "the business name and the e-mail address point at different clients"
-                return self._ambiguous(pid, reason, sorted({*by_name, *by_email}))
-            return self._link(pid, by_name[0], "name", taxes)
-        if by_email:
-            if len(by_email) > 1:
-                return self._ambiguous(pid, "several clients have this e-mail address", by_email)
-            return self._link(pid, by_email[0], "email", taxes)
-        return self._create(candidate, name_key, email, taxes)
+        found = {
+            "client_id": [named] if named is not None and named in self.named else [],
+            "tax_id": sorted({cid for key in taxes for cid in self.by_tax.get(key, ())}),
+            "name": sorted(self.by_name.get(name_key, ())) if name_key else [],
+            "email": sorted(self.by_email.get(email, ())) if email else [],
+        }
+        kind = next((kind for kind in self.order if found[kind]), None)
+        if kind is None:
+            result = self._create(candidate, name_key, email, taxes)
+        else:
+            result = self._settle_by(pid, kind, found, taxes)
+        if "client_id" in self.order and candidate.client_id and not found["client_id"]:
+            note = f"its client id {candidate.client_id[:40]!r} names no client"
+            return replace(result, note=note)
+        return result
+
+    def _settle_by(
+        self, pid: str, kind: str, found: dict[str, list[int]], taxes: tuple[str, ...]
+    ) -> MatchResult:
+        """Settle by the evidence ``kind``, which found ``found[kind]``."""
+        clients = found[kind]
+        if len(clients) > 1:
+            return self._ambiguous(pid, f"several clients have this {WHAT[kind]}", clients)
+        pair = PAIRED.get(kind, "")
+        others = found[pair] if pair in self.order else []
+        if others and clients[0] not in others:
+            reason = "the business name and the e-mail address point at different clients"
+            return self._ambiguous(pid, reason, sorted({*clients, *others}))
+        return self._link(pid, clients[0], kind, taxes)
 
     def _ambiguous(self, pid: str, reason: str, clients: list[int]) -> MatchResult:
         return MatchResult(pid, "ambiguous", None, None, reason, tuple(clients))
@@ -228,7 +279,8 @@ class _Matcher:
         if other is not None:
             reason = f"client {client_id} is already linked to {other} of this connection"
             return self._ambiguous(pid, reason, [client_id])
-        if matched_by != "tax_id" and taxes and self.taxes_of.get(client_id):
+        known = self.taxes_of.get(client_id)
+        if matched_by in PAIRED and taxes and known and known.isdisjoint(taxes):
             reason = f"client {client_id} has another tax id"
             return self._ambiguous(pid, reason, [client_id])
         self.db.conn.execute(
@@ -342,9 +394,11 @@ def match_candidates(
     integration: str,
     connection_id: str,
     candidates: Iterable[Candidate],
+    order: Sequence[str] = CLIENT_EVIDENCE,
 ) -> MatchReport:
-    """Settle each candidate as matched, created or ambiguous (see the module docstring);
-    call inside a write transaction (on the store's writer thread).
+    """Settle each candidate as matched, created or ambiguous by the evidence of ``order``
+    (see the module docstring); call inside a write transaction (on the store's writer
+    thread).
 
     Idempotent: matching the same candidates again reports them matched by ``link``. A
     candidate listed twice counts once (the last one wins).
@@ -352,7 +406,8 @@ def match_candidates(
     unique = sorted({c.provider_id: c for c in candidates}.values(), key=_order)
     if not unique:
         return MatchReport()
-    matcher = _Matcher(db, integration, connection_id)
+    matcher = _Matcher(db, integration, connection_id, order)
+    matcher.load_named(unique)
     matcher.load(unique)
     report = MatchReport([matcher.settle(candidate) for candidate in unique])
     _keep_reviews(db, (integration, connection_id), unique, report)

@@ -109,7 +109,9 @@ class Billing:
         raise BadRequest(f"no client {client_id}", status=404)
 
     async def customer_of(self, client_id: int, key: str | None) -> JSON:
-        """The client's Stripe customer: the one linked before, else a new one."""
+        """The client's Stripe customer: the one linked before, else a new one whose
+        ``metadata.client_id`` links it to the client as it is stored (``matched_by``
+        ``client_id``, as a sync matches it)."""
         client = await self.client(client_id)
         known = await self.tables.get("customers", (self.connection.id, client_id))
         linked = [

@@ -81,8 +81,17 @@ def tax_values(customer: JSON) -> list[str]:
     return [str(t["value"]) for t in data or () if isinstance(t, Mapping) and t.get("value")]
 
 
-CUSTOMER_CLIENT = ClientFields(name="name", email="email", tax_id=tax_values)
-"""How a customer identifies a client of the firm."""
+CUSTOMER_CLIENT = ClientFields(
+    name="name",
+    email="email",
+    tax_id=tax_values,
+    client_id="metadata.client_id",
+    order=("client_id", "email", "name"),
+)
+"""How a customer identifies a client of the firm: the hub client id the billing actions
+write into its metadata, else its e-mail address, else its name (its tax ids are kept on
+the client, and a client with none of them is not linked by e-mail or name, but they are no
+evidence of their own)."""
 
 MONEY = {"currency": "currency"}
 SPECS: tuple[Spec, ...] = (

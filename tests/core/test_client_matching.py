@@ -4,6 +4,7 @@ transaction by the engine and by ``write_records``, announced by ``clients.match
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ from hub import client_matching, hookimpl, sync_pass
 from hub.client_matching import MatchTally
 from hub.model import Batch, ClientFields, HubEvent, Integration, Stream
 from hub.store.client_match import Candidate, MatchReport, MatchResult
-from hub.testing import stored_records
+from hub.testing import client_links, stored_records
 
 CONNECTION = "billing:acct"
 
@@ -31,6 +32,14 @@ CUSTOMERS = Stream(
     ),
 )
 
+ACCOUNTS = Stream(
+    "accounts",
+    client=replace(
+        CUSTOMERS.client, client_id="metadata.client_id", order=("client_id", "email", "name")
+    ),
+)
+"""A stream whose records carry the hub client id, matched by e-mail before name."""
+
 
 class BillingPlugin:
     """A Stripe-like provider whose sync yields the scripted batches."""
@@ -44,7 +53,7 @@ class BillingPlugin:
         return Integration(
             "billing",
             "Billing",
-            streams=[CUSTOMERS, Stream("invoices")],
+            streams=[CUSTOMERS, ACCOUNTS, Stream("invoices")],
             default_sync_interval=None,
         )
 
@@ -227,3 +236,105 @@ def test_the_event_lists_a_bounded_number_of_records():
 def test_client_fields_need_at_least_one_field():
     with pytest.raises(ValueError, match="at least one"):
         ClientFields(when=lambda record: True)
+
+
+async def add_clients(hub, *names_and_emails: tuple[str, str]) -> None:
+    """Clients 1, 2, ... as another integration's match creates them."""
+    candidates = [
+        Candidate(str(i), name, email) for i, (name, email) in enumerate(names_and_emails)
+    ]
+    await hub.store.clients.match("ledger", "ledger:1", candidates)
+
+
+def account(i: int, name: str, email: str | None, client_id: Any = None, *tax: str) -> dict:
+    return customer(i, name, email, *tax, metadata={"client_id": client_id} if client_id else {})
+
+
+async def test_the_client_id_a_record_carries_links_it_before_other_evidence(make_hub):
+    hub, connection = await billing_hub(make_hub, BillingPlugin())
+    await add_clients(hub, ("Acme", "ops@acme.test"), ("Bolt", "ops@bolt.test"))
+    await hub.write_records(
+        connection,
+        "customers",  # the default order: client id, tax id, name, e-mail
+        [{**customer(1, "Acme", "ops@acme.test"), "client_id": "2"}],
+    )
+    assert await client_links(hub, "billing") == {"cus_1": (1, "name")}  # no field
+    await hub.write_records(
+        connection, "accounts", [account(2, "Acme", "ops@acme.test", " 2 ", "DE123456789")]
+    )
+    assert (await client_links(hub, "billing"))["cus_2"] == (2, "client_id")
+    (client,) = [c for c in await hub.store.clients.list() if c["id"] == 2]
+    assert client["tax_ids"] == ["DE123456789"]  # kept on the client it names
+    await hub.write_records(connection, "accounts", [account(2, "Bolt", None, "1")])
+    assert (await client_links(hub, "billing"))["cus_2"] == (2, "client_id")  # stays
+
+
+async def test_a_client_id_naming_no_client_falls_back_with_a_note(make_hub):
+    hub, connection = await billing_hub(make_hub, BillingPlugin())
+    await add_clients(hub, ("Acme", "ops@acme.test"))
+    await hub.write_records(
+        connection,
+        "accounts",
+        [account(1, "Acme", "ops@acme.test", "99"), account(2, "Bolt", None, "seven")],
+    )
+    assert await client_links(hub, "billing") == {
+        "cus_1": (1, "email"),
+        "cus_2": (2, "created"),
+    }
+    (data,) = await matched_events(hub)
+    assert data["notes"] == [
+        {"record": "cus_1", "note": "its client id '99' names no client"},
+        {"record": "cus_2", "note": "its client id 'seven' names no client"},
+    ]
+
+
+async def test_a_client_named_by_id_already_linked_in_the_connection_is_ambiguous(make_hub):
+    hub, connection = await billing_hub(make_hub, BillingPlugin())
+    await add_clients(hub, ("Acme", "ops@acme.test"))
+    await hub.write_records(
+        connection, "accounts", [account(1, "Acme", None, "1"), account(2, "Acme 2", None, "1")]
+    )
+    assert await client_links(hub, "billing") == {"cus_1": (1, "client_id")}
+    (review,) = await hub.store.clients.reviews()
+    assert review["provider_id"] == "cus_2" and "already linked to cus_1" in review["reason"]
+
+
+async def test_a_stream_order_puts_e_mail_before_name_and_leaves_out_tax_ids(make_hub):
+    hub, connection = await billing_hub(make_hub, BillingPlugin())
+    await add_clients(hub, ("Acme", "ops@acme.test"), ("Bolt", "ops@bolt.test"))
+    await hub.store.clients.match(
+        "ledger", "ledger:2", [Candidate("7", "Cedar", None, ("AT1234",))]
+    )
+    await hub.write_records(
+        connection,
+        "accounts",
+        [
+            account(1, "Acme", "ops@acme.test"),  # both point at client 1: e-mail first
+            account(2, "Acme", "ops@bolt.test"),  # they disagree: a person decides
+            account(3, "Someone", "ops@bolt.test", None, "AT1234"),  # tax ids are no evidence
+        ],
+    )
+    assert await client_links(hub, "billing") == {
+        "cus_1": (1, "email"),
+        "cus_3": (2, "email"),
+    }
+    default = await hub.store.clients.match(
+        "other", "other:1", [Candidate("4", "Acme", "ops@acme.test")]
+    )
+    assert default.results[0].matched_by == "name"  # the default order: name before e-mail
+    (review,) = await hub.store.clients.reviews()
+    assert review["provider_id"] == "cus_2" and review["reason"] == (
+        "the business name and the e-mail address point at different clients"
+    )
+
+
+def test_client_fields_order_lists_known_evidence_once():
+    assert ClientFields(client_id="metadata.client_id").order == (
+        "client_id",
+        "tax_id",
+        "name",
+        "email",
+    )
+    for order in [(), ("email", "email"), ("phone",)]:
+        with pytest.raises(ValueError, match=r"ClientFields\.order must list some of"):
+            ClientFields(name="name", order=order)

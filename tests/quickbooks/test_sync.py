@@ -13,7 +13,7 @@ import pytest
 
 from hub.store import Store
 from hub.store.client_match import Candidate
-from hub.testing import stored_records, sync_records
+from hub.testing import client_links, stored_records, sync_records
 from plugins.quickbooks.oauth import credentials_from
 from plugins.quickbooks.sandbox import CompanySpec, InjectedFault, start_sandbox
 from plugins.quickbooks.sync import BY_STREAM, SPECS
@@ -341,12 +341,7 @@ async def test_customers_match_by_tax_id_and_jobs_stand_for_no_client(make_hub, 
         REALM, "Customer", {"DisplayName": "Northwind:Audit", "ParentRef": {"value": taxed["Id"]}}
     )
     await sync_records(hub, "quickbooks")
-    linked = {
-        link["provider_id"]: (client["id"], link["matched_by"])
-        for client in await hub.store.clients.list()
-        for link in client["links"]
-        if link["integration"] == "quickbooks"
-    }
+    linked = await client_links(hub, "quickbooks")
     assert linked[taxed["Id"]] == (1, "tax_id")
     assert job["Id"] not in linked
 

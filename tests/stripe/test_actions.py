@@ -245,6 +245,7 @@ async def add_client(hub: Any, name: str, email: str) -> int:
 async def test_customer_create_or_find_plan_change_cancel_and_portal(hub_client, scripted):
     client = await billing(hub_client, scripted, portal_return_url="https://firm.example/back")
     hub = hub_of(client)
+    await add_client(hub, "Willow Books LLC", "books@willow.example")  # a namesake
     client_id = await add_client(hub, "Willow Books LLC", "ap@willow.example")
     first = await (
         await client.post("/api/billing/customers", json={"client_id": client_id})
@@ -256,7 +257,10 @@ async def test_customer_create_or_find_plan_change_cancel_and_portal(hub_client,
     ).json()
     assert again["customer"]["id"] == customer["id"]
     assert len(scripted.posts("/v1/customers")) == 1  # found, not created twice
-    assert await hub.store.clients.client_of("stripe", CONNECTION, customer["id"]) == client_id
+    (linked,) = [c for c in await hub.store.clients.list() if c["id"] == client_id]
+    assert [(link["provider_id"], link["matched_by"]) for link in linked["links"]] == [
+        (customer["id"], "client_id")  # by the metadata the action wrote, as a sync matches it
+    ]
 
     body = {"client_id": client_id, "price": "price_basic"}
     created = await (await client.post("/api/billing/subscriptions", json=body)).json()

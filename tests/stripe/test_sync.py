@@ -7,7 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from hub.testing import hub_of, stored_records, sync_records
+from hub.store.client_match import Candidate
+from hub.testing import client_links, hub_of, stored_records, sync_records
 from plugins.stripe.sandbox import RunningSandbox
 from plugins.stripe.sync import EVENT_RETENTION_S, SPECS, oldest_cursor, plan_run
 from tests.stripe.conftest import KEY, WEBHOOK_SECRET, stripe_sdk
@@ -116,6 +117,31 @@ async def test_a_full_sync_stores_every_object_in_minor_units(make_hub, sandbox)
     assert set(cursor) == {"event", "event_created", "full_at"}
     links = [link for c in await hub.store.clients.list() for link in c["links"]]
     assert len({link["provider_id"] for link in links}) == 30  # every customer is a client
+
+
+async def test_customers_match_clients_by_metadata_client_id_then_e_mail_then_name(
+    make_hub, stripe_sandbox
+):
+    hub = await make_hub(config=stripe_config(stripe_sandbox, streams=["customers"]))
+    clients = [(f"Client {i}", f"ap@client{i}.example") for i in range(1, 8)]
+    clients[4] = ("Cedar Partners", "ap@cedar.example")
+    await hub.store.clients.match(
+        "ledger", "ledger:1", [Candidate(str(i), *c) for i, c in enumerate(clients, 1)]
+    )
+    async with stripe_sdk(stripe_sandbox) as client:
+        named = await client.v1.customers.create_async(
+            {"name": "Client 2", "email": "ap@client2.example", "metadata": {"client_id": "7"}}
+        )
+        both = await client.v1.customers.create_async(
+            {"name": "Cedar Partners", "email": "ap@cedar.example"}
+        )
+        by_name = await client.v1.customers.create_async({"name": "Client 3"})
+    await sync_records(hub, "stripe")
+    assert await client_links(hub, "stripe") == {
+        named.id: (7, "client_id"),  # though its e-mail and name are client 2's
+        both.id: (5, "email"),  # e-mail before name
+        by_name.id: (3, "name"),
+    }
 
 
 async def test_an_incremental_sync_refetches_what_the_events_name(make_hub, sandbox):
