@@ -315,7 +315,6 @@ def response_object(
             "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
             "total_tokens": usage.input_tokens + usage.output_tokens,
         },
-        "user": None,
         "metadata": _or(ask.echo.get("metadata"), {}),
     }
 
