@@ -174,6 +174,8 @@ def test_the_instance_conforms_to_the_schema_pydantic_emits(model: type[BaseMode
 
 
 def test_the_instance_follows_bounds_formats_arrays_and_recursive_refs() -> None:
+    import jsonschema
+
     schema = {
         "$defs": {
             "Node": {
@@ -199,6 +201,7 @@ def test_the_instance_follows_bounds_formats_arrays_and_recursive_refs() -> None
         },
     }
     value = instance(schema, "Level: HIGH\nflags: yes\n")
+    jsonschema.Draft202012Validator(schema).validate(value)
     assert len(value["root"]["name"]) == 12 and isinstance(value["root"]["children"], list)
     assert value["when"] == "2025-12-31T00:00:00Z" and value["count"] == 4
     assert value["ratio"] == -6 and value["flags"] == [True, True, True]
@@ -384,6 +387,42 @@ async def test_a_wrong_or_missing_key_is_401_without_the_key(
             "invalid_json_schema",
         ),
         ("/v1/responses", {"model": "gpt-nope", "input": "x"}, "model", "model_not_found"),
+        (
+            "/v1/responses",
+            {"model": "gpt-4o", "input": "x", "stream": True},
+            "stream",
+            "unsupported_value",
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "model": "gpt-4o",
+                "messages": [{"role": "user", "content": "x"}],
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "Gone", "schema": {"$ref": "#/$defs/Missing"}},
+                },
+            },
+            "response_format.json_schema.schema",
+            "invalid_json_schema",
+        ),
+        (
+            "/v1/responses",
+            {
+                "model": "gpt-4o",
+                "input": "x",
+                "text": {
+                    "format": {
+                        "type": "json_schema",
+                        "name": "Words",
+                        "strict": True,
+                        "schema": {"type": "string"},
+                    }
+                },
+            },
+            "text.format.schema",
+            "invalid_json_schema",
+        ),
         (
             "/v1/chat/completions",
             {"model": "gpt-4o-mini"},
