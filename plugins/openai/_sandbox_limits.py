@@ -43,11 +43,12 @@ class Bucket:
         self.at = now
 
     def wait(self, amount: float) -> float:
-        """Seconds until ``amount`` is available (0: now; ``inf``: never, it exceeds the
-        capacity)."""
-        if amount > self.capacity:
+        """Seconds until ``amount`` may be taken (0: now; ``inf``: never, it exceeds the
+        per-minute limit). More than the capacity is taken from a full bucket, which then
+        owes the rest."""
+        if amount > self.per_minute:
             return math.inf
-        return max(0.0, (amount - self.level) * 60 / self.per_minute)
+        return max(0.0, (min(amount, self.capacity) - self.level) * 60 / self.per_minute)
 
     def headers(self, kind: str) -> dict[str, str]:
         """``x-ratelimit-limit-<kind>``, ``-remaining-`` and ``-reset-`` (time to full)."""

@@ -315,22 +315,36 @@ def test_a_bucket_refills_at_its_rate_and_reports_openais_header_forms() -> None
         "x-ratelimit-reset-requests": "500ms",
     }
     bucket.refill(200.0)
-    assert bucket.level == 10 and bucket.wait(11) == float("inf")
+    assert bucket.level == 10 and bucket.wait(601) == float("inf")
+    assert bucket.wait(300) == 0  # more than a burst: taken from a full bucket, then owed
     assert [duration(s) for s in (0.0201, 1.5, 360, 61.25)] == ["21ms", "1.5s", "6m0s", "1m1.25s"]
 
 
-async def test_a_steady_rate_admits_a_seconds_worth_at_once(
+async def test_burst_seconds_caps_how_much_of_the_minute_is_used_at_once(
     start_openai_sandbox: StartSandbox,
 ) -> None:
-    sandbox = await start_openai_sandbox(requests_per_minute=600, burst_seconds=1)
+    sandbox = await start_openai_sandbox(requests_per_minute=6, burst_seconds=20)
     async with openai_sdk(sandbox) as client:
-        for _ in range(10):
+        for _ in range(3):
             await client.models.retrieve("gpt-4o")  # not a model call: costs nothing
-        for _ in range(10):
+        for _ in range(2):
             await client.responses.create(model="gpt-4o-mini", input="hi")
         with pytest.raises(openai.RateLimitError) as refused:
             await client.responses.create(model="gpt-4o-mini", input="hi")
-    assert int(refused.value.response.headers["retry-after-ms"]) <= 100
+    assert int(refused.value.response.headers["retry-after-ms"]) <= 10_000
+
+
+async def test_a_request_over_a_bursts_worth_of_tokens_is_admitted_then_owed(
+    start_openai_sandbox: StartSandbox,
+) -> None:
+    sandbox = await start_openai_sandbox(tokens_per_minute=60_000, burst_seconds=1)
+    async with openai_sdk(sandbox) as client:
+        big = await client.responses.create(model="gpt-4o-mini", input="x" * 8000)
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.responses.create(model="gpt-4o-mini", input="x")
+    assert big.usage is not None and big.usage.input_tokens == 2000
+    assert refused.value.type == "tokens"
+    assert 0 < int(refused.value.response.headers["retry-after-ms"]) <= 1001
 
 
 # --------------------------------------------------------------------------- errors
