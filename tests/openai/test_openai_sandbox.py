@@ -276,6 +276,8 @@ async def test_the_request_limit_is_enforced(start_openai_sandbox: StartSandbox)
             await client.responses.create(model="gpt-4o-mini", input="hi")
         with pytest.raises(openai.RateLimitError) as refused:
             await client.responses.create(model="gpt-4o-mini", input="hi")
+        with pytest.raises(openai.RateLimitError) as queued:
+            await client.responses.create(model="gpt-4o-mini", input="hi")
     error = refused.value
     assert error.code == "rate_limit_exceeded" and error.type == "requests"
     assert "requests per min (RPM): Limit 2, Used 2, Requested 1" in error.message
@@ -283,7 +285,9 @@ async def test_the_request_limit_is_enforced(start_openai_sandbox: StartSandbox)
     assert 25_000 <= int(headers["retry-after-ms"]) <= 30_000
     assert int(headers["retry-after"]) >= 25
     assert headers["x-ratelimit-remaining-requests"] == "0"
-    assert sandbox.state.rate_limited == 1
+    later = int(queued.value.response.headers["retry-after-ms"])
+    assert later >= int(headers["retry-after-ms"]) + 29_000  # one slot after the first refused
+    assert sandbox.state.rate_limited == 2
 
 
 async def test_the_token_limit_is_enforced_and_counts_max_output_tokens(
