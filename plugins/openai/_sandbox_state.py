@@ -125,13 +125,6 @@ class Script:
     path: str = "/v1/"
     reasoning_tokens: int | None = None
 
-    @property
-    def text(self) -> str:
-        """The output text."""
-        if isinstance(self.content, str):
-            return self.content
-        return orjson.dumps(self.content).decode()
-
 
 _Pending = TypeVar("_Pending", InjectedFault, Script)
 

@@ -25,10 +25,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,7 +170,7 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
             "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
         )
         raise OpenAIError(401, message)
-    if key != _state(request).config.api_key:
+    if not hmac.compare_digest(key.encode(), _state(request).config.api_key.encode()):
         message = (
             f"Incorrect API key provided: {_masked(key)}. You can find your API key at "
             "https://platform.openai.com/account/api-keys."
@@ -196,7 +197,8 @@ async def _inject(request: web.Request, handler: Handler) -> web.StreamResponse:
     if fault.kind == "rate_limit":
         body = request[_RECORD_KEY].body
         model = body.get("model") if isinstance(body, dict) else None
-        refusal = Refusal("requests", 1, 1, 1, fault.retry_after)
+        limit = state.config.requests_per_minute or 1
+        refusal = Refusal("requests", limit, limit, 1, fault.retry_after)
         raise _rate_limited(state, str(model or "gpt-4o-mini"), refusal)
     status, kind, message = _STATUS_FAULTS[fault.kind]
     raise OpenAIError(status, message, kind, code=kind if status == 429 else None)
@@ -238,12 +240,14 @@ async def chat_completions(request: web.Request) -> web.Response:
     return await _model_call(request, read_chat)
 
 
-async def _model_call(request: web.Request, read: Any) -> web.Response:
+async def _model_call(
+    request: web.Request, read: Callable[[Any, frozenset[str]], Ask]
+) -> web.Response:
     state = _state(request)
     record: RequestRecord = request[_RECORD_KEY]
     if record.body is None:
         raise not_json()
-    ask: Ask = read(record.body, state.models)
+    ask = read(record.body, state.models)
     refusal = state.limits.admit(ask.input_tokens + (ask.max_output or 0))
     if refusal is not None:
         state.rate_limited += 1
@@ -286,7 +290,7 @@ def _output(
         value = f"Sandbox answer from {ask.model} to {ask.input_tokens} input tokens."
     if fault is not None and fault.kind == "missing_field" and ask.schema is not None:
         value = without_first_required(value, ask.schema)
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
     if fault is not None and fault.kind == "invalid_json":
         text = text[: len(text) // 2] or "{"
     return text, reasoning
