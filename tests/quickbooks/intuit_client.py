@@ -19,6 +19,7 @@ from typing import Any
 
 from intuitlib import config as intuit_config
 from intuitlib.client import AuthClient
+
 from quickbooks import QuickBooks
 from quickbooks.cdc import change_data_capture
 from quickbooks.objects import (
