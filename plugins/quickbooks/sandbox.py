@@ -39,6 +39,7 @@ from ._sandbox_data import (
     BY_LOWER,
     CDC_UNSUPPORTED,
     JSON,
+    KEYLESS,
     LIST_ENTITIES,
     Company,
     CompanySpec,
@@ -969,7 +970,7 @@ async def _query(request: web.Request) -> web.Response:
 async def _read(request: web.Request) -> web.Response:
     state = _state(request)
     entity = BY_LOWER.get(request.match_info["entity"].lower())
-    if entity is None:
+    if entity is None or entity in KEYLESS:  # an exchange rate has no Id to read it by
         return _unsupported(request)
     realm = request.match_info["realm"]
     index = state.company(realm).find(entity, request.match_info["entity_id"])
