@@ -8,8 +8,17 @@ from __future__ import annotations
 from typing import Any
 
 from hub.testing import stored_records, sync_records
+from hub.web.keys import HUB
 from plugins.quickbooks.sandbox import CompanySpec, start_sandbox
-from tests.quickbooks.conftest import REALM, SMALL, connect, live_rows, qb_config, sandbox_config
+from tests.quickbooks.conftest import (
+    REALM,
+    SMALL,
+    VERIFIER,
+    connect,
+    live_rows,
+    qb_config,
+    sandbox_config,
+)
 from tests.quickbooks.test_sync import CONNECTION, NOT_IN_CDC, cdc_calls, expected, full_reads
 
 
@@ -113,3 +122,24 @@ async def test_a_company_without_multicurrency_syncs_no_currencies(make_hub):
         records = await sync_records(hub, "quickbooks")
     assert records["company_currencies"] == records["exchange_rates"] == {}
     assert records["invoices"] == live_rows(sandbox.state, "Invoice")
+
+
+async def test_webhooks_refetch_the_new_entities_as_syncs_store_them(hub_client, sandbox):
+    client = await hub_client(config=qb_config(sandbox))
+    hub = client.server.app[HUB]
+    await connect(hub, sandbox.state)
+    assert (await hub.engine.run(CONNECTION)).state == "succeeded"
+    state = sandbox.state
+    state.advance_clock(30)
+    state.update(REALM, "Attachable", "3", {"Note": "signed copy"})
+    state.update(REALM, "CreditCardPayment", "1", {"Memo": "autopay"})
+    state.update(REALM, "RecurringTransaction", "1", {"PrivateNote": "new rate"})
+    delivery = await state.send_webhook(str(client.make_url("/webhooks/quickbooks")), VERIFIER)
+    assert delivery.status == 200
+    await hub.dispatcher.drain()
+    records = await stored_records(hub, "quickbooks", CONNECTION)
+    assert records["attachables"]["3"] == live_rows(state, "Attachable")["3"]
+    assert records["attachables"]["3"]["Note"] == "signed copy"
+    assert "TempDownloadUri" not in records["attachables"]["3"]
+    assert records["credit_card_payments"]["1"]["Memo"] == "autopay"
+    assert records["recurring_transactions"]["1"]["Invoice"]["PrivateNote"] == "new rate"
