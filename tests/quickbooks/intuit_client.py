@@ -126,6 +126,9 @@ def plain(value: Any) -> Any:
 def run(qb: QuickBooks, entity: str, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
     """One call: a class method of the entity's class, or ``cdc`` over several entities."""
     if method == "cdc":
+        # python-quickbooks's CDC looks each class's objects up under its qbo_object_name, so
+        # it drops CreditCardPayment changes, which Intuit names CreditCardPaymentTxn (its
+        # query and read use qbo_json_object_name and find them).
         answer = change_data_capture([CLASSES[name] for name in args[0]], args[1], qb=qb)
         return {name: plain(list(getattr(answer, name, []))) for name in args[0]}
     return plain(getattr(CLASSES[entity], method)(*args, qb=qb, **kwargs))
