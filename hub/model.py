@@ -93,7 +93,8 @@ class Stream:
     """One kind of record a sync produces, stored in table ``records_<integration>_<name>``.
 
     :param name: short lowercase name (``customers``).
-    :param key: the record's id field (a dotted path into the record, e.g. ``"Id"``).
+    :param key: the record's id: a dotted path into the record (``"Id"``), or a callable
+        taking the record (for a provider whose records are keyed by several fields).
     :param columns: extra indexed columns: column name -> dotted path into the record, or a
         callable taking the record. Values are stored as given (text, integer), never as float
         money: a plugin passes amounts as text or integer minor units.
@@ -102,7 +103,7 @@ class Stream:
     """
 
     name: str
-    key: str = "id"
+    key: Field = "id"
     columns: Mapping[str, Field] = field(default_factory=dict)
     description: str = ""
     client: ClientFields | None = None

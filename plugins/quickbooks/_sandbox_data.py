@@ -30,6 +30,9 @@ LIST_ENTITIES = (
     "TaxCode",
     "Term",
     "PaymentMethod",
+    "TaxRate",
+    "CompanyCurrency",
+    "Budget",
 )
 TXN_ENTITIES = (
     "Invoice",
@@ -46,11 +49,30 @@ TXN_ENTITIES = (
     "Deposit",
     "Transfer",
     "JournalEntry",
+    "TimeActivity",
+    "CreditCardPayment",
 )
-ENTITIES = ("CompanyInfo", *LIST_ENTITIES, *TXN_ENTITIES)
+OTHER_ENTITIES = ("TaxAgency", "Attachable", "ExchangeRate", "RecurringTransaction")
+"""Entities that are neither transactions nor lists with an Active flag."""
+ENTITIES = ("CompanyInfo", *LIST_ENTITIES, *TXN_ENTITIES, *OTHER_ENTITIES)
 BY_LOWER = {name.lower(): name for name in ENTITIES}
-# Intuit's CDC page lists TaxCode among the entities CDC does not support.
-CDC_UNSUPPORTED = frozenset({"TaxCode"})
+# Intuit's CDC page: "You can use the CDC operation for all API entities except the following:
+# JournalCode, TaxAgency, TimeActivity, TaxCode, TaxRate"
+# (https://developer.intuit.com/app/developer/qbo/docs/learn/explore-the-quickbooks-online-api/change-data-capture).
+CDC_UNSUPPORTED = frozenset({"TaxCode", "TaxAgency", "TimeActivity", "TaxRate"})
+ANSWER_NAMES = {"CreditCardPayment": "CreditCardPaymentTxn"}
+"""Entities whose objects Intuit names after their XSD type, not their endpoint: a
+``select * from CreditCardPayment`` answers ``{"QueryResponse": {"CreditCardPaymentTxn": …}}``."""
+KEYLESS = frozenset({"ExchangeRate"})
+"""Entities without an Id (an exchange rate is keyed by SourceCurrencyCode and AsOfDate)."""
+TEMPLATES = ("Invoice", "Bill")
+"""The transactions the generated RecurringTransaction rows are templates of, in turn."""
+
+
+def answer_name(entity: str) -> str:
+    """The key Intuit gives ``entity``'s objects in query, read and CDC answers."""
+    return ANSWER_NAMES.get(entity, entity)
+
 
 _TXN_WEIGHTS = {
     "Invoice": 30,
@@ -80,8 +102,22 @@ _LIST_DEFAULTS = {
     "Term": 4,
     "PaymentMethod": 5,
 }
+_FIXED_DEFAULTS = {
+    "TaxRate": 3,
+    "TaxAgency": 2,
+    "CompanyCurrency": 3,
+    "ExchangeRate": 12,
+    "Budget": 2,
+    "TimeActivity": 20,
+    "CreditCardPayment": 6,
+    "Attachable": 8,
+    "RecurringTransaction": 4,
+}
+"""Rows of the entities a company's size does not scale (a benchmark's company is big in
+transactions, not in tax agencies or exchange rates)."""
 # Minimums keep every generated reference (CustomerRef, ItemRef, the chart of accounts) valid.
 MIN_COUNTS = {"Account": 20, "Customer": 1, "Vendor": 1, "Item": 1, "Term": 1, "PaymentMethod": 1}
+MIN_COUNTS |= {"Employee": 1, "TaxRate": 1, "TaxAgency": 1, "Invoice": 1, "Bill": 1}
 
 
 def scaled_counts(transactions: int) -> dict[str, int]:
@@ -93,7 +129,7 @@ def scaled_counts(transactions: int) -> dict[str, int]:
     for name, base in _LIST_DEFAULTS.items():
         grows = name in ("Customer", "Vendor", "Item", "Class", "Department")
         counts[name] = base * scale if grows else base
-    return counts
+    return {**counts, **_FIXED_DEFAULTS}
 
 
 def default_counts() -> dict[str, int]:
@@ -457,6 +493,24 @@ _METHODS = (
     ("Discover", "CREDIT_CARD"),
 )
 
+_CURRENCIES = (
+    ("EUR", "Euro", 1.0825),
+    ("CAD", "Canadian Dollar", 0.7342),
+    ("GBP", "British Pound Sterling", 1.2675),
+    ("MXN", "Mexican Peso", 0.0547),
+    ("AUD", "Australian Dollar", 0.6631),
+    ("JPY", "Japanese Yen", 0.0064),
+)
+_AGENCIES = (
+    "California Department of Tax and Fee Administration",
+    "Texas Comptroller of Public Accounts",
+    "Colorado Department of Revenue",
+    "Oregon Department of Revenue",
+    "Washington Department of Revenue",
+)
+_TAX_PERCENT = (7.25, 6.25, 2.9, 0.0, 6.5)
+_ATTACHED = (("Invoice", "application/pdf", "pdf"), ("Bill", "image/jpeg", "jpg"))
+
 
 def _usd() -> JSON:
     return {"value": "USD", "name": "United States Dollar"}
@@ -481,9 +535,10 @@ def _money(cents: int) -> float:
 class Generator:
     """Builds the JSON body of any entity of one company from its index."""
 
-    def __init__(self, spec: CompanySpec, tz: timezone) -> None:
+    def __init__(self, spec: CompanySpec, tz: timezone, first_day: date) -> None:
         self.spec = spec
         self.tz = tz
+        self.first_day = first_day
         self.seed = _mix(spec.seed ^ _salt(spec.realm_id))
         self.count = {name: spec.count(name) for name in ENTITIES}
         self._salts = {name: _salt(name) for name in ENTITIES}
@@ -707,7 +762,7 @@ class Generator:
 
     def _build_taxcode(self, index: int, rand: _Rand, day: date) -> JSON:
         name = self.display_name("TaxCode", index)
-        rate = {"value": str(index + 1), "name": f"{name} rate"}
+        rate = self.ref("TaxRate", index % self.count["TaxRate"])
         return {
             "Name": name,
             "Description": f"{name} sales tax",
@@ -995,6 +1050,132 @@ class Generator:
             "JournalEntryLineDetail": detail,
         }
 
+    def _build_taxagency(self, index: int, rand: _Rand, day: date) -> JSON:
+        return {
+            "DisplayName": self.display_name("TaxAgency", index),
+            "TaxRegistrationNumber": f"SR-{rand.below(90_000_000) + 10_000_000}",
+            "TaxTrackedOnSales": True,
+            "TaxTrackedOnPurchases": False,
+        }
+
+    def _build_taxrate(self, index: int, rand: _Rand, day: date) -> JSON:
+        percent, _ = _nth(_TAX_PERCENT, index)
+        since = datetime.combine(self.first_day, datetime.min.time(), self.tz).isoformat()
+        return {
+            "Name": self.display_name("TaxRate", index),
+            "Description": "Sales Tax",
+            "Active": True,
+            "RateValue": percent,
+            "AgencyRef": self.ref("TaxAgency", index % self.count["TaxAgency"]),
+            "SpecialTaxType": "NONE",
+            "DisplayType": "ReadOnly",
+            "EffectiveTaxRate": [{"RateValue": percent, "EffectiveDate": since}],
+        }
+
+    def _build_companycurrency(self, index: int, rand: _Rand, day: date) -> JSON:
+        (code, name, _), round_ = _nth(_CURRENCIES, index)
+        return {"Code": code, "Name": _numbered(name, round_), "Active": True}
+
+    def _build_exchangerate(self, index: int, rand: _Rand, day: date) -> JSON:
+        # One rate a week per company currency, every (currency, date) once.
+        currencies = max(1, min(self.count["CompanyCurrency"], len(_CURRENCIES)))
+        code, _, rate = _CURRENCIES[index % currencies]
+        week = self.first_day + timedelta(weeks=index // currencies)
+        return {
+            "SourceCurrencyCode": code,
+            "TargetCurrencyCode": "USD",
+            "Rate": round(rate * (1 + (rand.below(400) - 200) / 10_000), 6),
+            "AsOfDate": week.isoformat(),
+        }
+
+    def _build_budget(self, index: int, rand: _Rand, day: date) -> JSON:
+        year = day.year - index // len(_NAMES["Budget"])
+        accounts = (_SERVICES, *_EXPENSE_ACCOUNTS[:3])
+        details = [
+            {
+                "BudgetDate": date(year, month, 1).isoformat(),
+                "Amount": _money(rand.below(1_000_000) + 10_000),
+                "AccountRef": self.ref("Account", account),
+            }
+            for account in accounts
+            for month in range(1, 13)
+        ]
+        return {
+            "Name": self.display_name("Budget", index),
+            "StartDate": date(year, 1, 1).isoformat(),
+            "EndDate": date(year, 12, 31).isoformat(),
+            "BudgetType": "ProfitAndLoss",
+            "BudgetEntryType": "Monthly",
+            "Active": True,
+            "BudgetDetail": details,
+        }
+
+    def _build_timeactivity(self, index: int, rand: _Rand, day: date) -> JSON:
+        item = self.related("TimeActivity", index, "Item")
+        hours = rand.below(8) + 1
+        return {
+            "TxnDate": day.isoformat(),
+            "NameOf": "Employee",
+            "EmployeeRef": self.ref("Employee", self.related("TimeActivity", index, "Employee")),
+            "CustomerRef": self.ref("Customer", self.related("TimeActivity", index, "Customer")),
+            "ItemRef": self.ref("Item", item),
+            "BillableStatus": rand.pick(("Billable", "NotBillable", "HasBeenBilled")),
+            "Taxable": False,
+            "HourlyRate": _money(_item_price(item)),
+            "Hours": hours,
+            "Minutes": rand.pick((0, 15, 30, 45)),
+            "Description": f"{self.display_name('Item', item)}: {hours} h",
+        }
+
+    def _build_creditcardpayment(self, index: int, rand: _Rand, day: date) -> JSON:
+        return {
+            "TxnDate": day.isoformat(),
+            "CurrencyRef": _usd(),
+            "CreditCardAccountRef": self.ref("Account", _CARD),
+            "BankAccountRef": self.ref("Account", _CHECKING),
+            "Amount": _money(rand.below(500_000) + 5_000),
+            "PrintStatus": "NotSet",
+            "Memo": f"{_CHART[_CARD][0]} payment",
+        }
+
+    def _build_attachable(self, index: int, rand: _Rand, day: date) -> JSON:
+        (entity, content_type, extension), _ = _nth(_ATTACHED, index)
+        target = self.related("Attachable", index, entity)
+        realm, number = self.spec.realm_id, index + 1
+        link = {"EntityRef": {"type": entity, "value": str(target + 1)}, "IncludeOnSend": False}
+        return {
+            "FileName": f"{entity.lower()}-{target + 1}-{number}.{extension}",
+            "FileAccessUri": f"/qbo/v3/company/{realm}/download/{number}",
+            "TempDownloadUri": (
+                f"https://intuit-qbo-sandbox.s3.amazonaws.com/{realm}/attachments/{number}"
+                f"?Expires={rand.below(10**9)}&Signature=sandbox"
+            ),
+            "Size": rand.below(900_000) + 20_000,
+            "ContentType": content_type,
+            "Note": f"Scanned {entity.lower()} {target + 1}",
+            "AttachableRef": [link],
+        }
+
+    def template_type(self, index: int) -> str:
+        """The transaction type the ``index``-th RecurringTransaction is a template of."""
+        return str(_nth(TEMPLATES, index)[0])
+
+    def _build_recurringtransaction(self, index: int, rand: _Rand, day: date) -> JSON:
+        kind = self.template_type(index)
+        template = self._builders[kind](index, rand, day)
+        for unset in ("DocNumber", "Balance", "DueDate", "EmailStatus"):
+            template.pop(unset, None)
+        party = template.get("CustomerRef") or template["VendorRef"]
+        schedule = {
+            "IntervalType": "Monthly",
+            "NumInterval": 1,
+            "DayOfMonth": day.day,
+            "StartDate": day.isoformat(),
+            "NextDate": (day + timedelta(days=30)).isoformat(),
+        }
+        info = {"Name": f"{kind} {index + 1}: {party['name']}", "RecurType": "Automated"}
+        return {**template, "RecurringInfo": {**info, "Active": True, "ScheduleInfo": schedule}}
+
 
 _WORDS: dict[str, tuple[tuple[str, ...], ...]] = {
     "Customer": _CUSTOMER_WORDS,
@@ -1009,6 +1190,9 @@ _NAMES: dict[str, tuple[Any, ...]] = {
     "Class": ("Tax Practice", "Advisory", "Bookkeeping", "Payroll"),
     "Department": ("Downtown Office", "Westside Office", "Remote"),
     "TaxCode": ("California", "Texas", "Colorado", "Oregon", "Washington"),
+    "TaxRate": ("California rate", "Texas rate", "Colorado rate", "Oregon rate", "Washington rate"),
+    "TaxAgency": _AGENCIES,
+    "Budget": ("Operating Budget", "Growth Budget"),
 }
 
 
@@ -1122,6 +1306,10 @@ class Table:
         entity.update(self.gen.body(self.entity, index, created))
         if override is not None:
             entity.update(override.changes)
+        if self.entity in KEYLESS:  # Intuit's ExchangeRate: no Id, no CreateTime
+            del entity["Id"], entity["MetaData"]["CreateTime"]
+        if self.entity == "RecurringTransaction":  # the template, inside its type's key
+            return {self.gen.template_type(index): entity}
         return entity
 
     def tombstone(self, index: int) -> JSON:
@@ -1247,7 +1435,7 @@ class Company:
 
     def __init__(self, spec: CompanySpec, tz: timezone, start: int, history: int) -> None:
         self.spec = spec
-        self.gen = Generator(spec, tz)
+        self.gen = Generator(spec, tz, datetime.fromtimestamp(start - history, tz).date())
         self.tables = {name: Table(self.gen, name, start, history) for name in ENTITIES}
 
     def select(self, plan: QueryPlan) -> tuple[int, list[int]]:

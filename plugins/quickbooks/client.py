@@ -52,6 +52,10 @@ INTUIT_TID = "intuit_tid"
 ARRIVAL_MARGIN_S = 0.05
 """Intuit counts requests as they arrive: each window the hub counts is this much longer, so
 calls sent a window apart cannot arrive closer than one."""
+ANSWER_NAMES = {"CreditCardPayment": "CreditCardPaymentTxn"}
+"""Entities whose objects Intuit's answers (query, read, CDC) name after their XSD type, not
+after the entity asked for."""
+_ENTITY_OF = {answer: entity for entity, answer in ANSWER_NAMES.items()}
 
 
 def configure_limits(http: HttpClient, key: str, settings: QuickBooksSettings) -> None:
@@ -199,7 +203,7 @@ class QuickBooksClient:
             if "Object Not Found" in str(exc) or f'"code":"{_NOT_FOUND_CODE}"' in str(exc):
                 return None
             raise
-        record = body.get(entity)
+        record = body.get(ANSWER_NAMES.get(entity, entity))
         return record if isinstance(record, dict) else None
 
     async def query(self, statement: str, entity: str) -> list[JSON]:
@@ -219,7 +223,7 @@ class QuickBooksClient:
             for block in response.get("QueryResponse") or []:
                 for name, rows in block.items():
                     if isinstance(rows, list):
-                        found.setdefault(name, []).extend(rows)
+                        found.setdefault(_ENTITY_OF.get(name, name), []).extend(rows)
         return found, server_time(body)
 
     async def pages(
@@ -292,7 +296,8 @@ def _object(response: Response) -> JSON:
 
 
 def _rows(response: Response, entity: str) -> list[JSON]:
-    return list((_object(response).get("QueryResponse") or {}).get(entity) or [])
+    answer = ANSWER_NAMES.get(entity, entity)
+    return list((_object(response).get("QueryResponse") or {}).get(answer) or [])
 
 
 def _cancel(ahead: deque[tuple[int, asyncio.Future[Response]]]) -> None:

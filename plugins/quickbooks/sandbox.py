@@ -39,11 +39,13 @@ from ._sandbox_data import (
     BY_LOWER,
     CDC_UNSUPPORTED,
     JSON,
+    KEYLESS,
     LIST_ENTITIES,
     Company,
     CompanySpec,
     QueryError,
     QueryPlan,
+    answer_name,
     default_counts,
     parse_query,
     parse_timestamp,
@@ -533,7 +535,7 @@ class SandboxState:
         table = company.tables[plan.entity]
         rows = b",".join(orjson.dumps(table.render(i)) for i in page)
         tail = b'"startPosition":%d,"maxResults":%d' % (plan.start_position, len(page))
-        return b'{"%s":[%s],%s}' % (plan.entity.encode(), rows, tail)
+        return b'{"%s":[%s],%s}' % (answer_name(plan.entity).encode(), rows, tail)
 
     def _remember(self, key: tuple[str, QueryPlan], inner: bytes) -> None:
         if not self.config.prerender or len(inner) > self.config.prerender_max_bytes:
@@ -581,7 +583,8 @@ class SandboxState:
     def read_body(self, realm_id: str, entity: str, index: int) -> bytes:
         """The JSON body of a read by id."""
         row = orjson.dumps(self.company(realm_id).tables[entity].render(index))
-        return b'{"%s":%s,"time":"%s"}' % (entity.encode(), row, self.stamp().encode())
+        name = answer_name(entity).encode()
+        return b'{"%s":%s,"time":"%s"}' % (name, row, self.stamp().encode())
 
     def cdc_body(self, realm_id: str, entities: list[str], since: int) -> bytes:
         """The JSON body of a CDC call (at most ``cdc_max_objects`` objects in total)."""
@@ -593,7 +596,7 @@ class SandboxState:
                 continue
             joined = b",".join(orjson.dumps(row) for row in rows)
             tail = b'"startPosition":1,"maxResults":%d' % len(rows)
-            parts.append(b'{"%s":[%s],%s}' % (entity.encode(), joined, tail))
+            parts.append(b'{"%s":[%s],%s}' % (answer_name(entity).encode(), joined, tail))
         body = b'{"CDCResponse":[{"QueryResponse":[%s]}],"time":"%s"}'
         return body % (b",".join(parts), self.stamp().encode())
 
@@ -967,7 +970,7 @@ async def _query(request: web.Request) -> web.Response:
 async def _read(request: web.Request) -> web.Response:
     state = _state(request)
     entity = BY_LOWER.get(request.match_info["entity"].lower())
-    if entity is None:
+    if entity is None or entity in KEYLESS:  # an exchange rate has no Id to read it by
         return _unsupported(request)
     realm = request.match_info["realm"]
     index = state.company(realm).find(entity, request.match_info["entity_id"])

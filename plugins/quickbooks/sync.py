@@ -15,8 +15,13 @@ deleted objects after its active ones (see :func:`change_windows`): a cursor onl
 time before which every change of its stream is stored, and an entity CDC cannot serve
 completely (its active changes alone fill an answer) is read in full instead. Deleted objects
 become tombstones. A cursor beyond CDC's
-30-day look-back, and the streams CDC does not serve (CompanyInfo, TaxCode), are re-read in
-full within the incremental run (``Batch.full``), so vanished records are tombstoned too.
+30-day look-back, and the streams CDC does not serve (``Spec.cdc`` false), are re-read in full
+within every incremental run (``Batch.full``), so vanished records are tombstoned too.
+
+Entities that cannot be paged by Id (``Spec.by_id`` false: ExchangeRate has none, a
+RecurringTransaction wraps its template in the template's type) are read by position, always
+in full. Attachable records keep the attachment's metadata, never its file or the temporary
+download link Intuit signs on each read (``Spec.transient``).
 
 The customers stream declares the fields that identify a client (:data:`CUSTOMER_CLIENT`):
 the hub matches each stored customer to its clients registry.
@@ -34,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 
 from hub.errors import ValidationError
-from hub.model import Batch, ClientFields, Stream
+from hub.model import Batch, ClientFields, Field, Stream
 
 from .client import JSON, QuickBooksClient
 
@@ -50,29 +55,90 @@ CDC_SAFETY = timedelta(hours=1)
 """A cursor this close to the look-back limit is treated as past it."""
 
 Kind = Literal["info", "list", "txn"]
+"""``info``: CompanyInfo; ``list``: an entity with an Active flag (its full reads include the
+inactive rows, which default queries leave out); ``txn``: any other entity."""
 
 
 @dataclass(frozen=True)
 class Spec:
-    """A stream and the QuickBooks entity it holds."""
+    """A stream and the QuickBooks entity it holds.
+
+    :param cdc: Intuit's CDC serves the entity; if not, each incremental run re-reads it.
+    :param key: the record's id in the hub (``Id`` unless the entity has none).
+    :param by_id: full reads page by Id; if not, by position (always a complete re-read).
+    :param template: records wrap the entity in their type's key (RecurringTransaction):
+        ``key`` and string columns are paths inside it.
+    :param transient: top-level fields dropped before storing (valid for one read only).
+    """
 
     stream: str
     entity: str
     kind: Kind
-    columns: Mapping[str, str]
+    columns: Mapping[str, Field]
     cdc: bool = True
     client: ClientFields | None = None
+    key: Field = "Id"
+    by_id: bool = True
+    template: bool = False
+    transient: frozenset[str] = frozenset()
 
     def as_stream(self) -> Stream:
         """The hub's declaration of this stream."""
+        columns: dict[str, Field] = {"sync_token": "SyncToken"}
+        columns |= {"updated_at": "MetaData.LastUpdatedTime", **self.columns}
         return Stream(
             self.stream,
-            key="Id",
-            columns={"sync_token": "SyncToken", "updated_at": "MetaData.LastUpdatedTime"}
-            | dict(self.columns),
+            key=self._inside(self.key),
+            columns={name: self._inside(path) for name, path in columns.items()},
             description=f"QuickBooks {self.entity} records (raw entity JSON)",
             client=self.client,
         )
+
+    def _inside(self, path: Field) -> Field:
+        if not self.template or not isinstance(path, str):
+            return path
+        return lambda record: _dig(template_of(record), path)
+
+    def stored(self, rows: list[JSON]) -> list[JSON]:
+        """``rows`` as the hub stores them (without the ``transient`` fields)."""
+        if not self.transient:
+            return rows
+        return [{k: v for k, v in row.items() if k not in self.transient} for row in rows]
+
+
+def _dig(record: Mapping[str, Any], path: str) -> Any:
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def template_of(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The transaction a RecurringTransaction record wraps (``{"Invoice": {...}}``)."""
+    inner = next(iter(record.values()), None)
+    return inner if isinstance(inner, Mapping) else {}
+
+
+def template_type(record: Mapping[str, Any]) -> str | None:
+    """The type of transaction a RecurringTransaction record is a template of."""
+    return next(iter(record), None)
+
+
+def first_attached(field: str) -> Field:
+    """A column reading ``field`` of the entity an Attachable's first AttachableRef names."""
+
+    def get(record: JSON) -> Any:
+        links = record.get("AttachableRef") or [{}]
+        return _dig(links[0], f"EntityRef.{field}") if isinstance(links[0], Mapping) else None
+
+    return get
+
+
+def exchange_rate_key(rate: JSON) -> str:
+    """An exchange rate's id in the hub: its currency and date (``EUR:2025-06-30``)."""
+    return f"{rate.get('SourceCurrencyCode')}:{rate.get('AsOfDate')}"
 
 
 def business_name(customer: JSON) -> Any:
@@ -114,6 +180,10 @@ CUSTOMER = {"customer_id": "CustomerRef.value"}
 VENDOR = {"vendor_id": "VendorRef.value"}
 OPEN = {"balance": "Balance", "due_date": "DueDate"}
 
+# cdc=False: Intuit's CDC does not serve the entity ("You can use the CDC operation for all API
+# entities except the following: JournalCode, TaxAgency, TimeActivity, TaxCode, TaxRate",
+# https://developer.intuit.com/app/developer/qbo/docs/learn/explore-the-quickbooks-online-api/change-data-capture),
+# or the plugin cannot apply its answer (said at the spec).
 SPECS: tuple[Spec, ...] = (
     Spec(
         "company_info", "CompanyInfo", "info", {"name": "CompanyName", "country": "Country"}, False
@@ -128,6 +198,47 @@ SPECS: tuple[Spec, ...] = (
     Spec("tax_codes", "TaxCode", "list", {"name": "Name", "active": "Active"}, cdc=False),
     _list("terms", "Term", "Name"),
     _list("payment_methods", "PaymentMethod", "Name"),
+    replace(
+        _list("tax_rates", "TaxRate", "Name", rate="RateValue", agency_id="AgencyRef.value"),
+        cdc=False,
+    ),
+    Spec(
+        "tax_agencies",
+        "TaxAgency",
+        "txn",
+        {
+            "name": "DisplayName",
+            "tracked_on_sales": "TaxTrackedOnSales",
+            "tracked_on_purchases": "TaxTrackedOnPurchases",
+        },
+        cdc=False,
+    ),
+    _list(
+        "budgets",
+        "Budget",
+        "Name",
+        start_date="StartDate",
+        end_date="EndDate",
+        budget_type="BudgetType",
+        entry_type="BudgetEntryType",
+    ),
+    _list("company_currencies", "CompanyCurrency", "Name", code="Code"),
+    Spec(
+        "exchange_rates",
+        "ExchangeRate",
+        "txn",
+        {
+            "source_currency": "SourceCurrencyCode",
+            "target_currency": "TargetCurrencyCode",
+            "rate": "Rate",
+            "as_of_date": "AsOfDate",
+        },
+        # Re-read in full: a rate has no Id, so neither an Id page nor a CDC deletion can
+        # name it.
+        cdc=False,
+        key=exchange_rate_key,
+        by_id=False,
+    ),
     _txn("invoices", "Invoice", **CUSTOMER, **OPEN),
     _txn("payments", "Payment", **CUSTOMER),
     _txn("sales_receipts", "SalesReceipt", **CUSTOMER),
@@ -152,6 +263,65 @@ SPECS: tuple[Spec, ...] = (
         },
     ),
     _txn("journal_entries", "JournalEntry"),
+    _txn(
+        "credit_card_payments",
+        "CreditCardPayment",
+        total_amt="Amount",
+        vendor_id="VendorRef.value",
+        bank_account_id="BankAccountRef.value",
+        card_account_id="CreditCardAccountRef.value",
+    ),
+    Spec(
+        "time_activities",
+        "TimeActivity",
+        "txn",
+        {
+            "txn_date": "TxnDate",
+            "name_of": "NameOf",
+            "employee_id": "EmployeeRef.value",
+            "vendor_id": "VendorRef.value",
+            "customer_id": "CustomerRef.value",
+            "item_id": "ItemRef.value",
+            "billable_status": "BillableStatus",
+            "hours": "Hours",
+            "minutes": "Minutes",
+            "hourly_rate": "HourlyRate",
+        },
+        cdc=False,
+    ),
+    Spec(
+        "attachables",
+        "Attachable",
+        "txn",
+        {
+            "file_name": "FileName",
+            "content_type": "ContentType",
+            "size": "Size",
+            "entity_type": first_attached("type"),
+            "entity_id": first_attached("value"),
+        },
+        transient=frozenset({"TempDownloadUri", "ThumbnailTempDownloadUri"}),
+    ),
+    Spec(
+        "recurring_transactions",
+        "RecurringTransaction",
+        "txn",
+        {
+            "txn_type": template_type,
+            "name": "RecurringInfo.Name",
+            "active": "RecurringInfo.Active",
+            "interval": "RecurringInfo.ScheduleInfo.IntervalType",
+            "next_date": "RecurringInfo.ScheduleInfo.NextDate",
+            "total_amt": "TotalAmt",
+            "customer_id": "CustomerRef.value",
+            "vendor_id": "VendorRef.value",
+        },
+        # Re-read in full: Intuit documents no CDC answer (nor tombstone) for the wrapped
+        # templates, and a company has few of them.
+        cdc=False,
+        by_id=False,
+        template=True,
+    ),
 )
 STREAMS: tuple[Stream, ...] = tuple(spec.as_stream() for spec in SPECS)
 BY_STREAM: dict[str, Spec] = {spec.stream: spec for spec in SPECS}
@@ -196,14 +366,35 @@ async def read_stream(
     :param resume: a ``{"full": …}`` cursor's content, to continue an interrupted read.
     :param full: mark the batches as a full re-read begun in an incremental run.
     """
+    if not spec.by_id:
+        async for batch in _read_by_position(client, spec):
+            yield batch
+        yield Batch(spec.stream, [], cursor={"since": since}, full=True)
+        return
     position, last_id = 1, None
     if resume:
         position, last_id, since = int(resume["position"]), int(resume["last_id"]), resume["since"]
     pages = client.pages(spec.entity, spec.kind == "list", position, last_id)
     async for page in pages:
         cursor = {"full": {"position": page.position, "last_id": page.last_id, "since": since}}
-        yield Batch(spec.stream, page.rows, cursor=cursor, full=full)
+        yield Batch(spec.stream, spec.stored(page.rows), cursor=cursor, full=full)
     yield Batch(spec.stream, [], cursor={"since": since}, full=full)
+
+
+async def _read_by_position(client: QuickBooksClient, spec: Spec) -> AsyncGenerator[Batch, None]:
+    """Every row of an entity that cannot be paged by Id, page after page by position.
+
+    The batches keep no cursor (a read cut short starts again), and are a full re-read, so
+    what the read did not meet is tombstoned when the run succeeds.
+    """
+    position, size = 1, client.page_size
+    while True:
+        statement = f"SELECT * FROM {spec.entity} STARTPOSITION {position} MAXRESULTS {size}"  # noqa: S608 (fixed entity names)
+        rows = await client.query(statement, spec.entity)
+        yield Batch(spec.stream, spec.stored(rows), full=True)
+        if len(rows) < size:
+            return
+        position += len(rows)
 
 
 # --------------------------------------------------------------------------- change data capture
@@ -303,7 +494,8 @@ async def cdc_batches(
         cursor = {"since": window.cursor.isoformat()}
         for entity in window.entities:
             live, gone = split_changes(window.changes.get(entity, []))
-            yield Batch(BY_ENTITY[entity].stream, live, cursor=cursor, deleted=gone)
+            spec = BY_ENTITY[entity]
+            yield Batch(spec.stream, spec.stored(live), cursor=cursor, deleted=gone)
 
 
 # --------------------------------------------------------------------------- a whole run

@@ -175,7 +175,8 @@ async def process(event: HubEvent, hub: HubAPI) -> None:
             record = await client_for(hub, connection).read(spec.entity, entity_id)
         if record is None:
             deleted.append(entity_id)
-        await hub.write_records(connection, spec.stream, [record] if record else [], deleted)
+        stored = spec.stored([record]) if record else []
+        await hub.write_records(connection, spec.stream, stored, deleted)
     await hub.emit(
         f"{NAME}.{entity.lower()}.{operation}",
         {

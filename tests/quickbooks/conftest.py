@@ -11,6 +11,7 @@ import pytest
 
 from hub.core import Hub
 from hub.model import Connection
+from hub.store.records import field_getter
 from plugins.quickbooks.oauth import credentials_from
 from plugins.quickbooks.sandbox import (
     CompanySpec,
@@ -19,6 +20,7 @@ from plugins.quickbooks.sandbox import (
     SandboxState,
     start_sandbox,
 )
+from plugins.quickbooks.sync import BY_ENTITY
 
 INTUIT_SPECS = Path(__file__).resolve().parents[1] / "specs" / "intuit"
 """Intuit's published XSD, OAuth documents and webhook vectors (see tests/specs/README.md)."""
@@ -89,12 +91,10 @@ async def connect(hub: Hub, state: SandboxState, realm: str = REALM) -> Connecti
 
 
 def live_rows(state: SandboxState, entity: str, realm: str = REALM) -> dict[str, dict[str, Any]]:
-    """Every live row of ``entity`` as the API returns it, by Id (inactive ones included)."""
-    company = state.company(realm)
-    table = company.tables[entity]
-    rows = {}
-    for index in range(table.count):
-        if table.is_live(index):
-            row = table.render(index)
-            rows[row["Id"]] = row
-    return rows
+    """Every live row of ``entity`` as the hub stores it, by its id in the hub (inactive ones
+    included)."""
+    spec = BY_ENTITY[entity]
+    table = state.company(realm).tables[entity]
+    rows = spec.stored([table.render(i) for i in range(table.count) if table.is_live(i)])
+    key = field_getter(spec.as_stream().key)
+    return {str(key(row)): row for row in rows}

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from plugins.quickbooks._sandbox_data import parse_query
+from plugins.quickbooks._sandbox_data import answer_name, parse_query
 from plugins.quickbooks.sandbox import (
     STATE_KEY,
     CompanySpec,
@@ -406,6 +406,33 @@ async def test_cdc_rejects_changed_since_older_than_30_days(api: Api) -> None:
     assert status == 400 and body["Fault"]["Error"][0]["code"] == "2020"
 
 
+async def test_answers_name_entities_as_intuit_does(api: Api) -> None:
+    since = (START - timedelta(days=29)).isoformat()
+    for entity in ("CreditCardPayment", "RecurringTransaction", "ExchangeRate"):
+        api.state.update(REALM, entity, "1", {})
+    _, queried = await api.query("select * from CreditCardPayment")
+    _, read = await api.get("creditcardpayment/1")
+    _, changed = await api.get("cdc", entities="CreditCardPayment", changedSince=since)
+    (block,) = changed["CDCResponse"][0]["QueryResponse"]
+    assert "CreditCardPayment" not in queried["QueryResponse"]  # its XSD element's name
+    assert queried["QueryResponse"]["CreditCardPaymentTxn"][0] == read["CreditCardPaymentTxn"]
+    assert [row["Id"] for row in block["CreditCardPaymentTxn"]] == ["1"]
+    _, templates = await api.query("select * from RecurringTransaction")
+    first = templates["QueryResponse"]["RecurringTransaction"][0]
+    assert list(first) == ["Invoice"] and first["Invoice"]["RecurringInfo"]["Active"] is True
+    assert (await api.get("recurringtransaction/1"))[1]["RecurringTransaction"] == first
+    _, rates = await api.query("select * from ExchangeRate")
+    rate = rates["QueryResponse"]["ExchangeRate"][0]
+    assert "Id" not in rate and set(rate["MetaData"]) == {"LastUpdatedTime"}
+    status, body = await api.get("exchangerate/1")  # no Id to read an exchange rate by
+    assert status == 400 and body["Fault"]["Error"][0]["Message"] == "Unsupported Operation"
+    for entity in ("TaxRate", "TaxAgency", "TimeActivity", "TaxCode"):
+        status, body = await api.get("cdc", entities=f"Invoice,{entity}", changedSince=since)
+        error = body["Fault"]["Error"][0]
+        assert (status, error["code"], error["Message"]) == (400, "500", "Unsupported Operation")
+        assert error["Detail"] == f"Operation cdc is not supported for entity {entity}."
+
+
 # --------------------------------------------------------------------------- OAuth
 
 
@@ -727,7 +754,11 @@ def test_generated_entities_use_xsd_field_names() -> None:
     company = state.company(REALM)
     for entity, table in company.tables.items():
         for entity_id in ("1", str(table.count)):
-            assert_matches_xsd(state.get(REALM, entity, entity_id), entity, entity)
+            row, kind = state.get(REALM, entity, entity_id), answer_name(entity)
+            if entity == "RecurringTransaction":  # the template inside its own type's key
+                ((kind, row),) = row.items()
+                assert "RecurringInfo" in row
+            assert_matches_xsd(row, kind, entity)
     customer = state.get(REALM, "Customer", "1")
     assert {"DisplayName", "CompanyName", "PrimaryEmailAddr"} <= set(customer)
     invoice = state.get(REALM, "Invoice", "1")
