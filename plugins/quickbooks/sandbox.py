@@ -42,13 +42,10 @@ from ._sandbox_data import (
     LIST_ENTITIES,
     Company,
     CompanySpec,
-    QueryError,
-    QueryPlan,
     default_counts,
-    parse_query,
-    parse_timestamp,
     scaled_counts,
 )
+from ._sandbox_query import QueryError, QueryPlan, parse_query, parse_timestamp, run
 
 __all__ = [
     "DEFAULT_REALM",
@@ -525,13 +522,12 @@ class SandboxState:
 
     @staticmethod
     def _render_query(company: Company, plan: QueryPlan) -> bytes:
-        total, page = company.select(plan)
+        total, page = run(company, plan)
         if plan.count_only:
             return b'{"totalCount":%d}' % total
         if not page:
             return b"{}"
-        table = company.tables[plan.entity]
-        rows = b",".join(orjson.dumps(table.render(i)) for i in page)
+        rows = b",".join(orjson.dumps(row) for row in page)
         tail = b'"startPosition":%d,"maxResults":%d' % (plan.start_position, len(page))
         return b'{"%s":[%s],%s}' % (plan.entity.encode(), rows, tail)
 
@@ -959,9 +955,9 @@ async def _query(request: web.Request) -> web.Response:
     request[_RECORD].query = text
     try:
         plan = parse_query(text, state.tz)
+        return _json(state.query_body(request.match_info["realm"], plan))
     except QueryError as exc:
         return _fault(state, exc.code, exc.message, exc.detail)
-    return _json(state.query_body(request.match_info["realm"], plan))
 
 
 async def _read(request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from plugins.quickbooks._sandbox_data import parse_query
+from plugins.quickbooks._sandbox_query import parse_query
 from plugins.quickbooks.sandbox import (
     STATE_KEY,
     CompanySpec,
