@@ -76,23 +76,26 @@ async def client(aiohttp_client: Callable[..., Awaitable[Client]]) -> Client:
     return await aiohttp_client(create_app(make_config()))
 
 
-async def code_grant(client: Client, scope: str, **headers: str) -> tuple[int, Any]:
-    redirect = await authorize(client, scope)
-    form = {"grant_type": "authorization_code", "code": redirect["code"], "redirect_uri": REDIRECT}
+async def post_token(
+    client: Client, form: dict[str, str], headers: dict[str, str]
+) -> tuple[int, Any]:
+    """The token endpoint's status and answer, with the app's credentials and ``headers``."""
     config = client.app[STATE_KEY].config
     async with client.post(
         "/oauth2/v1/tokens/bearer", data=form, headers={**basic(config), **headers}
     ) as response:
         return response.status, await response.json()
+
+
+async def code_grant(client: Client, scope: str, **headers: str) -> tuple[int, Any]:
+    redirect = await authorize(client, scope)
+    form = {"grant_type": "authorization_code", "code": redirect["code"], "redirect_uri": REDIRECT}
+    return await post_token(client, form, headers)
 
 
 async def refresh_grant(client: Client, token: str, **headers: str) -> tuple[int, Any]:
     form = {"grant_type": "refresh_token", "refresh_token": token}
-    config = client.app[STATE_KEY].config
-    async with client.post(
-        "/oauth2/v1/tokens/bearer", data=form, headers={**basic(config), **headers}
-    ) as response:
-        return response.status, await response.json()
+    return await post_token(client, form, headers)
 
 
 # --------------------------------------------------------------------------- id_token
