@@ -46,7 +46,14 @@ from ._sandbox_data import (
     default_counts,
     scaled_counts,
 )
-from ._sandbox_query import QueryError, QueryPlan, parse_query, parse_timestamp, run
+from ._sandbox_query import (
+    EXPLICIT_ONLY,
+    QueryError,
+    QueryPlan,
+    parse_query,
+    parse_timestamp,
+    run,
+)
 
 __all__ = [
     "DEFAULT_REALM",
@@ -567,7 +574,8 @@ class SandboxState:
         step: int | None = None,
         include_inactive: bool = False,
     ) -> int:
-        """Render and cache every page of ``select * from <entity>`` ordered by Id.
+        """Render and cache every page of ``select * from <entity>`` ordered by Id (plus the
+        properties Intuit answers only when named, as a full sync asks: ``select *, Sku``).
 
         ``step`` (default ``page_size``) is the distance between page starts (a client whose
         pages overlap by one row uses ``page_size - 1``); ``include_inactive`` caches the
@@ -581,8 +589,11 @@ class SandboxState:
         active = frozenset({True, False}) if include_inactive else None
         total, _ = self.company(realm_id).select(QueryPlan(name, True, active=active))
         starts = range(1, total + 1, step or page_size)
+        columns = EXPLICIT_ONLY.get(name, ())
         for start in starts:
-            plan = QueryPlan(name, active=active, start_position=start, max_results=page_size)
+            plan = QueryPlan(
+                name, active=active, start_position=start, max_results=page_size, columns=columns
+            )
             self.query_body(realm_id, plan)
             await asyncio.sleep(0)
         return len(starts)

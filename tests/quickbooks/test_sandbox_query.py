@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from hub.errors import ValidationError
 from plugins.quickbooks._sandbox_query import EXPLICIT_ONLY, FILTERABLE
+from plugins.quickbooks.client import page_statement
 from plugins.quickbooks.oauth import client_for
 from plugins.quickbooks.sandbox import create_app
 from tests.quickbooks.conftest import connect, live_rows, qb_config
@@ -220,3 +221,13 @@ async def test_the_plugin_gets_the_refusal_as_a_validation_error(make_hub, sandb
         await client.query(statement, "Vendor")
     queries = [r for r in sandbox.state.requests if r.path.endswith("/query")]
     assert [r.status for r in queries] == [400]  # refused once, never retried
+
+
+async def test_prerendered_item_pages_are_the_ones_a_full_sync_asks_for(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+) -> None:
+    api = Api(await aiohttp_client(create_app(make_config(prerender=True))))
+    assert await api.state.prerender(REALM, "Item", page_size=2) == 3
+    rows = await rows_of(api, page_statement("Item", 1, 2, False), "Item")
+    assert [row["Sku"] for row in rows] == ["SKU-00001", "SKU-00002"]
+    assert api.state.prerendered_pages == 3  # answered from the cache, nothing rendered anew
