@@ -2,9 +2,11 @@
 
 Used by the QuickBooks plugin's tests, its benchmarks and the offline demo. It serves generated,
 deterministic companies (see :mod:`plugins.quickbooks._sandbox_data`) through the endpoints a
-sync client uses — ``query``, read by id, ``cdc`` — behind Intuit's OAuth 2.0 (authorization
-code, rotating refresh tokens, revocation), with Intuit's throttling, Fault bodies and webhook
-signatures, plus run-time fault injection for tests.
+sync client uses — ``query`` (Intuit's query language: :mod:`plugins.quickbooks._sandbox_query`),
+read by id, ``cdc`` — behind Intuit's OAuth 2.0 (authorization code, rotating refresh tokens
+with their five-year limit, revocation) and OpenID Connect (RS256 id_tokens, JWKS, userinfo,
+discovery: :mod:`plugins.quickbooks._sandbox_oidc`), with Intuit's throttling, Fault bodies and
+webhook signatures, plus run-time fault injection for tests.
 
 Run it standalone with ``python -m plugins.quickbooks.sandbox --port 8765``.
 """
