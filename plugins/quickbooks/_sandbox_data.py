@@ -9,13 +9,15 @@ Mutations made by tests are kept as small per-entity overrides on top of the gen
 from __future__ import annotations
 
 import copy
-import math
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._sandbox_query import QueryPlan
 
 JSON = dict[str, Any]
 
@@ -165,227 +167,7 @@ class CompanySpec:
         return max(wanted, MIN_COUNTS.get(entity, 0))
 
 
-class QueryError(Exception):
-    """A query Intuit would refuse: ``code``, ``message`` and ``detail`` as in its Fault."""
-
-    def __init__(self, code: str, message: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.message = message
-        self.detail = detail
-
-
-@dataclass(frozen=True)
-class QueryPlan:
-    """A parsed ``select`` statement."""
-
-    entity: str
-    count_only: bool = False
-    ids: frozenset[int] | None = None  # zero-based indices
-    active: frozenset[bool] | None = None  # list entities: None means active only, as Intuit
-    updated_from: int | None = None  # inclusive epoch seconds
-    updated_before: int | None = None  # exclusive epoch seconds
-    order_by_time: bool = False
-    descending: bool = False
-    start_position: int = 1
-    max_results: int = 100
-
-
-# --------------------------------------------------------------------------- query parsing
-
-_TOKEN = re.compile(
-    r"\s*(?:(?P<str>'(?:[^'\\]|\\.)*')|(?P<num>\d+)|(?P<op><=|>=|=|<|>)"
-    r"|(?P<punct>[(),*])|(?P<word>[A-Za-z_][A-Za-z0-9_.]*))"
-)
-_TIME_FIELDS = ("metadata.lastupdatedtime",)
-MAX_RESULTS_LIMIT = 1000
 _CACHE_SIZE = 200_000
-
-
-class _Tokens:
-    """A cursor over the tokens of one query, producing Intuit-style parse errors."""
-
-    def __init__(self, text: str) -> None:
-        self.items: list[tuple[str, str, int]] = []
-        pos = 0
-        while pos < len(text.rstrip()):
-            match = _TOKEN.match(text, pos)
-            if match is None or match.lastgroup is None:
-                raise _parse_error(text[pos:].strip()[:20], pos + 1)
-            self.items.append((match.lastgroup, match.group(match.lastgroup), match.start() + 1))
-            pos = match.end()
-        self.pos = 0
-
-    def peek(self) -> str:
-        """The text of the next token, or an empty string at the end."""
-        return self.items[self.pos][1] if self.pos < len(self.items) else ""
-
-    def value(self) -> str:
-        """Consume a literal: a quoted string (unquoted), a number or a bare word."""
-        kind = self.items[self.pos][0] if self.pos < len(self.items) else "str"
-        return _unquote(self.take(kind if kind in ("num", "word") else "str"))
-
-    def peek_word(self) -> str:
-        """The next token lower-cased if it is a word, else an empty string."""
-        if self.pos < len(self.items) and self.items[self.pos][0] == "word":
-            return self.items[self.pos][1].lower()
-        return ""
-
-    def take(self, kind: str, value: str | None = None) -> str:
-        """Consume a token of ``kind`` (and ``value``, case-insensitive) or fail."""
-        if self.pos >= len(self.items):
-            raise _parse_error("<EOF>", 0)
-        got_kind, got, column = self.items[self.pos]
-        if got_kind != kind or (value is not None and got.lower() != value):
-            raise _parse_error(got, column)
-        self.pos += 1
-        return got
-
-    def done(self) -> bool:
-        """Whether every token has been consumed."""
-        return self.pos >= len(self.items)
-
-
-def _parse_error(found: str, column: int) -> QueryError:
-    detail = f'QueryParserError: Encountered " {found} "" at line 1, column {column}.'
-    return QueryError("4000", "Error parsing query", detail)
-
-
-def _invalid(detail: str) -> QueryError:
-    return QueryError("4001", "Invalid query", f"QueryValidationError: {detail}")
-
-
-def parse_query(text: str, tz: timezone) -> QueryPlan:
-    """Parse Intuit's SQL-like query syntax into a :class:`QueryPlan`.
-
-    Supports ``select *`` / ``select count(*)``, ``where`` with ``Id =``, ``Id in (...)`` and
-    comparisons on ``MetaData.LastUpdatedTime`` joined by ``and``, ``orderby`` (or ``order by``)
-    ``Id`` / ``MetaData.LastUpdatedTime`` with ``asc``/``desc``, ``startposition`` and
-    ``maxresults`` (capped at 1000). Keywords and entity names are case-insensitive.
-    """
-    tokens = _Tokens(text)
-    tokens.take("word", "select")
-    count_only = tokens.peek_word() == "count"
-    if count_only:
-        for kind, value in (("word", "count"), ("punct", "("), ("punct", "*"), ("punct", ")")):
-            tokens.take(kind, value)
-    else:
-        tokens.take("punct", "*")
-    tokens.take("word", "from")
-    raw_entity = tokens.take("word")
-    entity = BY_LOWER.get(raw_entity.lower())
-    if entity is None:
-        raise _invalid(f"{raw_entity} is not a valid entity")
-    fields: dict[str, Any] = {"entity": entity, "count_only": count_only}
-    if tokens.peek_word() == "where":
-        tokens.take("word")
-        _parse_conditions(tokens, tz, fields)
-    _parse_tail(tokens, fields)
-    return QueryPlan(**fields)
-
-
-def _parse_conditions(tokens: _Tokens, tz: timezone, fields: dict[str, Any]) -> None:
-    while True:
-        name = tokens.take("word").lower()
-        if name in _TIME_FIELDS:
-            op = tokens.take("op")
-            _apply_time_bound(fields, op, parse_timestamp(_unquote(tokens.take("str")), tz))
-        elif name == "id":
-            values = _parse_values(tokens)
-            _intersect(fields, "ids", frozenset(int(v) - 1 for v in values if _positive(v)))
-        elif name == "active":
-            values = [v.lower() for v in _parse_values(tokens)]
-            if not set(values) <= {"true", "false"}:
-                raise _invalid(f"Active takes true or false, not {values}")
-            _intersect(fields, "active", frozenset(v == "true" for v in values))
-        else:
-            raise _invalid(f"property '{name}' is not queryable in the sandbox")
-        if tokens.peek_word() != "and":
-            return
-        tokens.take("word")
-
-
-def _parse_values(tokens: _Tokens) -> list[str]:
-    """The right-hand side of ``= value`` or ``IN (value, ...)``."""
-    if tokens.peek_word() != "in":
-        tokens.take("op", "=")
-        return [tokens.value()]
-    tokens.take("word")
-    tokens.take("punct", "(")
-    values = [tokens.value()]
-    while tokens.peek() == ",":
-        tokens.take("punct", ",")
-        values.append(tokens.value())
-    tokens.take("punct", ")")
-    return values
-
-
-def _positive(value: str) -> bool:
-    return value.isdigit() and int(value) > 0
-
-
-def _intersect(fields: dict[str, Any], key: str, values: frozenset[Any]) -> None:
-    previous = fields.get(key)
-    fields[key] = values if previous is None else previous & values
-
-
-def _apply_time_bound(fields: dict[str, Any], op: str, bound: float) -> None:
-    """Turn a comparison on whole-second timestamps into ``[updated_from, updated_before)``."""
-    low = math.floor(bound) + 1 if op == ">" else math.ceil(bound)
-    high = math.ceil(bound) if op == "<" else math.floor(bound) + 1
-    if op in (">", ">=", "="):
-        fields["updated_from"] = max(low, fields.get("updated_from", low))
-    if op in ("<", "<=", "="):
-        fields["updated_before"] = min(high, fields.get("updated_before", high))
-
-
-def _parse_tail(tokens: _Tokens, fields: dict[str, Any]) -> None:
-    seen: set[str] = set()
-    while not tokens.done():
-        word = tokens.take("word").lower()
-        if word in seen:
-            raise _parse_error(word, 0)
-        seen.add(word)
-        if word in ("orderby", "order"):
-            if word == "order":
-                tokens.take("word", "by")
-            _parse_order(tokens, fields)
-        elif word in ("startposition", "maxresults"):
-            number = int(tokens.take("num"))
-            key = "start_position" if word == "startposition" else "max_results"
-            fields[key] = max(1, number) if key == "start_position" else number
-        else:
-            raise _parse_error(word, 0)
-    fields["max_results"] = min(fields.get("max_results", 100), MAX_RESULTS_LIMIT)
-
-
-def _parse_order(tokens: _Tokens, fields: dict[str, Any]) -> None:
-    name = tokens.take("word").lower()
-    if name not in ("id", *_TIME_FIELDS):
-        raise _invalid(f"property '{name}' cannot be used in orderby in the sandbox")
-    fields["order_by_time"] = name != "id"
-    if tokens.peek_word() in ("asc", "desc"):
-        fields["descending"] = tokens.take("word").lower() == "desc"
-
-
-def _unquote(raw: str) -> str:
-    if raw.startswith("'"):
-        return re.sub(r"\\(.)", r"\1", raw[1:-1])
-    return raw
-
-
-def parse_timestamp(text: str, tz: timezone) -> float:
-    """Epoch seconds of an ISO 8601 date or date-time; naive values are in the company's zone."""
-    try:
-        if len(text) == 10:
-            parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
-        else:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise _invalid(f"'{text}' is not a valid date-time") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=tz)
-    return parsed.timestamp()
 
 
 # --------------------------------------------------------------------------- randomness
@@ -745,6 +527,7 @@ class Generator:
             "Taxable": False,
             "UnitPrice": _money(_item_price(index)),
             "Type": item_type,
+            "Sku": f"SKU-{index + 1:05d}",
             "IncomeAccountRef": self.ref("Account", _SERVICES),
             "PurchaseCost": 0,
             "TrackQtyOnHand": False,

@@ -104,10 +104,15 @@ def check_fault(response: Response) -> None:
         raise fault_error(fault, response.url.split("?", 1)[0])
 
 
+EXPLICIT_COLUMNS = {"Item": ", Sku"}
+"""Properties Intuit's query answers only when named: ``SELECT *`` leaves out an Item's Sku."""
+
+
 def page_statement(entity: str, position: int, size: int, include_inactive: bool) -> str:
     """The query for one page of ``entity`` in Id order (list entities: inactive ones too)."""
     where = " WHERE Active IN (true, false)" if include_inactive else ""
-    statement = f"SELECT * FROM {entity}{where} ORDERBY Id"  # noqa: S608 (Intuit query, fixed entity names)
+    columns = "*" + EXPLICIT_COLUMNS.get(entity, "")
+    statement = f"SELECT {columns} FROM {entity}{where} ORDERBY Id"  # noqa: S608 (Intuit query, fixed entity names)
     return f"{statement} STARTPOSITION {position} MAXRESULTS {size}"
 
 

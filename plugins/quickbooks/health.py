@@ -1,8 +1,9 @@
 """Health and diagnostics of one connected company (``advisoros-hub check``, /admin, bug
 reports).
 
-Health checks: token present, token valid, refresh token expiry (rolling and five-year), API
-reachable (CompanyInfo), last successful sync age (the CDC catch-up), last sync error. The hub
+Health checks: token present, token valid, refresh token expiry (rolling, and the five-year
+limit as Intuit states it, else estimated from the connection's age), API reachable
+(CompanyInfo), last successful sync age (the CDC catch-up), last sync error. The hub
 runs ``authenticate`` first, so a dead refresh token already reads ``disconnected``; an
 ``AuthenticationError`` from the API is raised for the hub to mark it so too. Sync times and
 errors come from the connection's state (``hub.connection_state``); when a sync proved the API
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from hub.errors import AuthenticationError, ProviderError, error_class_of
 from hub.model import ConnectionStatus, HealthCheck, HealthReport, HealthStatus
 
-from .oauth import client_for, refresh_deadline
+from .oauth import client_for, hard_deadline, refresh_deadline
 
 if TYPE_CHECKING:
     from hub.api import HubAPI
@@ -98,6 +99,7 @@ async def dump(connection: Connection, hub: HubAPI) -> dict[str, Any]:
     """The troubleshooting facts of the connection, for the hub's diagnostics dump."""
     credentials = connection.credentials
     deadline, why = refresh_deadline(credentials)
+    hard, stated = hard_deadline(credentials)
     expires_at = float(credentials.get("expires_at") or 0)
     out: dict[str, Any] = {
         "tokens_stored": [n for n in ("access_token", "refresh_token") if credentials.get(n)],
@@ -106,6 +108,8 @@ async def dump(connection: Connection, hub: HubAPI) -> dict[str, Any]:
         "access_token_expires_at": _iso(expires_at),
         "refresh_token_expires_at": _iso(deadline),
         "refresh_token_limit": why,
+        "refresh_token_hard_expires_at": _iso(hard),
+        "refresh_token_hard_expiry": "stated by Intuit" if stated else "estimated",
         "refresh_refused_at": _iso(credentials.get("invalid_grant_at")),
         "refreshed_at": _iso(credentials.get("refreshed_at")),
         "rate_limit": hub.http.limit_state(connection.id),

@@ -15,6 +15,11 @@ Refresh is single-flight per connection; the rotated refresh token is saved befo
 access token is used. ``invalid_grant`` re-reads the stored token once (another process may
 have refreshed first); otherwise the token is marked dead, so no caller retries it, and the
 connection needs reconnecting (the hub then shows it ``disconnected`` and alerts).
+
+Every token request asks for the refresh token's hard expiry
+(``x-include-refresh-token-hard-expires-in: true``); Intuit's figure is stored as
+``refresh_hard_expires_at`` and health counts from it, else from an estimate (five years after
+the company was connected).
 """
 
 from __future__ import annotations
@@ -57,7 +62,11 @@ ROUTE_PREFIX = "/oauth/quickbooks"
 REFRESH_MARGIN_S = 300.0
 """Refresh an access token this long before it expires."""
 MAX_GRANT_AGE_S = 5 * 365.25 * 86400
-"""Intuit's hard limit on a refresh token: five years after the company was connected."""
+"""Intuit's hard limit on a refresh token: five years after the company was connected (the
+estimate used when Intuit's token answer does not state it)."""
+HARD_EXPIRY_HEADER = "x-include-refresh-token-hard-expires-in"
+"""Sent as ``true`` on every token request: Intuit then answers the refresh token's hard
+expiry (``x_refresh_token_hard_expires_in``, seconds) instead of leaving it to an estimate."""
 
 
 class InvalidGrantError(AuthenticationError):
@@ -96,7 +105,11 @@ async def token_request(hub: HubAPI, settings: QuickBooksSettings, form: dict[st
     :raise InvalidGrantError: the code or refresh token was refused.
     :raise AuthenticationError: the app's client id or secret was refused.
     """
-    headers = {"Authorization": _basic(settings), "Accept": "application/json"}
+    headers = {
+        "Authorization": _basic(settings),
+        "Accept": "application/json",
+        HARD_EXPIRY_HEADER: "true",
+    }
     try:
         response = await hub.http.request("POST", settings.token_url, headers=headers, data=form)
     except ValidationError as exc:
@@ -116,10 +129,12 @@ async def token_request(hub: HubAPI, settings: QuickBooksSettings, form: dict[st
 def credentials_from(
     tokens: dict[str, Any], realm_id: str, previous: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The stored credentials for a token response (expiries as epoch seconds)."""
+    """The stored credentials for a token response (expiries as epoch seconds); an expiry the
+    answer does not state is kept from ``previous``."""
     now = time.time()
     previous = previous or {}
     refresh_in = tokens.get("x_refresh_token_expires_in")
+    hard_in = tokens.get("x_refresh_token_hard_expires_in")
     return {
         "realm_id": realm_id,
         "access_token": tokens["access_token"],
@@ -129,19 +144,31 @@ def credentials_from(
         "refresh_expires_at": (
             now + float(refresh_in) if refresh_in else previous.get("refresh_expires_at")
         ),
+        "refresh_hard_expires_at": (
+            now + float(hard_in) if hard_in else previous.get("refresh_hard_expires_at")
+        ),
         "connected_at": previous.get("connected_at", now),
         "refreshed_at": now,
     }
 
 
+def hard_deadline(credentials: dict[str, Any]) -> tuple[float, bool]:
+    """The refresh token's hard expiry (epoch seconds) and whether Intuit stated it
+    (``x_refresh_token_hard_expires_in``); else five years after the connection, estimated."""
+    stated = credentials.get("refresh_hard_expires_at")
+    if stated is not None:
+        return float(stated), True
+    return float(credentials.get("connected_at") or time.time()) + MAX_GRANT_AGE_S, False
+
+
 def refresh_deadline(credentials: dict[str, Any]) -> tuple[float, str]:
     """When the refresh token stops working (epoch seconds) and why: its rolling expiry
     (``x_refresh_token_expires_in``) or Intuit's five-year limit, whichever comes first."""
-    hard = float(credentials.get("connected_at") or time.time()) + MAX_GRANT_AGE_S
+    hard, stated = hard_deadline(credentials)
     rolling = credentials.get("refresh_expires_at")
-    if rolling is not None and float(rolling) <= hard:
+    if rolling is not None and float(rolling) < hard:  # equal: Intuit capped it at the limit
         return float(rolling), "rolling expiry"
-    return hard, "five-year limit"
+    return hard, "five-year limit" if stated else "five-year limit, estimated"
 
 
 DEAD_TOKEN = (

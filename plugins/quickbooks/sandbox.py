@@ -2,9 +2,11 @@
 
 Used by the QuickBooks plugin's tests, its benchmarks and the offline demo. It serves generated,
 deterministic companies (see :mod:`plugins.quickbooks._sandbox_data`) through the endpoints a
-sync client uses — ``query``, read by id, ``cdc`` — behind Intuit's OAuth 2.0 (authorization
-code, rotating refresh tokens, revocation), with Intuit's throttling, Fault bodies and webhook
-signatures, plus run-time fault injection for tests.
+sync client uses — ``query`` (Intuit's query language: :mod:`plugins.quickbooks._sandbox_query`),
+read by id, ``cdc`` — behind Intuit's OAuth 2.0 (authorization code, rotating refresh tokens
+with their five-year limit, revocation) and OpenID Connect (RS256 id_tokens, JWKS, userinfo,
+discovery: :mod:`plugins.quickbooks._sandbox_oidc`), with Intuit's throttling, Fault bodies and
+webhook signatures, plus run-time fault injection for tests.
 
 Run it standalone with ``python -m plugins.quickbooks.sandbox --port 8765``.
 """
@@ -35,6 +37,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from . import _sandbox_oidc as oidc
 from ._sandbox_data import (
     BY_LOWER,
     CDC_UNSUPPORTED,
@@ -43,19 +46,24 @@ from ._sandbox_data import (
     LIST_ENTITIES,
     Company,
     CompanySpec,
-    QueryError,
-    QueryPlan,
     answer_name,
     default_counts,
+    scaled_counts,
+)
+from ._sandbox_query import (
+    EXPLICIT_ONLY,
+    QueryError,
+    QueryPlan,
     parse_query,
     parse_timestamp,
-    scaled_counts,
+    run,
 )
 
 __all__ = [
     "DEFAULT_REALM",
     "STATE_KEY",
     "CompanySpec",
+    "GrantRefused",
     "InjectedFault",
     "Operation",
     "RequestRecord",
@@ -93,7 +101,9 @@ class SandboxConfig:
 
     ``start_time`` is where the sandbox clock starts (``None``: the current time); generated
     data spans ``history_days`` before it, in a fixed UTC offset of ``utc_offset_minutes``.
-    An empty ``redirect_uris`` accepts any redirect URI at the authorize endpoint.
+    An empty ``redirect_uris`` accepts any redirect URI at the authorize endpoint. A grant's
+    refresh tokens expire ``refresh_token_lifetime`` seconds after their last use, and never
+    later than ``refresh_token_max_age`` (Intuit's five years) after the first grant.
     :func:`start_sandbox` serves the API on ``port`` and OAuth on ``oauth_port`` (0: free ports).
     """
 
@@ -110,6 +120,7 @@ class SandboxConfig:
     utc_offset_minutes: int = -420
     access_token_lifetime: int = 3600
     refresh_token_lifetime: int = 8_726_400
+    refresh_token_max_age: int = 157_680_000
     auth_code_lifetime: int = 300
     throttle: bool = True
     rate_limit_per_minute: int = 500
@@ -163,6 +174,7 @@ class TokenPair:
     refresh_token: str
     expires_in: int
     x_refresh_token_expires_in: int
+    x_refresh_token_hard_expires_in: int
 
 
 @dataclass
@@ -239,9 +251,15 @@ def sign_intuit_webhook(body: bytes, verifier_token: str) -> str:
 class _Grant:
     realm_id: str
     scope: str
-    refresh_token: str
-    refresh_expires: float
+    granted_at: float
+    hard_expires: float
+    refresh_token: str = ""
+    refresh_expires: float = 0.0
     revoked: bool = False
+
+
+class GrantRefused(Exception):
+    """The token endpoint's ``invalid_grant``, with its ``error_description``."""
 
 
 @dataclass
@@ -282,42 +300,59 @@ class _Tokens:
 
     def issue(self, realm_id: str, scope: str) -> TokenPair:
         """Start a new grant for ``realm_id`` and return its first tokens."""
-        grant = _Grant(realm_id, scope, "", 0.0)
-        return self._rotate(grant)
+        return self._rotate(self.grant(realm_id, scope))
+
+    def grant(self, realm_id: str, scope: str) -> _Grant:
+        """A new grant, its five-year limit counted from now."""
+        now = self._now()
+        return _Grant(realm_id, scope, now, now + self.config.refresh_token_max_age)
 
     def _rotate(self, grant: _Grant) -> TokenPair:
         self._serial += 1
+        now = self._now()
         grant.refresh_token = f"RT1-{self._serial}-H0-{secrets.token_hex(16)}"
-        grant.refresh_expires = self._now() + self.config.refresh_token_lifetime
+        grant.refresh_expires = min(now + self.config.refresh_token_lifetime, grant.hard_expires)
         self.refresh[grant.refresh_token] = grant
         access = f"sbx.at.{self._serial}.{secrets.token_urlsafe(32)}"
-        self.access[access] = _Access(grant, self._now() + self.config.access_token_lifetime)
+        self.access[access] = _Access(grant, now + self.config.access_token_lifetime)
         return TokenPair(
             realm_id=grant.realm_id,
             access_token=access,
             refresh_token=grant.refresh_token,
             expires_in=self.config.access_token_lifetime,
-            x_refresh_token_expires_in=self.config.refresh_token_lifetime,
+            x_refresh_token_expires_in=int(grant.refresh_expires - now),
+            x_refresh_token_hard_expires_in=int(grant.hard_expires - now),
         )
 
-    def exchange(self, code: str, redirect_uri: str) -> tuple[TokenPair, str] | None:
-        """Tokens and scope for an unused, unexpired code, or None (invalid_grant)."""
+    def exchange(self, code: str, redirect_uri: str) -> tuple[TokenPair, _Grant]:
+        """Tokens and grant for an unused, unexpired code.
+
+        :raise GrantRefused: the code is unknown, used, expired or for another redirect URI.
+        """
         entry = self.codes.get(code)
         if entry is None or entry.used or entry.expires < self._now():
-            return None
+            raise GrantRefused("The authorization code is invalid, expired or already used")
         if entry.redirect_uri != redirect_uri:
-            return None
+            raise GrantRefused("The redirect_uri does not match the authorization request")
         entry.used = True
-        return self.issue(entry.realm_id, entry.scope), entry.scope
+        grant = self.grant(entry.realm_id, entry.scope)
+        return self._rotate(grant), grant
 
-    def use_refresh(self, token: str) -> tuple[TokenPair, str] | None:
-        """New tokens for the grant's current refresh token, or None (invalid_grant)."""
+    def use_refresh(self, token: str) -> tuple[TokenPair, _Grant]:
+        """New tokens for the grant's current refresh token.
+
+        :raise GrantRefused: the token is unknown, rotated away, revoked or expired.
+        """
         grant = self.refresh.get(token)
-        if grant is None or grant.revoked or grant.refresh_token != token:
-            return None
+        if grant is None:
+            raise GrantRefused("Incorrect or invalid refresh token")
+        if grant.revoked:
+            raise GrantRefused("The refresh token was revoked")
+        if grant.refresh_token != token:
+            raise GrantRefused("The refresh token was rotated: use the latest one")
         if grant.refresh_expires < self._now():
-            return None
-        return self._rotate(grant), grant.scope
+            raise GrantRefused("The refresh token has expired")
+        return self._rotate(grant), grant
 
     def revoke(self, token: str) -> None:
         """Revoke the grant an access or refresh token belongs to (unknown tokens: no-op)."""
@@ -346,23 +381,6 @@ class _Tokens:
         return None
 
 
-def _id_token(config: SandboxConfig, realm_id: str, now: float) -> str:
-    """An OpenID id_token (HS256 with the client secret, not Intuit's RS256)."""
-    header = {"alg": "HS256", "typ": "JWT"}
-    claims = {
-        "sub": str(uuid.uuid5(uuid.NAMESPACE_URL, f"qbo-sandbox:{realm_id}")),
-        "aud": [config.client_id],
-        "realmid": realm_id,
-        "iss": "https://oauth.platform.intuit.com/op/v1",
-        "iat": int(now),
-        "exp": int(now) + 3600,
-    }
-    parts = [base64.urlsafe_b64encode(orjson.dumps(p)).rstrip(b"=") for p in (header, claims)]
-    signing_input = b".".join(parts)
-    signature = hmac.new(config.client_secret.encode(), signing_input, hashlib.sha256).digest()
-    return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
-
-
 # --------------------------------------------------------------------------- state
 
 
@@ -388,6 +406,7 @@ class SandboxState:
             for spec in config.companies
         }
         self.tokens = _Tokens(config, self.clock)
+        self.signer = oidc.Signer()
         self.requests: deque[RequestRecord] = deque(maxlen=config.request_log_size)
         self.faults: list[InjectedFault] = []
         self.events: list[WebhookEvent] = []
@@ -527,13 +546,12 @@ class SandboxState:
 
     @staticmethod
     def _render_query(company: Company, plan: QueryPlan) -> bytes:
-        total, page = company.select(plan)
+        total, page = run(company, plan)
         if plan.count_only:
             return b'{"totalCount":%d}' % total
         if not page:
             return b"{}"
-        table = company.tables[plan.entity]
-        rows = b",".join(orjson.dumps(table.render(i)) for i in page)
+        rows = b",".join(orjson.dumps(row) for row in page)
         tail = b'"startPosition":%d,"maxResults":%d' % (plan.start_position, len(page))
         return b'{"%s":[%s],%s}' % (answer_name(plan.entity).encode(), rows, tail)
 
@@ -560,7 +578,8 @@ class SandboxState:
         step: int | None = None,
         include_inactive: bool = False,
     ) -> int:
-        """Render and cache every page of ``select * from <entity>`` ordered by Id.
+        """Render and cache every page of ``select * from <entity>`` ordered by Id (plus the
+        properties Intuit answers only when named, as a full sync asks: ``select *, Sku``).
 
         ``step`` (default ``page_size``) is the distance between page starts (a client whose
         pages overlap by one row uses ``page_size - 1``); ``include_inactive`` caches the
@@ -574,8 +593,11 @@ class SandboxState:
         active = frozenset({True, False}) if include_inactive else None
         total, _ = self.company(realm_id).select(QueryPlan(name, True, active=active))
         starts = range(1, total + 1, step or page_size)
+        columns = EXPLICIT_ONLY.get(name, ())
         for start in starts:
-            plan = QueryPlan(name, active=active, start_position=start, max_results=page_size)
+            plan = QueryPlan(
+                name, active=active, start_position=start, max_results=page_size, columns=columns
+            )
             self.query_body(realm_id, plan)
             await asyncio.sleep(0)
         return len(starts)
@@ -614,7 +636,7 @@ class SandboxState:
     @property
     def token_requests(self) -> list[RequestRecord]:
         """Requests received by the token endpoint (any outcome, faults included)."""
-        return [r for r in self.requests if r.path == "/oauth2/v1/tokens/bearer"]
+        return [r for r in self.requests if r.path == oidc.PATHS["token_endpoint"]]
 
     @property
     def minor_versions(self) -> list[str | None]:
@@ -850,8 +872,12 @@ def _system_fault(state: SandboxState, status: int) -> web.Response:
     return _fault(state, code, message, "System Failure Error: injected", "SystemFault", status)
 
 
-def _oauth_error(error: str, status: int = 400) -> web.Response:
-    return _json(orjson.dumps({"error": error}), status)
+def _oauth_error(error: str, description: str | None = None, status: int = 400) -> web.Response:
+    """Intuit's failure document: ``error``, and ``error_description`` (the token endpoint's)."""
+    body = {"error": error}
+    if description is not None:
+        body["error_description"] = description
+    return _json(orjson.dumps(body), status)
 
 
 # --------------------------------------------------------------------------- middlewares
@@ -962,9 +988,9 @@ async def _query(request: web.Request) -> web.Response:
     request[_RECORD].query = text
     try:
         plan = parse_query(text, state.tz)
+        return _json(state.query_body(request.match_info["realm"], plan))
     except QueryError as exc:
         return _fault(state, exc.code, exc.message, exc.detail)
-    return _json(state.query_body(request.match_info["realm"], plan))
 
 
 async def _read(request: web.Request) -> web.Response:
@@ -1053,22 +1079,29 @@ def _client_ok(request: web.Request, form: Mapping[str, Any]) -> bool:
     )
 
 
+HARD_EXPIRY_HEADER = "x-include-refresh-token-hard-expires-in"
+"""Asked with ``true``, the token endpoint adds ``x_refresh_token_hard_expires_in``."""
+_BAD_CLIENT = "Client authentication failed: unknown client_id or wrong client_secret"
+
+
 async def _token(request: web.Request) -> web.Response:
     state = _state(request)
     form = await request.post()
     grant_type = str(form.get("grant_type", ""))
     request[_RECORD].grant_type = grant_type
     if not _client_ok(request, form):
-        return _oauth_error("invalid_client", 401)
-    if grant_type == "authorization_code":
-        issued = state.tokens.exchange(str(form.get("code", "")), str(form.get("redirect_uri", "")))
-    elif grant_type == "refresh_token":
-        issued = state.tokens.use_refresh(str(form.get("refresh_token", "")))
-    else:
-        return _oauth_error("unsupported_grant_type")
-    if issued is None:
-        return _oauth_error("invalid_grant")
-    pair, scope = issued
+        return _oauth_error("invalid_client", _BAD_CLIENT, 401)
+    try:
+        if grant_type == "authorization_code":
+            code, redirect_uri = str(form.get("code", "")), str(form.get("redirect_uri", ""))
+            pair, grant = state.tokens.exchange(code, redirect_uri)
+        elif grant_type == "refresh_token":
+            pair, grant = state.tokens.use_refresh(str(form.get("refresh_token", "")))
+        else:
+            detail = "grant_type must be authorization_code or refresh_token"
+            return _oauth_error("unsupported_grant_type", detail)
+    except GrantRefused as exc:
+        return _oauth_error("invalid_grant", str(exc))
     body: JSON = {
         "token_type": "bearer",
         "expires_in": pair.expires_in,
@@ -1076,8 +1109,14 @@ async def _token(request: web.Request) -> web.Response:
         "x_refresh_token_expires_in": pair.x_refresh_token_expires_in,
         "access_token": pair.access_token,
     }
-    if "openid" in scope.split():
-        body["id_token"] = _id_token(state.config, pair.realm_id, state.clock.now().timestamp())
+    if request.headers.get(HARD_EXPIRY_HEADER, "").strip().lower() == "true":
+        body["x_refresh_token_hard_expires_in"] = pair.x_refresh_token_hard_expires_in
+    if "openid" in grant.scope.split():
+        issuer = oidc.discovery(str(request.url.origin()))["issuer"]
+        now = int(state.clock.now().timestamp())
+        body["id_token"] = state.signer.id_token(
+            issuer, state.config.client_id, grant.realm_id, int(grant.granted_at), now
+        )
     return _json(orjson.dumps(body), headers={"Cache-Control": "no-store"})
 
 
@@ -1093,7 +1132,7 @@ async def _revoke(request: web.Request) -> web.Response:
     else:
         form = await request.post()
     if not _client_ok(request, form):
-        return _oauth_error("invalid_client", 401)
+        return _oauth_error("invalid_client", status=401)
     token = form.get("token") if isinstance(form, Mapping) else None
     if not token:
         return _oauth_error("invalid_request")
@@ -1128,27 +1167,26 @@ async def _authorize(request: web.Request) -> web.Response:
 
 async def _discovery(request: web.Request) -> web.Response:
     """Intuit's OpenID discovery document, with the endpoints the sandbox serves."""
-    origin = str(request.url.origin())
-    body = {
-        **_DISCOVERY,
-        "authorization_endpoint": f"{origin}/connect/oauth2",
-        "token_endpoint": f"{origin}/oauth2/v1/tokens/bearer",
-        "revocation_endpoint": f"{origin}/oauth2/v1/tokens/revoke",
-    }
-    return _json(orjson.dumps(body))
+    return _json(orjson.dumps(oidc.discovery(str(request.url.origin()))))
 
 
-_DISCOVERY: JSON = {
-    "issuer": "https://oauth.platform.intuit.com/op/v1",
-    "userinfo_endpoint": "https://accounts.intuit.com/v1/openid_connect/userinfo",
-    "jwks_uri": "https://oauth.platform.intuit.com/op/v1/jwks",
-    "response_types_supported": ["code"],
-    "subject_types_supported": ["public"],
-    "id_token_signing_alg_values_supported": ["RS256"],
-    "scopes_supported": ["openid", "email", "profile", "address", "phone"],
-    "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-    "claims_supported": ["aud", "exp", "iat", "iss", "realmid", "sub"],
-}
+async def _jwks(request: web.Request) -> web.Response:
+    """The keys that verify the sandbox's id_tokens (the discovery document's ``jwks_uri``)."""
+    return _json(orjson.dumps(_state(request).signer.jwks()))
+
+
+async def _userinfo(request: web.Request) -> web.Response:
+    """The connecting user's claims, for an access token granted with the ``openid`` scope."""
+    state = _state(request)
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    entry = state.tokens.access.get(token)
+    if entry is None or entry.grant.revoked or entry.expires <= state.clock.now().timestamp():
+        return _oauth_error("invalid_token", "The access token is invalid or expired", 401)
+    scopes = set(entry.grant.scope.split())
+    if "openid" not in scopes:
+        return _oauth_error("insufficient_scope", "The access token lacks the openid scope", 403)
+    return _json(orjson.dumps(oidc.userinfo(entry.grant.realm_id, scopes)))
 
 
 # --------------------------------------------------------------------------- app and server
@@ -1165,10 +1203,12 @@ def create_app(config: SandboxConfig) -> web.Application:
     app.router.add_get(f"{company}/cdc", _cdc)
     app.router.add_get(f"{company}/{{entity}}/{{entity_id}}", _read)
     app.router.add_route("*", "/v3/{tail:.*}", _unknown)
-    app.router.add_post("/oauth2/v1/tokens/bearer", _token)
-    app.router.add_post("/oauth2/v1/tokens/revoke", _revoke)
-    app.router.add_post("/v2/oauth2/tokens/revoke", _revoke)
-    app.router.add_get("/connect/oauth2", _authorize)
+    paths = oidc.PATHS
+    app.router.add_post(paths["token_endpoint"], _token)
+    app.router.add_post(paths["revocation_endpoint"], _revoke)
+    app.router.add_get(paths["authorization_endpoint"], _authorize)
+    app.router.add_get(paths["jwks_uri"], _jwks)
+    app.router.add_get(paths["userinfo_endpoint"], _userinfo)
     for name in ("openid_configuration", "openid_sandbox_configuration"):
         app.router.add_get(f"/.well-known/{name}", _discovery)
         app.router.add_get(f"/.well-known/{name}/", _discovery)
@@ -1189,17 +1229,17 @@ class RunningSandbox:
     @property
     def authorize_url(self) -> str:
         """Intuit's ``appcenter.intuit.com/connect/oauth2``."""
-        return f"{self.oauth_base_url}/connect/oauth2"
+        return f"{self.oauth_base_url}{oidc.PATHS['authorization_endpoint']}"
 
     @property
     def token_url(self) -> str:
         """Intuit's ``oauth.platform.intuit.com/oauth2/v1/tokens/bearer``."""
-        return f"{self.oauth_base_url}/oauth2/v1/tokens/bearer"
+        return f"{self.oauth_base_url}{oidc.PATHS['token_endpoint']}"
 
     @property
     def revoke_url(self) -> str:
         """Intuit's token revocation endpoint."""
-        return f"{self.oauth_base_url}/oauth2/v1/tokens/revoke"
+        return f"{self.oauth_base_url}{oidc.PATHS['revocation_endpoint']}"
 
     async def close(self) -> None:
         """Stop serving and close open connections."""

@@ -100,4 +100,4 @@ class QuickBooksSettings(IntegrationSettings):
     @property
     def revoke_url(self) -> str:
         """The token revocation endpoint."""
-        return self._oauth("/oauth2/v1/tokens/revoke", REVOKE_URL)
+        return self._oauth("/v2/oauth2/tokens/revoke", REVOKE_URL)

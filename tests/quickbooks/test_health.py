@@ -7,9 +7,10 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+from hub.diagnostics import connection_diagnostics
 from hub.model import HealthStatus
 from hub.store import Store
-from plugins.quickbooks.oauth import MAX_GRANT_AGE_S, credentials_from
+from plugins.quickbooks.oauth import MAX_GRANT_AGE_S, credentials_from, refresh
 from plugins.quickbooks.sandbox import start_sandbox
 from tests.quickbooks.conftest import REALM, connect, qb_config, sandbox_config
 
@@ -78,7 +79,22 @@ async def test_refresh_token_expiry_warns_ahead_of_time(make_hub):
             connection, {**connection.credentials, "connected_at": old, "refresh_expires_at": None}
         )
         report = await hub.health.check(CONNECTION)
-        assert "expires in 3 days (five-year limit)" in report.message
+        assert "expires in 3 days (five-year limit, estimated)" in report.message
+
+
+async def test_the_five_year_limit_is_intuits_figure_once_a_token_answer_stated_it(make_hub):
+    config = sandbox_config(refresh_token_max_age=3 * 86400 + 600)
+    async with await start_sandbox(config) as sandbox:
+        hub = await make_hub(config=qb_config(sandbox))
+        connection = await connect(hub, sandbox.state)  # stored without the hard expiry
+        sandbox.state.advance_clock(600)  # the grant is older than the hub's connection
+        await refresh(hub, connection, rejected=connection.credentials["access_token"])
+        report = await hub.health.check(CONNECTION)
+        assert report.status is HealthStatus.WARNING
+        assert "the refresh token expires in 3 days (five-year limit)" in report.message
+        dump = await connection_diagnostics(hub, CONNECTION)
+        assert dump["plugin"]["refresh_token_hard_expiry"] == "stated by Intuit"
+        assert dump["plugin"]["refresh_token_limit"] == "five-year limit"
 
 
 async def test_unreachable_api_is_an_error(make_hub, sandbox):

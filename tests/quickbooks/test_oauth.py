@@ -222,6 +222,25 @@ async def test_disconnect_revokes_and_removes_the_connection(hub_client, sandbox
 # --------------------------------------------------------------------------- refresh
 
 
+async def test_the_hard_expiry_intuit_answers_is_stored_and_kept(hub_client, sandbox):
+    client = await hub_client(config=qb_config(sandbox))
+    await client.get(path_of(await start_connect(client)), allow_redirects=False)
+    hub = client.server.app[HUB]
+    (connection,) = await hub.connections("quickbooks")
+    credentials = connection.credentials
+    five_years = sandbox.state.config.refresh_token_max_age
+    stored = credentials["refresh_hard_expires_at"] - credentials["refreshed_at"]
+    assert stored == pytest.approx(five_years, abs=0.01)  # asked for, so answered
+    sandbox.state.advance_clock(1000)
+    await refresh(hub, connection, rejected=credentials["access_token"])
+    await hub.reload_credentials(connection)
+    credentials = connection.credentials
+    stored = credentials["refresh_hard_expires_at"] - credentials["refreshed_at"]
+    assert stored == pytest.approx(five_years - 1000, abs=0.01)  # from the first grant
+    kept = oauth.credentials_from({"access_token": "a", "refresh_token": "r"}, REALM, credentials)
+    assert kept["refresh_hard_expires_at"] == credentials["refresh_hard_expires_at"]
+
+
 async def test_200_concurrent_calls_with_an_expired_token_refresh_once(make_hub, sandbox):
     hub = await make_hub(config=qb_config(sandbox, requests_per_minute=5000))
     connection = await connect(hub, sandbox.state)
