@@ -1002,6 +1002,7 @@ async def _report(request: web.Request) -> web.Response:
     state = _state(request)
     company = state.company(request.match_info["realm"])
     name = request.match_info["report"]
+    request[_RECORD].query = request.query_string
     try:
         report = state.reports.report(company, state.now(), name, request.query)
     except ReportProblem as exc:
