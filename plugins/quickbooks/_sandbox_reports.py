@@ -99,12 +99,25 @@ class Posting:
     memo: str
 
 
+@dataclass(frozen=True)
+class OpenItem:
+    """An invoice or bill with a balance still open (what the aging reports list)."""
+
+    day: date
+    due: date
+    party_id: str
+    party: str
+    balance: int
+
+
 @dataclass
 class Ledger:
-    """A company's postings on one basis, by date, and its chart of accounts."""
+    """A company's postings on one basis, by date, its chart of accounts, and its open
+    invoices and bills."""
 
     accounts: dict[str, Account]
     postings: list[Posting]
+    open_items: dict[str, list[OpenItem]] = field(default_factory=dict)
     _days: list[date] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -288,10 +301,17 @@ def build_ledger(company: Company, basis: str) -> Ledger:
     accounts = chart(company)
     rules = _Postings(company, accounts, basis)
     postings = []
+    open_items: dict[str, list[OpenItem]] = {"Invoice": [], "Bill": []}
     for entity in POSTING_ENTITIES:
         for txn in _live(company, entity):
             day = date.fromisoformat(str(txn.get("TxnDate")))
             party = txn.get("CustomerRef") or txn.get("VendorRef") or txn.get("EntityRef") or {}
+            if entity in open_items and (balance := cents(txn.get("Balance"))):
+                due = date.fromisoformat(str(txn.get("DueDate") or day))
+                item = OpenItem(
+                    day, due, str(party.get("value", "")), str(party.get("name", "")), balance
+                )
+                open_items[entity].append(item)
             for account, amount in rules.legs(entity, txn):
                 if amount and account in accounts:
                     posting = Posting(
@@ -305,7 +325,7 @@ def build_ledger(company: Company, basis: str) -> Ledger:
                         str(txn.get("PrivateNote", "")),
                     )
                     postings.append(posting)
-    return Ledger(accounts, postings)
+    return Ledger(accounts, postings, open_items)
 
 
 # --------------------------------------------------------------------------- JSON shapes
@@ -697,27 +717,23 @@ def general_ledger(ledger: Ledger, request: Request) -> JSON:
 _AGING = ("Current", "1 - 30", "31 - 60", "61 - 90", "91 and over")
 
 
-def _aging(company: Company, request: Request, entity: str, party: str, kind: str) -> JSON:
+def _aging(ledger: Ledger, request: Request, entity: str, kind: str) -> JSON:
     columns = _columns(
         (
-            ("", kind, party.lower()),
+            ("", kind, kind.lower()),
             *((title, "Money", str(i)) for i, title in enumerate(_AGING)),
             ("Total", "Money", "total"),
         )
     )
     owed: dict[str, list[int]] = {}
     names: dict[str, str] = {}
-    for doc in _live(company, entity):
-        balance = cents(doc.get("Balance"))
-        if not balance or date.fromisoformat(str(doc["TxnDate"])) > request.end:
+    for item in ledger.open_items.get(entity, []):
+        if item.day > request.end:
             continue
-        due = date.fromisoformat(str(doc.get("DueDate") or doc["TxnDate"]))
-        late = (request.end - due).days
+        late = (request.end - item.due).days
         bucket = 0 if late <= 0 else min(4, (late - 1) // 30 + 1)
-        ref = doc.get(f"{party}Ref") or {}
-        key = str(ref.get("value", ""))
-        names[key] = str(ref.get("name", ""))
-        owed.setdefault(key, [0] * 5)[bucket] += balance
+        names[item.party_id] = item.party
+        owed.setdefault(item.party_id, [0] * 5)[bucket] += item.balance
     rows = [
         _data([_col(names[key], key), *(_col(money(v)) for v in [*owed[key], sum(owed[key])])])
         for key in sorted(owed, key=lambda k: names[k])
@@ -729,24 +745,23 @@ def _aging(company: Company, request: Request, entity: str, party: str, kind: st
     return _report(request, columns, rows, basis=False)
 
 
-def aged_receivables(company: Company, request: Request) -> JSON:
+def aged_receivables(ledger: Ledger, request: Request) -> JSON:
     """Open invoice balances per customer on the report date, by days past due."""
-    return _aging(company, request, "Invoice", "Customer", "Customer")
+    return _aging(ledger, request, "Invoice", "Customer")
 
 
-def aged_payables(company: Company, request: Request) -> JSON:
+def aged_payables(ledger: Ledger, request: Request) -> JSON:
     """Open bill balances per vendor on the report date, by days past due."""
-    return _aging(company, request, "Bill", "Vendor", "Vendor")
+    return _aging(ledger, request, "Bill", "Vendor")
 
 
-LEDGER_REPORTS: dict[str, Callable[[Ledger, Request], JSON]] = {
+AGING_REPORTS = frozenset({"AgedReceivables", "AgedPayables"})
+REPORTS: dict[str, Callable[[Ledger, Request], JSON]] = {
     "ProfitAndLoss": profit_and_loss,
     "BalanceSheet": balance_sheet,
     "TrialBalance": trial_balance,
     "CashFlow": cash_flow,
     "GeneralLedger": general_ledger,
-}
-AGING_REPORTS: dict[str, Callable[[Company, Request], JSON]] = {
     "AgedReceivables": aged_receivables,
     "AgedPayables": aged_payables,
 }
@@ -845,7 +860,7 @@ class ReportBook:
 
         :raise ReportProblem: an unknown report, a bad date, an unknown accounting method.
         """
-        if name not in LEDGER_REPORTS and name not in AGING_REPORTS:
+        if name not in REPORTS:
             raise ReportProblem(
                 "2010", "Unsupported report", f"Report {name[:60]!r} is not supported"
             )
@@ -877,7 +892,5 @@ class ReportBook:
             "USD",
             now.isoformat(timespec="seconds"),
         )
-        if name in AGING_REPORTS:
-            return AGING_REPORTS[name](company, request)
-        ledger = self.ledger(company, "accrual" if name == "CashFlow" else basis)
-        return LEDGER_REPORTS[name](ledger, request)
+        on_accrual = name == "CashFlow" or name in AGING_REPORTS  # they take no basis
+        return REPORTS[name](self.ledger(company, "accrual" if on_accrual else basis), request)
