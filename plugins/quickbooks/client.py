@@ -65,8 +65,8 @@ def configure_limits(http: HttpClient, key: str, settings: QuickBooksSettings) -
 
 
 def reports_limit_key(connection_id: str) -> str:
-    """The limit key of a company's Reports API calls: Intuit throttles reports on their own
-    budget (200 a minute per company), so they count apart from the accounting calls."""
+    """The key of a company's Reports API pace (:class:`~.reports.ReportPacer`): Intuit
+    throttles reports on their own budget, on top of the company's other limits."""
     return f"{connection_id}/reports"
 
 
