@@ -26,7 +26,6 @@ from hub.model import (
     IntegrationSettings,
     KeyFigures,
     Migration,
-    SyncMode,
     WebhookEvent,
 )
 
@@ -78,16 +77,13 @@ def sync(
     connection: Connection,
     streams: Sequence[str],
     cursors: dict[str, Any],
-    mode: SyncMode,
     settings: IntegrationSettings | None,
     hub: HubAPI,
 ) -> AsyncIterator[Batch]:
     """CompanyInfo, CDC changes for streams with a cursor and full reads for the rest, then
     Preferences and, when due, the financial reports."""
     client = oauth.client_for(hub, connection)
-    return reports.sync_all(
-        hub, client, connection, streams, cursors, mode, oauth.settings_of(settings)
-    )
+    return reports.sync_all(hub, client, connection, streams, cursors, oauth.settings_of(settings))
 
 
 @hookimpl

@@ -38,7 +38,7 @@ import structlog
 from aiohttp import web
 
 from hub.errors import ServerError, SyncBusyError
-from hub.model import Batch, Connection, Stream, SyncMode
+from hub.model import Batch, Connection, Stream
 
 from .client import ARRIVAL_MARGIN_S, JSON, QuickBooksClient, reports_limit_key
 from .sync import STREAMS, sync_company
@@ -402,14 +402,13 @@ def sync_all(
     connection: Connection,
     streams: Sequence[str],
     cursors: Mapping[str, Any],
-    mode: SyncMode,
     settings: QuickBooksSettings,
 ) -> AsyncIterator[Batch]:
     """A whole run: the entity streams (:func:`~.sync.sync_company`), then the Preferences and
-    the reports (a full sync always reads them; an incremental one when they are due)."""
+    the reports (a full sync, which has no cursors, always reads them; an incremental one
+    when they are due)."""
     entities = [s for s in streams if s not in REPORT_STREAMS]
     wanted = [s for s in streams if s in REPORT_STREAMS]
-    report_cursors = {} if mode is SyncMode.FULL else cursors
 
     async def run() -> AsyncGenerator[Batch, None]:
         if entities:
@@ -422,7 +421,7 @@ def sync_all(
                     yield batch
         if wanted:
             async with contextlib.aclosing(
-                sync_reports(hub, client, connection, wanted, report_cursors, settings)
+                sync_reports(hub, client, connection, wanted, cursors, settings)
             ) as batches:
                 async for batch in batches:
                     yield batch

@@ -10,12 +10,15 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
+import aiohttp
 import orjson
 import pytest
 
 from hub.errors import ConfigError
+from hub.store import Store
 from hub.testing import hub_of, most_in_window, stored_records, wait_for_run
 from plugins.quickbooks.financials import ratio
+from plugins.quickbooks.oauth import credentials_from
 from plugins.quickbooks.reports import (
     ReportPacer,
     comparison_month,
@@ -24,6 +27,7 @@ from plugins.quickbooks.reports import (
 )
 from plugins.quickbooks.sandbox import RunningSandbox, start_sandbox
 from plugins.quickbooks.settings import REPORT_NAMES
+from tests.daemon import Daemon, query
 from tests.quickbooks.conftest import ENTITY_STREAMS, REALM, connect, qb_config, sandbox_config
 
 CONNECTION = f"quickbooks:{REALM}"
@@ -483,3 +487,57 @@ def test_flatten_keeps_exact_amounts_sections_and_accounts():
         (3, "Income", "summary", "Total Income", None, "0.30"),
     ]
     assert sum(Decimal(str(r["amount"])) for r in rows[:2]) == Decimal(str(rows[2]["amount"]))
+
+
+# --------------------------------------------------------------------------- a real daemon
+
+
+@pytest.mark.slow
+async def test_a_daemon_syncs_reports_on_demand_and_serves_the_key_figures(
+    tmp_path, reap_daemons, older_sandbox
+):
+    sandbox = older_sandbox
+    config = sandbox.state.config
+    store = Store(tmp_path / "hub.db")  # the daemon reads the tokens from its database
+    pair = sandbox.state.issue_tokens(REALM)
+    tokens = {"access_token": pair.access_token, "refresh_token": pair.refresh_token}
+    await store.connections.upsert(
+        "quickbooks", REALM, "Willow", credentials_from(tokens, REALM), "oauth"
+    )
+    store.close()
+    toml = f"""[integrations.quickbooks]
+client_id = "{config.client_id}"
+base_url = "{sandbox.base_url}"
+oauth_base_url = "{sandbox.oauth_base_url}"
+sync_on_connect = false
+reports = ["ProfitAndLoss", "BalanceSheet"]
+report_periods = ["months:2"]
+reports_per_minute = 6000
+retry_base_delay = 0.01
+throttle_wait_s = 0.01
+"""
+    secret = {"HUB_INTEGRATIONS__QUICKBOOKS__CLIENT_SECRET": config.client_secret}
+    sandbox.state.fail_next(429, path=r"/reports/BalanceSheet$")  # one throttled report call
+    async with aiohttp.ClientSession() as session:
+        daemon = Daemon(tmp_path, toml, secret)
+        await daemon.ready(session)
+        status, body = await daemon.api(session, "GET", f"/api/connections/{CONNECTION}/financials")
+        assert status == 404, body  # nothing synced yet
+        status, body = await daemon.api(
+            session, "POST", f"/api/quickbooks/reports?connection={REALM}"
+        )
+        assert status == 202, body
+        run = await daemon.wait_run(session, body["run_id"])
+        assert (run["state"], run["streams"]) == ("succeeded", ["preferences", "reports"]), run
+        status, figures = await daemon.api(
+            session, "GET", f"/api/connections/{CONNECTION}/financials"
+        )
+        assert daemon.stop() == 0
+    assert status == 200, figures
+    assert figures["period"] == {"start": MAY[0], "end": MAY[1]}
+    assert figures["figures"]["current_ratio"] is not None
+    assert Decimal(figures["figures"]["gross_margin"]) == Decimal("1.0000")  # no COGS
+    statuses = [r.status for r in report_requests(sandbox.state, "BalanceSheet")]
+    assert statuses[0] == 429 and statuses[1:] == [200, 200]
+    rows = query(daemon.db, "SELECT count(*) FROM plugin_quickbooks__report_rows")
+    assert rows[0][0] > 0
