@@ -211,8 +211,9 @@ def report_params(report: str, period: Period, basis: str) -> dict[str, str]:
 def flatten(report: Mapping[str, Any]) -> list[dict[str, Value]]:
     """One row per amount of ``report``: ``line`` (the report row, in order), ``col`` (the
     column's index), ``section`` (the path of group names, ``/``-joined), ``kind`` (``data``
-    or ``summary``), ``label`` (the row's first cell), ``account`` and ``account_id`` (the
-    row's account, or the account of its section, as in the general ledger), ``column_title``,
+    or ``summary``), ``label`` (the row's first cell), ``account`` and ``account_id`` (a data
+    row's account; for a total or a general ledger line, its section's account, if the
+    section is one), ``column_title``,
     ``amount`` (exact decimal text) and ``details`` (JSON of the row's other cells, or None).
 
     :raise ServerError: an amount that is not a decimal number.
@@ -227,7 +228,8 @@ def flatten(report: Mapping[str, Any]) -> list[dict[str, Value]]:
     def emit(cells: Sequence[Any], path: tuple[str, ...], kind: str, owner: JSON | None) -> None:
         line = next(lines)
         label = str(cells[0].get("value", "")) if cells else ""
-        account = cells[0] if cells and (first_is_account or owner is None) else owner
+        # a data row names its account first; a total, or a ledger line, belongs to its section's
+        account = cells[0] if cells and kind == "data" and first_is_account else owner
         skip = set(money) | ({0} if first_is_account else set())  # the label, the amounts
         details = {
             titles[i]: str(cell.get("value", ""))

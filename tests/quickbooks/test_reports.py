@@ -480,11 +480,12 @@ def test_flatten_keeps_exact_amounts_sections_and_accounts():
     }
     rows = flatten(report)
     assert [
-        (r["line"], r["section"], r["kind"], r["label"], r["account_id"], r["amount"]) for r in rows
+        (r["line"], r["section"], r["kind"], r["label"], r["account"], r["account_id"], r["amount"])
+        for r in rows
     ] == [
-        (1, "Income", "data", "Services", "9", "0.10"),
-        (2, "Income", "data", "Fees", "10", "0.20"),
-        (3, "Income", "summary", "Total Income", None, "0.30"),
+        (1, "Income", "data", "Services", "Services", "9", "0.10"),
+        (2, "Income", "data", "Fees", "Fees", "10", "0.20"),
+        (3, "Income", "summary", "Total Income", None, None, "0.30"),
     ]
     assert sum(Decimal(str(r["amount"])) for r in rows[:2]) == Decimal(str(rows[2]["amount"]))
 
