@@ -193,8 +193,10 @@ class QuickBooksClient:
 
     async def read(self, entity: str, entity_id: str) -> JSON | None:
         """One entity by id, or None if it does not exist (deleted, merged away)."""
+        # Intuit reads a company's one Preferences entity without an id
+        path = "preferences" if entity == "Preferences" else f"{entity.lower()}/{entity_id}"
         try:
-            body = await self.get(f"{entity.lower()}/{entity_id}")
+            body = await self.get(path)
         except ValidationError as exc:
             if "Object Not Found" in str(exc) or f'"code":"{_NOT_FOUND_CODE}"' in str(exc):
                 return None

@@ -25,10 +25,17 @@ from plugins.quickbooks.reports import (
     flatten,
     plan_periods,
 )
-from plugins.quickbooks.sandbox import RunningSandbox, start_sandbox
+from plugins.quickbooks.sandbox import RunningSandbox, WebhookEvent, start_sandbox
 from plugins.quickbooks.settings import REPORT_NAMES
 from tests.daemon import Daemon, query
-from tests.quickbooks.conftest import ENTITY_STREAMS, REALM, connect, qb_config, sandbox_config
+from tests.quickbooks.conftest import (
+    ENTITY_STREAMS,
+    REALM,
+    VERIFIER,
+    connect,
+    qb_config,
+    sandbox_config,
+)
 
 CONNECTION = f"quickbooks:{REALM}"
 MAY = ("2025-05-01", "2025-05-31")
@@ -542,3 +549,18 @@ throttle_wait_s = 0.01
     assert statuses[0] == 429 and statuses[1:] == [200, 200]
     rows = query(daemon.db, "SELECT count(*) FROM plugin_quickbooks__report_rows")
     assert rows[0][0] > 0
+
+
+async def test_a_preferences_webhook_rereads_the_preferences(hub_client, sandbox):
+    client = await hub_client(config=reports_config(sandbox, streams=["preferences"]))
+    hub = hub_of(client)
+    await connect(hub, sandbox.state)
+    assert (await hub.engine.run(CONNECTION)).state == "succeeded"
+    sandbox.state.reports.set_report_basis(REALM, "cash")
+    change = WebhookEvent(REALM, "Preferences", "1", "Update", sandbox.state.now())
+    url = str(client.make_url("/webhooks/quickbooks"))
+    delivery = await sandbox.state.send_webhook(url, VERIFIER, events=[change])
+    assert delivery.status == 200
+    await hub.dispatcher.drain()
+    preferences = (await stored_records(hub, "quickbooks", CONNECTION))["preferences"]
+    assert preferences["1"]["ReportPrefs"]["ReportBasis"] == "Cash"
