@@ -37,7 +37,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from hub.errors import ServerError, SyncBusyError
+from hub.errors import ServerError, SyncBusyError, ValidationError
 from hub.model import Batch, Connection, Stream
 
 from .client import ARRIVAL_MARGIN_S, JSON, QuickBooksClient, reports_limit_key
@@ -369,7 +369,9 @@ async def sync_reports(
     settings: QuickBooksSettings,
 ) -> AsyncGenerator[Batch, None]:
     """The Preferences, then (when due) every report: stored in the plugin's tables, a
-    summary batch per report for the ``reports`` stream, its cursor on the last one."""
+    summary batch per report for the ``reports`` stream, then the stream's cursor. A report
+    Intuit refuses as invalid for the company (a ValidationFault) is logged and left out;
+    throttling, server and authorization failures fail the run."""
     company, now = await client.company_info()
     preferences = (await client.get("preferences")).get("Preferences") or {}
     if "preferences" in streams:
@@ -380,22 +382,25 @@ async def sync_reports(
     tables = hub.tables(__name__)
     fetched_at = now.isoformat()
     kept: list[tuple[str, str, str, str]] = []
-    for number, (report, period) in enumerate(run.jobs, start=1):
+    for report, period in run.jobs:
         params = report_params(report, period, run.basis)
-        body = await fetch_report(
-            client, connection.id, settings.reports_per_minute, report, params
-        )
+        try:
+            body = await fetch_report(
+                client, connection.id, settings.reports_per_minute, report, params
+            )
+        except ValidationError as exc:  # refused for good (this company has no such report)
+            log.warning("QuickBooks refused a report; skipped", report=report, error=str(exc))
+            continue
         rows = flatten(body)
         key = (report, period.start.isoformat(), period.end.isoformat(), run.basis)
         summary = await store_report(tables, connection.id, key, body, rows, fetched_at)
         kept.append(key)
-        last = number == len(run.jobs)
-        cursor = {"synced_at": fetched_at} if last else None
-        yield Batch("reports", [summary], cursor=cursor, full=True)
+        yield Batch("reports", [summary], full=True)
     await store_run(
         tables, connection.id, run.company, run.preferences, run.basis, kept, fetched_at
     )
-    log.info("reports synced", reports=len(run.jobs), basis=run.basis)
+    yield Batch("reports", [], cursor={"synced_at": fetched_at}, full=True)
+    log.info("reports synced", reports=len(kept), skipped=len(run.jobs) - len(kept))
 
 
 def sync_all(

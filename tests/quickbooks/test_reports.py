@@ -564,3 +564,13 @@ async def test_a_preferences_webhook_rereads_the_preferences(hub_client, sandbox
     await hub.dispatcher.drain()
     preferences = (await stored_records(hub, "quickbooks", CONNECTION))["preferences"]
     assert preferences["1"]["ReportPrefs"]["ReportBasis"] == "Cash"
+
+
+async def test_a_report_refused_as_invalid_is_skipped_and_the_others_kept(make_hub, sandbox):
+    sandbox.state.fail_next(400, path=r"/reports/CashFlow$")
+    hub = await reports_hub(
+        make_hub, sandbox, reports=["CashFlow", "TrialBalance"], report_periods=["months:1"]
+    )
+    assert [r["report"] for r in await stored(hub, "reports")] == ["TrialBalance"]
+    cursors = await hub.store.runs.cursors(CONNECTION)
+    assert "synced_at" in cursors["reports"].cursor  # done: not read again before it is due
