@@ -344,7 +344,7 @@ def plan_reports(
     """Every (report, period) of the settings, with the year-over-year base month added for
     the ProfitAndLoss."""
     periods = plan_periods(settings.report_periods, today, fiscal_month(company))
-    jobs = [(report, period) for report in settings.reports for period in periods]
+    jobs = [(report, period) for report in dict.fromkeys(settings.reports) for period in periods]
     base = comparison_month(periods)
     if base is not None and "ProfitAndLoss" in settings.reports and base not in periods:
         jobs.append(("ProfitAndLoss", base))
