@@ -1,6 +1,9 @@
 """QuickBooks sync throughput: the Intuit sandbox -> the hub's QuickBooks plugin and engine ->
 a fresh SQLite file, beside a raw ``sqlite3`` bulk upsert of the same rows in the same run;
-then a CDC run of 1,000 changes across three entities.
+then a CDC run of 1,000 changes across three entities; and a reports sync of one company's
+default report periods (the seven reports for each of the last 12 months, the fiscal year to
+date and the last fiscal year) into a fresh database, from a sandbox company of
+``--report-records`` transactions in this process (each report computed from its postings).
 
     python bench/quickbooks.py                      # a company with 200,000 transaction rows
     python bench/quickbooks.py --records 1000000    # the issue's figure
@@ -45,6 +48,7 @@ from plugins.quickbooks.sandbox import (
     create_app,
     scaled_counts,
 )
+from plugins.quickbooks.sandbox import start_sandbox as start_sandbox_here  # in this process
 from plugins.quickbooks.sync import SPECS
 
 REALM = "9130350000000777"
@@ -144,6 +148,7 @@ async def hub_runs(sandbox: dict[str, Any], folder: Path, page: int) -> dict[str
                     "requests_per_second": 1_000_000,
                     "page_size": page,
                     "sync_on_connect": False,
+                    "streams": [spec.stream for spec in SPECS],  # the reports: reports_run
                 }
             },
         }
@@ -178,6 +183,69 @@ async def hub_runs(sandbox: dict[str, Any], folder: Path, page: int) -> dict[str
     }
 
 
+async def reports_run(records: int, folder: Path) -> dict[str, Any]:
+    """A reports sync of a company's default periods into a fresh database; its duration and
+    counts. The sandbox does not throttle here, so the report pace is lifted."""
+    counts = scaled_counts(records)
+    config = SandboxConfig(
+        companies=(CompanySpec(REALM, name="Report Books", counts=counts),), throttle=False
+    )
+    async with await start_sandbox_here(config) as sandbox:
+        pair = sandbox.state.issue_tokens(REALM)
+        found = await reports_of(
+            {
+                "client_id": config.client_id,
+                "client_secret": config.client_secret,
+                "base_url": sandbox.base_url,
+                "oauth_base_url": sandbox.oauth_base_url,
+                "access_token": pair.access_token,
+                "refresh_token": pair.refresh_token,
+            },
+            folder,
+        )
+    return found
+
+
+async def reports_of(sandbox: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Time one full reports sync of the sandbox's company."""
+    settings = load_settings(
+        overrides={
+            "store": {"path": str(folder / "reports.db")},
+            "logging": {"level": "warning"},
+            "integrations": {
+                "quickbooks": {
+                    "client_id": sandbox["client_id"],
+                    "client_secret": sandbox["client_secret"],
+                    "base_url": sandbox["base_url"],
+                    "oauth_base_url": sandbox["oauth_base_url"],
+                    "requests_per_minute": 1_000_000,
+                    "requests_per_second": 1_000_000,
+                    "reports_per_minute": 1_000_000,
+                    "sync_on_connect": False,
+                    "streams": ["preferences", "reports"],
+                }
+            },
+        }
+    )
+    hub = Hub(settings)
+    await hub.start()
+    try:
+        tokens = {k: sandbox[k] for k in ("access_token", "refresh_token")}
+        connection = await hub.add_connection(
+            "quickbooks", REALM, "Bench Books", credentials_from(tokens, REALM), origin="bench"
+        )
+        started = time.perf_counter()
+        run = await hub.engine.run(connection.id, full=True, trigger="bench")
+        seconds = time.perf_counter() - started
+        if run.state != "succeeded":
+            raise SystemExit(f"hub reports sync failed: {run.error}")
+        stored = await hub.tables("plugins.quickbooks").query("reports")
+    finally:
+        await hub.stop()
+    rows = sum(int(report["line_count"]) for report in stored)
+    return {"reports": len(stored), "rows": rows, "seconds": seconds}
+
+
 # --------------------------------------------------------------------------- raw sqlite3
 
 
@@ -201,6 +269,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=200_000, help="transaction rows")
     parser.add_argument("--page-size", type=int, default=PAGE, help="MAXRESULTS per page")
+    parser.add_argument(
+        "--report-records", type=int, default=5_000, help="transactions of the reports company"
+    )
     parser.add_argument("--serve-sandbox", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_sandbox:
@@ -220,6 +291,7 @@ def main() -> None:
             raw_records, raw_s = upsert_hub_rows(
                 folder, "quickbooks", streams, hub["connection"], _getter
             )
+            reports = asyncio.run(reports_run(args.report_records, folder))
     finally:
         proc.terminate()
         proc.wait()
@@ -229,6 +301,10 @@ def main() -> None:
     print(f"raw : {raw_records:>9,} rows in {raw_s:6.2f}s = {raw_rate:>9,.0f} rows/s")
     print(f"ratio hub/raw: {hub_rate / raw_rate:.2f}   peak RSS (hub process): {peak_mb:.0f} MB")
     print(f"CDC : {hub['cdc_changes']:,} changes to 3 entities in {hub['cdc_s']:.3f}s")
+    print(
+        f"reports: {reports['reports']:,} reports ({reports['rows']:,} rows) of the default "
+        f"periods of a {args.report_records:,}-transaction company in {reports['seconds']:.2f}s"
+    )
     print(
         json.dumps(
             {
@@ -240,6 +316,8 @@ def main() -> None:
                 "peak_rss_mb": round(peak_mb, 1),
                 "cdc_changes": hub["cdc_changes"],
                 "cdc_1000_s": round(hub["cdc_s"], 3),
+                "report_transactions": args.report_records,
+                "reports_sync_s": round(reports["seconds"], 2),
             }
         )
     )

@@ -2,8 +2,9 @@
 
 Only hook implementations live here: OAuth and token refresh are in ``oauth.py``, the API
 calls in ``client.py``, streams, full reads and change data capture in ``sync.py``, webhook
-verification and processing in ``webhooks.py``, health and diagnostics in ``health.py``, and
-a local, wire-compatible fake of Intuit in ``sandbox.py``.
+verification and processing in ``webhooks.py``, health and diagnostics in ``health.py``, the
+financial reports in ``reports.py`` (stored in the plugin's tables, ``tables.py``) and their
+key figures in ``financials.py``, and a local, wire-compatible fake of Intuit in ``sandbox.py``.
 """
 
 from __future__ import annotations
@@ -23,25 +24,27 @@ from hub.model import (
     HubEvent,
     Integration,
     IntegrationSettings,
+    KeyFigures,
+    Migration,
     WebhookEvent,
 )
 
+from . import financials, oauth, reports, tables, webhooks
 from . import health as checks
-from . import oauth, webhooks
 from .settings import QuickBooksSettings
-from .sync import STREAMS, sync_company
 
 NAME = oauth.NAME
 
 
 @hookimpl
 def register() -> Integration:
-    """Declare QuickBooks Online: settings, the 25 streams, an hourly CDC sync."""
+    """Declare QuickBooks Online: settings, the entity streams, ``preferences`` and
+    ``reports``, an hourly CDC sync."""
     return Integration(
         name=NAME,
         title="QuickBooks Online",
         settings=QuickBooksSettings,
-        streams=STREAMS,
+        streams=reports.ALL_STREAMS,
         default_sync_interval=3600,
         connect_path=f"/oauth/{NAME}/connect",
         secret_fields=frozenset(
@@ -52,8 +55,15 @@ def register() -> Integration:
 
 @hookimpl
 def routes(hub: HubAPI) -> list[web.RouteDef]:
-    """``/oauth/quickbooks/connect``, ``/callback`` and ``/disconnect``."""
-    return oauth.OAuthRoutes(hub).routes()
+    """``/oauth/quickbooks/connect``, ``/callback``, ``/disconnect``; ``POST
+    /api/quickbooks/reports`` (a reports sync now)."""
+    return [*oauth.OAuthRoutes(hub).routes(), *reports.routes(hub)]
+
+
+@hookimpl
+def migrations() -> Sequence[Migration]:
+    """The reports tables (see ``tables.py``)."""
+    return tables.MIGRATIONS
 
 
 @hookimpl
@@ -70,9 +80,10 @@ def sync(
     settings: IntegrationSettings | None,
     hub: HubAPI,
 ) -> AsyncIterator[Batch]:
-    """CompanyInfo, then CDC changes for streams with a cursor and full reads for the rest."""
+    """CompanyInfo, CDC changes for streams with a cursor and full reads for the rest, then
+    Preferences and, when due, the financial reports."""
     client = oauth.client_for(hub, connection)
-    return sync_company(client, streams, cursors, oauth.settings_of(settings))
+    return reports.sync_all(hub, client, connection, streams, cursors, oauth.settings_of(settings))
 
 
 @hookimpl
@@ -106,6 +117,12 @@ async def health(
 async def diagnostics(connection: Connection, hub: HubAPI) -> dict[str, Any]:
     """Tokens present and their expiries, API reachable, last error, rate-limit budget."""
     return await checks.dump(connection, hub)
+
+
+@hookimpl
+async def key_figures(connection: Connection, hub: HubAPI) -> KeyFigures | None:
+    """Ratios, margins and revenue growth from the last reports sync (exact decimals)."""
+    return await financials.key_figures(hub, connection)
 
 
 @hookimpl

@@ -69,8 +69,8 @@ def configure_limits(http: HttpClient, key: str, settings: QuickBooksSettings) -
 
 
 def reports_limit_key(connection_id: str) -> str:
-    """The limit key of a company's Reports API calls: Intuit throttles reports on their own
-    budget (200 a minute per company), so they count apart from the accounting calls."""
+    """The key of a company's Reports API pace (:class:`~.reports.ReportPacer`): Intuit
+    throttles reports on their own budget, on top of the company's other limits."""
     return f"{connection_id}/reports"
 
 
@@ -202,8 +202,10 @@ class QuickBooksClient:
 
     async def read(self, entity: str, entity_id: str) -> JSON | None:
         """One entity by id, or None if it does not exist (deleted, merged away)."""
+        # Intuit reads a company's one Preferences entity without an id
+        path = "preferences" if entity == "Preferences" else f"{entity.lower()}/{entity_id}"
         try:
-            body = await self.get(f"{entity.lower()}/{entity_id}")
+            body = await self.get(path)
         except ValidationError as exc:
             if "Object Not Found" in str(exc) or f'"code":"{_NOT_FOUND_CODE}"' in str(exc):
                 return None

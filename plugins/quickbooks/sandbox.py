@@ -58,6 +58,7 @@ from ._sandbox_query import (
     parse_timestamp,
     run,
 )
+from ._sandbox_reports import ReportBook, ReportProblem
 
 __all__ = [
     "DEFAULT_REALM",
@@ -410,6 +411,7 @@ class SandboxState:
         self.requests: deque[RequestRecord] = deque(maxlen=config.request_log_size)
         self.faults: list[InjectedFault] = []
         self.events: list[WebhookEvent] = []
+        self.reports = ReportBook()
         self.authorize_realm = config.companies[0].realm_id
         self.authorize_error: str | None = None
         self.oauth_port: int | None = None
@@ -1024,6 +1026,26 @@ async def _cdc(request: web.Request) -> web.Response:
     return _json(state.cdc_body(request.match_info["realm"], entities, since))
 
 
+async def _report(request: web.Request) -> web.Response:
+    """``GET …/reports/{report}``: a report computed from the company's transactions."""
+    state = _state(request)
+    company = state.company(request.match_info["realm"])
+    name = request.match_info["report"]
+    request[_RECORD].query = request.query_string
+    try:
+        report = state.reports.report(company, state.now(), name, request.query)
+    except ReportProblem as exc:
+        return _fault(state, exc.code, exc.message, exc.detail)
+    return _json(orjson.dumps(report))
+
+
+async def _preferences(request: web.Request) -> web.Response:
+    """``GET …/preferences``: the company's Preferences entity."""
+    state = _state(request)
+    preferences = state.reports.preferences(state.company(request.match_info["realm"]), state.now())
+    return _json(orjson.dumps({"Preferences": preferences, "time": state.stamp()}))
+
+
 def _cdc_entities_problem(entities: list[str]) -> tuple[str, str, str] | None:
     for entity in entities:
         if entity not in BY_LOWER.values() or entity in CDC_UNSUPPORTED:
@@ -1201,6 +1223,8 @@ def create_app(config: SandboxConfig) -> web.Application:
     app.router.add_route("GET", f"{company}/query", _query)
     app.router.add_route("POST", f"{company}/query", _query)
     app.router.add_get(f"{company}/cdc", _cdc)
+    app.router.add_get(f"{company}/reports/{{report}}", _report)
+    app.router.add_get(f"{company}/preferences", _preferences)
     app.router.add_get(f"{company}/{{entity}}/{{entity_id}}", _read)
     app.router.add_route("*", "/v3/{tail:.*}", _unknown)
     paths = oidc.PATHS

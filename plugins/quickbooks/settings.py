@@ -21,6 +21,26 @@ AUTHORIZE_URL = "https://appcenter.intuit.com/connect/oauth2"
 TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"  # noqa: S105 (a URL)
 REVOKE_URL = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke"
 """Intuit's endpoints, from its OpenID discovery document."""
+ReportName = Literal[
+    "ProfitAndLoss",
+    "BalanceSheet",
+    "CashFlow",
+    "TrialBalance",
+    "AgedReceivables",
+    "AgedPayables",
+    "GeneralLedger",
+]
+REPORT_NAMES: tuple[ReportName, ...] = (
+    "ProfitAndLoss",
+    "BalanceSheet",
+    "CashFlow",
+    "TrialBalance",
+    "AgedReceivables",
+    "AgedPayables",
+    "GeneralLedger",
+)
+"""The Intuit reports a reports sync can read (aging reports in their summary form)."""
+DEFAULT_REPORT_PERIODS = ("months:12", "fiscal_ytd", "last_fiscal_year")
 
 
 class QuickBooksSettings(IntegrationSettings):
@@ -67,16 +87,42 @@ class QuickBooksSettings(IntegrationSettings):
     """Health turns ``warning`` this long before the refresh token expires."""
     sync_on_connect: bool = True
     """Start a first (full) sync as soon as a company is connected."""
+    reports: list[ReportName] = Field(default_factory=lambda: list(REPORT_NAMES), min_length=1)
+    """The financial reports the ``reports`` stream reads for every period."""
+    report_periods: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REPORT_PERIODS), min_length=1, max_length=64
+    )
+    """The periods the reports cover: ``months:N`` (each of the last N complete months,
+    N <= 36), ``fiscal_ytd`` (this fiscal year to date), ``last_fiscal_year``, or a fixed
+    ``YYYY-MM-DD..YYYY-MM-DD``. Fiscal years start in CompanyInfo's FiscalYearStartMonth."""
+    report_basis: Literal["accrual", "cash"] | None = None
+    """The accounting basis of the reports; None: the company's Preferences
+    (``ReportPrefs.ReportBasis``)."""
+    reports_interval: int = Field(default=86400, ge=0)
+    """Seconds between two report syncs in incremental runs (a full sync always reads them;
+    0: every sync)."""
+    reports_per_minute: int = Field(default=100, ge=1)
+    """Report calls per company in any 60 seconds (Intuit throttles the Reports API on its
+    own, tighter budget); they also count against the company's other limits."""
 
     @field_validator("streams")
     @classmethod
     def _known_streams(cls, value: list[str] | None) -> list[str] | None:
-        from .sync import STREAMS  # imported here: sync imports this module
+        from .reports import ALL_STREAMS  # imported here: reports imports this module
 
-        known = {stream.name for stream in STREAMS}
+        known = {stream.name for stream in ALL_STREAMS}
         unknown = [name for name in value or () if name not in known]
         if unknown:
             raise ValueError(f"unknown stream(s) {unknown}; known: {sorted(known)}")
+        return value
+
+    @field_validator("report_periods")
+    @classmethod
+    def _known_periods(cls, value: list[str]) -> list[str]:
+        from .reports import parse_period  # imported here: reports imports this module
+
+        for text in value:
+            parse_period(text)
         return value
 
     @property

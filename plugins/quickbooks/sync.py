@@ -188,6 +188,7 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "company_info", "CompanyInfo", "info", {"name": "CompanyName", "country": "Country"}, False
     ),
+    Spec("preferences", "Preferences", "info", {"report_basis": "ReportPrefs.ReportBasis"}, False),
     _list("accounts", "Account", account_type="AccountType", balance="CurrentBalance"),
     _party("customers", "Customer", CUSTOMER_CLIENT),
     _party("vendors", "Vendor"),

@@ -13,6 +13,7 @@ from hub.core import Hub
 from hub.model import Connection
 from hub.store.records import field_getter
 from plugins.quickbooks.oauth import credentials_from
+from plugins.quickbooks.reports import REPORT_STREAMS
 from plugins.quickbooks.sandbox import (
     CompanySpec,
     RunningSandbox,
@@ -20,7 +21,7 @@ from plugins.quickbooks.sandbox import (
     SandboxState,
     start_sandbox,
 )
-from plugins.quickbooks.sync import BY_ENTITY
+from plugins.quickbooks.sync import BY_ENTITY, SPECS
 
 INTUIT_SPECS = Path(__file__).resolve().parents[1] / "specs" / "intuit"
 """Intuit's published XSD, OAuth documents and webhook vectors (see tests/specs/README.md)."""
@@ -33,6 +34,9 @@ VERIFIER = "test-verifier-token"
 SMALL = {"Customer": 23, "Invoice": 57, "Vendor": 9, "Item": 5, "Payment": 12, "Bill": 8}
 """A small company: every stream has a few rows (the rest use the sandbox's defaults)."""
 
+
+ENTITY_STREAMS = [spec.stream for spec in SPECS if spec.stream not in REPORT_STREAMS]
+"""The streams the entity tests sync (``preferences`` and ``reports`` are the reports tests')."""
 
 FAST = 1000
 """Requests per second the plugin's tests allow (Intuit's 10 would make every sync test slow);
@@ -71,6 +75,8 @@ def qb_config(sandbox: RunningSandbox, **extra: Any) -> dict[str, Any]:
         "retry_base_delay": 0.01,
         "requests_per_second": FAST,
         "throttle_wait_s": 0.01,
+        "streams": ENTITY_STREAMS,
+        "reports_per_minute": FAST * 60,
         **extra,
     }
     return {"integrations": {"quickbooks": section}}

@@ -9,6 +9,7 @@ import pytest
 from hub.cli import main
 from hub.errors import ConfigError
 from plugins.quickbooks.settings import QuickBooksSettings
+from plugins.quickbooks.sync import SPECS
 
 KEYS = {"client_id": "ABC", "client_secret": "shh"}
 
@@ -49,7 +50,7 @@ async def test_without_a_section_the_plugin_loads_disconnected(hub_client):
     status = await (await client.get("/api/status")).json()
     (qbo,) = [i for i in status["integrations"] if i["name"] == "quickbooks"]
     assert (qbo["configured"], qbo["status"], qbo["connections"]) == (False, "disconnected", [])
-    assert len(qbo["streams"]) == 34
+    assert len(qbo["streams"]) == len(SPECS) + 1  # the entities' streams and ``reports``
     (plugin,) = [p for p in status["plugins"] if p["name"] == "quickbooks"]
     assert plugin["origin"] == "built-in" and plugin["error"] is None
 

@@ -15,10 +15,12 @@ from hub.store import Store
 from hub.store.client_match import Candidate
 from hub.testing import client_links, stored_records, sync_records
 from plugins.quickbooks.oauth import credentials_from
+from plugins.quickbooks.reports import ALL_STREAMS
 from plugins.quickbooks.sandbox import CompanySpec, InjectedFault, start_sandbox
 from plugins.quickbooks.sync import BY_STREAM, SPECS
 from tests.daemon import Daemon, query
 from tests.quickbooks.conftest import (
+    ENTITY_STREAMS,
     REALM,
     SMALL,
     START,
@@ -35,13 +37,10 @@ NOT_IN_CDC |= {"RecurringTransaction"}
 those whose CDC answer the plugin cannot apply."""
 
 
-def expected(state, streams=None) -> dict[str, dict[str, dict]]:
-    """The sandbox's data per stream, as the hub should store it."""
-    return {
-        spec.stream: live_rows(state, spec.entity)
-        for spec in SPECS
-        if streams is None or spec.stream in streams
-    }
+def expected(state) -> dict[str, dict[str, dict]]:
+    """The sandbox's data per stream, as the hub should store it (the entity streams)."""
+    found: dict[str, dict[str, dict]] = {stream.name: {} for stream in ALL_STREAMS}
+    return found | {stream: live_rows(state, BY_STREAM[stream].entity) for stream in ENTITY_STREAMS}
 
 
 async def synced_hub(make_hub, sandbox, **settings):
@@ -352,7 +351,7 @@ async def test_customers_match_by_tax_id_and_jobs_stand_for_no_client(make_hub, 
 
 
 def test_every_stream_is_declared_once():
-    assert len({spec.entity for spec in SPECS}) == len(SPECS) == 34
+    assert len({spec.entity for spec in SPECS}) == len(SPECS) == 35
     assert BY_STREAM["invoices"].entity == "Invoice"
 
 
