@@ -20,7 +20,14 @@ from hub.api import (
     HubAPI,
     PluginTables,
 )
-from hub.model import Connection, ConnectionStatus, HealthReport, HubEvent, IntegrationSettings
+from hub.model import (
+    Connection,
+    ConnectionStatus,
+    HealthReport,
+    HubEvent,
+    IntegrationSettings,
+    StoredDocument,
+)
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -95,6 +102,9 @@ class PluginAPI(HubAPI):
 
     async def emit(self, type: str, data: dict[str, Any], source: str = "hub") -> HubEvent:
         return await self.__hub.emit(type, data, source)
+
+    async def read_document(self, document_id: str, max_bytes: int) -> StoredDocument | None:
+        return await self.__hub.read_document(document_id, max_bytes)
 
     async def request_sync(
         self, connection: Connection, streams: Sequence[str] | None = None, full: bool = False
