@@ -123,6 +123,10 @@ class Analysis:
         except (Failed, ProviderError) as exc:
             await self._failed(job, document, kind, exc)
             return
+        except Exception as exc:  # a bug must still end the analysis, never leave it running
+            log.exception("analysis raised", analysis=job.analysis_id)
+            await self._failed(job, document, kind, Failed(f"internal error: {exc!r}", "internal"))
+            return
         await self._analyzed(job, document, kind, outcome)
 
     async def _document(self, document_id: str, max_bytes: int) -> StoredDocument:

@@ -111,7 +111,11 @@ async def record(
     }
 
     def write(tx: TableSession) -> None:
-        tx.upsert("calls", [row])
+        columns = ", ".join(row)
+        tx.execute(
+            f"INSERT INTO {{calls}} ({columns}) VALUES ({', '.join('?' for _ in row)})",  # noqa: S608
+            list(row.values()),
+        )
         tx.execute(
             "INSERT INTO {months} (month, model, calls, input_tokens, cached_tokens,"
             " output_tokens, cost_units) VALUES (?, ?, 1, ?, ?, ?, ?)"
