@@ -120,7 +120,7 @@ class Analysis:
             kind = document_type(job.kind, document.name)
             await results.update(self.hub, job.analysis_id, {"document_type": kind})
             outcome = await self._analyse(document, kind)
-        except (Failed, ProviderError) as exc:
+        except HubError as exc:  # Failed, ProviderError, BudgetExceeded
             await self._failed(job, document, kind, exc)
             return
         except Exception as exc:  # a bug must still end the analysis, never leave it running

@@ -165,7 +165,8 @@ class OpenAIApi:
 
     def __init__(self, settings: OpenAISettings, sleep: Callable[[float], Awaitable[None]]) -> None:
         self.settings = settings
-        self._sleep = sleep
+        self.sleep = sleep
+        """How retries wait (``asyncio.sleep``; tests record the waits)."""
         self._sdk: AsyncOpenAI | None = None
         self.last_rate_limits: dict[str, str] = {}
         """The ``x-ratelimit-*`` headers of the last answer (a success or an error)."""
@@ -213,7 +214,7 @@ class OpenAIApi:
                         request_id=error.request_id,
                     ) from None
             attempt += 1
-            await self._sleep(wait)
+            await self.sleep(wait)
 
     async def structured(
         self, model: str, instructions: str, content: Content, schema: type[pydantic.BaseModel]
