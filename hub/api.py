@@ -21,6 +21,7 @@ from hub.model import (
     HealthReport,
     HubEvent,
     IntegrationSettings,
+    KeyFigures,
     RunProgress,
     StoredDocument,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "HttpClient",
     "HubAPI",
     "Key",
+    "KeyFigures",
     "Params",
     "PluginTables",
     "Response",
@@ -216,6 +218,15 @@ class HubAPI(Protocol):
 
     async def check_health(self, connection: Connection) -> HealthReport:
         """Run the connection's health check now and record the result (status, alerts)."""
+        ...
+
+    async def key_figures(
+        self, connection_id: str | None = None, client_id: int | None = None
+    ) -> list[KeyFigures]:
+        """The financial key figures of every connection whose plugin computes them (its
+        ``key_figures`` hook), newest first: of one connection, or of those whose books are
+        the given client's. A plugin that fails or has none yet is left out (logged).
+        """
         ...
 
     # ------------------------------------------------------------------ routes

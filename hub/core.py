@@ -21,6 +21,7 @@ from hub.errors import ConfigError, PluginContractError
 from hub.events import EventBus
 from hub.health import HealthMonitor
 from hub.http import HttpClient
+from hub.key_figures import gather_key_figures
 from hub.logs import add_secret_keys
 from hub.memory import tune_malloc
 from hub.metrics import Metrics
@@ -31,6 +32,7 @@ from hub.model import (
     HealthReport,
     HubEvent,
     IntegrationSettings,
+    KeyFigures,
     StoredDocument,
 )
 from hub.plugin_api import PluginAPI
@@ -367,6 +369,12 @@ class Hub:
     async def check_health(self, connection: Connection) -> HealthReport:
         """Run the connection's health check now and record the result."""
         return await self.health.check(connection.id)
+
+    async def key_figures(
+        self, connection_id: str | None = None, client_id: int | None = None
+    ) -> list[KeyFigures]:
+        """The connections' financial key figures (:func:`hub.key_figures.gather_key_figures`)."""
+        return await gather_key_figures(self, connection_id, client_id)
 
     def require_admin(self, request: web.Request) -> str:
         """The admin credential's digest; a JSON 401 unless the request carries a valid one."""

@@ -4,11 +4,12 @@ Hook calls are keyword-only; an implementation may accept only the arguments it 
 be a plain function or return an awaitable (the hub awaits through :func:`hub.plugins.await_maybe`).
 
 *Per-integration* hooks (``configure``, ``authenticate``, ``sync``, ``webhook``, ``process``,
-``health``, ``diagnostics``) are called only on the plugin whose ``register`` declared the
-integration, so no implementation filters by name, and receive that integration's validated
-``settings`` (None when ``[integrations.NAME]`` is absent or incomplete). *Broadcast* hooks
-are called on every plugin that implements them, each call isolated: one plugin's exception
-is logged and never stops another's. ``hub`` is always the :class:`~hub.api.HubAPI`.
+``health``, ``diagnostics``, ``key_figures``) are called only on the plugin whose ``register``
+declared the integration, so no implementation filters by name, and receive that integration's
+validated ``settings`` (None when ``[integrations.NAME]`` is absent or incomplete).
+*Broadcast* hooks are called on every plugin that implements them, each call isolated: one
+plugin's exception is logged and never stops another's.
+``hub`` is always the :class:`~hub.api.HubAPI`.
 
 Authentication failures follow one rule in every hook: raise
 :class:`hub.errors.AuthenticationError`; the hub marks the connection ``disconnected``.
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         HubEvent,
         Integration,
         IntegrationSettings,
+        KeyFigures,
         Migration,
         StoredDocument,
         SyncMode,
@@ -219,6 +221,21 @@ def diagnostics(
     raise NotImplementedError
 
 
+@hookspec
+def key_figures(
+    connection: Connection, settings: IntegrationSettings | None, hub: HubAPI
+) -> Awaitable[KeyFigures | None] | KeyFigures | None:
+    """The connection's financial key figures, from what its last syncs stored.
+
+    Called by ``GET /api/connections/{id}/financials`` and by other plugins through
+    ``hub.key_figures`` (client insights, say). Read the plugin's own tables; do not call the
+    provider here.
+
+    :return: a :class:`~hub.model.KeyFigures`, or None when there is nothing to compute them
+        from yet (no reports synced).
+    """
+
+
 # --------------------------------------------------------------------------- broadcast
 
 
@@ -277,6 +294,15 @@ def demo(stack: AsyncExitStack) -> Awaitable[dict[str, dict[str, Any]] | None] |
 
 
 PER_INTEGRATION_HOOKS = frozenset(
-    {"configure", "authenticate", "sync", "webhook", "process", "health", "diagnostics"}
+    {
+        "configure",
+        "authenticate",
+        "sync",
+        "webhook",
+        "process",
+        "health",
+        "diagnostics",
+        "key_figures",
+    }
 )
 """Hooks called only on the plugin that owns the integration."""

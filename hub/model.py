@@ -8,6 +8,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -209,6 +211,71 @@ class HealthReport:
     status: HealthStatus
     message: str = ""
     checks: Sequence[HealthCheck] = ()
+
+
+KEY_FIGURES = (
+    "current_ratio",
+    "quick_ratio",
+    "debt_to_equity",
+    "gross_margin",
+    "net_margin",
+    "revenue_growth_mom",
+    "revenue_growth_yoy",
+)
+"""The figures a :class:`KeyFigures` holds, each a fraction (``0.2500`` is 25 %) or None."""
+
+
+@dataclass(frozen=True)
+class KeyFigures:
+    """A connection's financial key figures, computed by its plugin from the provider's
+    reports, as the ``key_figures`` hook returns them. Money and ratios are exact decimals.
+
+    :param integration: the integration (``quickbooks``).
+    :param connection_id: the connection whose books these are.
+    :param client_id: the hub client whose books these are, if the plugin knows it.
+    :param company: the company's name as the provider has it.
+    :param currency: the ISO 4217 code of the company's home currency.
+    :param basis: ``accrual`` or ``cash``.
+    :param period_start: the first day the income figures cover.
+    :param period_end: the last day they cover; also the balance sheet's date.
+    :param figures: each name of :data:`KEY_FIGURES` to a fraction, or None when it cannot be
+        computed (a zero denominator, a period without data).
+    :param amounts: the inputs, by name (``revenue``, ``gross_profit``, ``net_income``,
+        ``current_assets``, ``current_liabilities``, ``total_liabilities``, ``equity``, …).
+    :param computed_at: when the plugin computed them (from reports read then).
+    :param sources: the reports used, each ``{"report", "period", "basis"}``.
+    """
+
+    integration: str
+    connection_id: str
+    client_id: int | None
+    company: str
+    currency: str
+    basis: str
+    period_start: date
+    period_end: date
+    figures: Mapping[str, Decimal | None]
+    amounts: Mapping[str, Decimal]
+    computed_at: datetime
+    sources: Sequence[Mapping[str, str]] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: decimals as exact strings, dates and times in ISO 8601."""
+        return {
+            "integration": self.integration,
+            "connection": self.connection_id,
+            "client_id": self.client_id,
+            "company": self.company,
+            "currency": self.currency,
+            "basis": self.basis,
+            "period": {"start": self.period_start.isoformat(), "end": self.period_end.isoformat()},
+            "figures": {
+                name: None if value is None else str(value) for name, value in self.figures.items()
+            },
+            "amounts": {name: str(value) for name, value in self.amounts.items()},
+            "computed_at": self.computed_at.isoformat(),
+            "sources": [dict(source) for source in self.sources],
+        }
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from hub.model import (
     HealthReport,
     HubEvent,
     IntegrationSettings,
+    KeyFigures,
     StoredDocument,
 )
 
@@ -113,6 +114,11 @@ class PluginAPI(HubAPI):
 
     async def check_health(self, connection: Connection) -> HealthReport:
         return await self.__hub.check_health(connection)
+
+    async def key_figures(
+        self, connection_id: str | None = None, client_id: int | None = None
+    ) -> list[KeyFigures]:
+        return await self.__hub.key_figures(connection_id, client_id)
 
     def require_admin(self, request: web.Request) -> str:
         return self.__hub.require_admin(request)

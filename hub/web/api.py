@@ -111,6 +111,22 @@ async def diagnostics(request: web.Request) -> web.Response:
     return json_response(dump)
 
 
+@routes.get("/api/connections/{id}/financials", name="financials")
+async def financials(request: web.Request) -> web.Response:
+    """A connection's financial key figures (its plugin's ``key_figures`` hook)."""
+    connection_id = request.match_info["id"]
+    try:
+        found = await request.app[HUB].key_figures(connection_id)
+    except LookupError:
+        raise web.HTTPNotFound(text=f"no connection {connection_id!r}") from None
+    if not found:
+        raise web.HTTPNotFound(
+            text=f"no key figures for {connection_id!r}: its plugin computes none, or has "
+            "no reports synced yet"
+        )
+    return json_response(found[0].as_json())
+
+
 @routes.get("/metrics", name="metrics")
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format."""
