@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._sandbox_schema import SchemaError, instance
+
 JSON = dict[str, Any]
 
 IMAGE_TOKENS = 85
@@ -119,6 +121,9 @@ def _read_text(body: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, int
 
 
 def _model(body: Mapping[str, Any], models: frozenset[str], endpoint: str) -> str:
+    if body.get("stream") is True:
+        message = "The sandbox does not stream answers: send 'stream': false."
+        raise OpenAIError(400, message, param="stream", code="unsupported_value")
     model = body.get("model")
     if model is None:
         raise missing("model")
@@ -186,11 +191,18 @@ def _json_schema(fmt: Mapping[str, Any], param: str) -> tuple[JSON, str]:
         raise missing(f"{param}.name")
     if not isinstance(schema, dict):
         raise missing(f"{param}.schema")
-    if fmt.get("strict") is True:
-        problem = _strict_problem(schema)
-        if problem:
-            message = f"Invalid schema for response_format '{name}': {problem}"
-            raise OpenAIError(400, message, param=f"{param}.schema", code="invalid_json_schema")
+    strict = fmt.get("strict") is True
+    problem = _strict_problem(schema) if strict else None
+    if strict and schema.get("type") != "object":
+        got = schema.get("type")
+        problem = f"schema must be a JSON Schema of 'type: \"object\"', got 'type: \"{got}\"'."
+    try:
+        instance(schema)
+    except SchemaError as exc:
+        problem = problem or str(exc)
+    if problem:
+        message = f"Invalid schema for response_format '{name}': {problem}"
+        raise OpenAIError(400, message, param=f"{param}.schema", code="invalid_json_schema")
     return schema, name
 
 
@@ -315,7 +327,6 @@ def response_object(
             "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
             "total_tokens": usage.input_tokens + usage.output_tokens,
         },
-        "user": None,
         "metadata": _or(ask.echo.get("metadata"), {}),
     }
 

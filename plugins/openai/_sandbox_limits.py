@@ -5,7 +5,9 @@ Each limit is a bucket refilled continuously at ``per_minute / 60`` a second and
 limit of 600 RPM may refuse a burst of 20 in one second). A model request costs one request
 and its estimated tokens (input plus the ``max_output_tokens`` it allows); it is admitted only
 when both buckets hold enough. Every answer carries OpenAI's ``x-ratelimit-*`` headers; a
-refused request gets ``retry-after`` and ``retry-after-ms``.
+refused request gets ``retry-after`` and ``retry-after-ms``: the time until its share is there,
+after the shares of the callers refused before it (:meth:`Bucket.promise`), so clients that
+honour the headers run at the limit.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class Bucket:
     capacity: float
     level: float = -1.0
     at: float = field(default_factory=time.monotonic)
+    promised: float = 0.0
+    """Until when the callers refused so far were told to wait (monotonic seconds)."""
 
     def __post_init__(self) -> None:
         if self.level < 0:
@@ -43,11 +47,20 @@ class Bucket:
         self.at = now
 
     def wait(self, amount: float) -> float:
-        """Seconds until ``amount`` is available (0: now; ``inf``: never, it exceeds the
-        capacity)."""
-        if amount > self.capacity:
+        """Seconds until ``amount`` may be taken (0: now; ``inf``: never, it exceeds the
+        per-minute limit). More than the capacity is taken from a full bucket, which then
+        owes the rest."""
+        if amount > self.per_minute:
             return math.inf
-        return max(0.0, (amount - self.level) * 60 / self.per_minute)
+        return max(0.0, (min(amount, self.capacity) - self.level) * 60 / self.per_minute)
+
+    def promise(self, amount: float, now: float) -> float:
+        """The wait to tell a refused caller: until ``amount`` is there, and after the callers
+        refused before it, so that callers honouring it come back one after another instead
+        of all at once (each would find the bucket empty again)."""
+        start = max(now + self.wait(amount), self.promised)
+        self.promised = start + min(amount, self.capacity) * 60 / self.per_minute
+        return start - now
 
     def headers(self, kind: str) -> dict[str, str]:
         """``x-ratelimit-limit-<kind>``, ``-remaining-`` and ``-reset-`` (time to full)."""
@@ -93,7 +106,7 @@ class Limits:
             wait = bucket.wait(wanted[kind])
             if wait > 0:
                 used = math.ceil(bucket.capacity - bucket.level)
-                retry = None if math.isinf(wait) else wait
+                retry = None if math.isinf(wait) else bucket.promise(wanted[kind], now)
                 return Refusal(kind, bucket.per_minute, used, wanted[kind], retry)
         for kind, bucket in self.buckets.items():
             bucket.level -= wanted[kind]

@@ -32,11 +32,18 @@ _FORMATS = {
 }
 
 
+class SchemaError(ValueError):
+    """A schema the sandbox cannot answer (a ``$ref`` to nowhere, a keyword of the wrong
+    type)."""
+
+
 def instance(schema: Mapping[str, Any], text: str = "") -> Any:
     """A value conforming to ``schema`` (a JSON schema with optional ``$defs``); properties the
     ``text`` states as ``label: value`` lines take that value."""
-    facts = _facts(text)
-    return _Builder(schema, facts).build(schema, "", 0)
+    try:
+        return _Builder(schema, _facts(text)).build(schema, "", 0)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        raise SchemaError(f"the schema cannot be followed ({type(exc).__name__}: {exc})") from exc
 
 
 def without_first_required(value: Any, schema: Mapping[str, Any]) -> Any:
@@ -123,7 +130,8 @@ class _Builder:
         return {key: self.build(inner, key, depth + 1) for key, inner in properties.items()}
 
     def _array(self, schema: Mapping[str, Any], name: str, depth: int) -> list[Any]:
-        count = max(int(schema.get("minItems", 1)), 1)
+        # one item where the schema allows none, except deep down (a recursive schema ends)
+        count = max(int(schema.get("minItems", 0)), 1 if depth < _MAX_DEPTH // 2 else 0)
         if "maxItems" in schema:
             count = min(count, int(schema["maxItems"]))
         items = schema.get("items") or {}

@@ -81,7 +81,8 @@ class SandboxConfig:
 class RequestRecord:
     """One request the sandbox received and its answer.
 
-    ``headers`` are the request's, ``Authorization`` shown as ``Bearer ***``; ``body`` its
+    ``headers`` are the request's (names lower-cased), ``authorization`` shown as
+    ``Bearer ***``; ``response_headers`` the answer's; ``body`` its
     JSON (None when not JSON); ``status`` None when the connection was dropped; ``fault`` the
     injected fault that shaped the answer."""
 

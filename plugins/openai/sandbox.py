@@ -124,9 +124,9 @@ async def _record(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = _state(request)
     started = time.monotonic()
     raw = await request.read()
-    headers = dict(request.headers)
-    if "Authorization" in headers:
-        headers["Authorization"] = "Bearer ***"
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    if "authorization" in headers:
+        headers["authorization"] = "Bearer ***"
     try:
         body = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
@@ -150,7 +150,7 @@ async def _record(request: web.Request, handler: Handler) -> web.StreamResponse:
     response.headers["openai-organization"] = state.config.organization
     response.headers["openai-version"] = "2020-10-01"
     record.status = response.status
-    record.response_headers = dict(response.headers)
+    record.response_headers = {name.lower(): value for name, value in response.headers.items()}
     if isinstance(response, web.Response) and isinstance(response.body, bytes):
         record.response = response.body
     return response
@@ -194,9 +194,10 @@ async def _inject(request: web.Request, handler: Handler) -> web.StreamResponse:
             request.transport.close()
         return web.Response(status=499)
     if fault.kind == "rate_limit":
-        model = (request[_RECORD_KEY].body or {}).get("model", "gpt-4o-mini")
+        body = request[_RECORD_KEY].body
+        model = body.get("model") if isinstance(body, dict) else None
         refusal = Refusal("requests", 1, 1, 1, fault.retry_after)
-        raise _rate_limited(state, str(model), refusal)
+        raise _rate_limited(state, str(model or "gpt-4o-mini"), refusal)
     status, kind, message = _STATUS_FAULTS[fault.kind]
     raise OpenAIError(status, message, kind, code=kind if status == 429 else None)
 

@@ -16,7 +16,7 @@ module decodes Stripe's bracket encoding itself (its own decoder, not the sandbo
 strings to the types the schema names (integers, booleans, numbers, through ``anyOf``), and
 validates each query parameter and the whole body with openapi-core's schema validator
 (``openapi_schema_validator.OAS30Validator``); answers go through ``openapi_core.OpenAPI``
-``validate_response`` (status, content type, body).
+``validate_response`` (status, content type, body) through ``tests/specs_harness.py``.
 
 Constructs not validated: ``oneOf``/``anyOf`` alternatives are tried in order for casting, so a
 string that reads as an integer is cast where an integer is allowed (``"12"`` for a
@@ -39,6 +39,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+
+from tests import specs_harness
+from tests.specs_harness import explain
 
 SPECS = Path(__file__).resolve().parents[1] / "specs" / "stripe"
 SPEC_FILE = SPECS / "spec3.billing-subset.json"
@@ -224,19 +227,6 @@ def _problems_of(value: Any, schema: dict[str, Any]) -> list[str]:
     return [error.message for error in validator.iter_errors(value)]
 
 
-def _explain(error: Any) -> str:
-    """``path: message`` of the innermost reasons (an ``anyOf`` failure lists why each of its
-    branches failed)."""
-    leaves = [error]
-    while any(leaf.context for leaf in leaves):
-        leaves = [inner for leaf in leaves for inner in (leaf.context or [leaf])]
-    reasons = dict.fromkeys(
-        f"{'/'.join(str(p) for p in leaf.absolute_path) or '(root)'}: {leaf.message[:200]}"
-        for leaf in leaves
-    )
-    return " | ".join(list(reasons)[:4])
-
-
 def _errors(value: Any, pointer: str, optional: set[str] | None = None) -> Iterator[str]:
     """The schema errors of ``value``; a missing field named in ``optional`` is no error."""
     for error in _validator(pointer).iter_errors(value):
@@ -244,7 +234,7 @@ def _errors(value: Any, pointer: str, optional: set[str] | None = None) -> Itera
             missing = set(error.validator_value) - set(value)
             if missing <= optional:
                 continue
-        yield _explain(error)
+        yield explain(error)
 
 
 # --------------------------------------------------------------------------- requests
@@ -326,18 +316,9 @@ def response_problems(method: str, path: str, status: int, body: bytes) -> list[
 
 
 def _described_problems(method: str, path: str, status: int, body: bytes) -> list[str]:
-    from openapi_core.testing import MockRequest, MockResponse
-
-    request = MockRequest("https://api.stripe.com", method.lower(), path)
-    response = MockResponse(body, status_code=status, content_type="application/json")
-    try:
-        _openapi().validate_response(request, response)
-    except Exception as exc:  # openapi-core wraps the schema errors in its own exceptions
-        cause = exc.__cause__
-        errors = getattr(cause, "schema_errors", None) or []
-        details = [_explain(error) for error in errors]
-        return details or [f"{type(exc).__name__}: {exc}"]
-    return []
+    return specs_harness.response_problems(
+        _openapi(), "https://api.stripe.com", method, path, status, body
+    )
 
 
 def fixture_problems(path: str, value: Any) -> list[str]:
