@@ -23,7 +23,6 @@ from . import figures, results, webhooks
 from .extract import Content, Unreadable, content_of
 from .schemas import SCHEMAS, Answer
 from .settings import DOCUMENT_TYPES, NAME, DocumentType
-from .usage import Call, record
 
 if TYPE_CHECKING:
     from hub.api import HubAPI
@@ -156,11 +155,9 @@ class Analysis:
         model = model or settings.model_for(kind)
         instructions = instructions_for(kind)
         bound = input_bound(instructions, content, kind, settings.image_tokens)
-        async with self.runtime.budget.reserve(self.hub, settings, model, bound):
-            answer = await self.runtime.api.structured(model, instructions, content, SCHEMAS[kind])
-            outcome = "ok" if answer.parsed is not None else "nonconforming"
-            call = Call("analysis", document.id, model, answer.tokens, answer.request_id, outcome)
-            await record(self.hub, settings, call, answer.rate_limits)
+        answer = await self.runtime.ask(
+            "analysis", document.id, model, instructions, content, SCHEMAS[kind], bound
+        )
         if answer.parsed is None:
             raise Failed(f"{answer.problem} (request {answer.request_id})", "nonconforming")
         assert isinstance(answer.parsed, Answer)
@@ -223,11 +220,11 @@ class Analysis:
         )
         log.warning("document analysis failed", document=job.document_id, error_class=error_class)
         if isinstance(exc, AuthenticationError):
-            await self._disconnect()
+            await self.disconnect()
         data = _event_data(job, document, kind) | {"error": str(exc), "error_class": error_class}
         await webhooks.emit_failed(self.hub, data)
 
-    async def _disconnect(self) -> None:
+    async def disconnect(self) -> None:
         """Re-check the connection's health, which marks it disconnected (the key is refused)."""
         for connection in await self.hub.connections(NAME):
             await self.hub.check_health(connection)

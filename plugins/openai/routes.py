@@ -6,6 +6,7 @@
   ``Retry-After`` when the queue is full, 400 for a bad body or type.
 - ``GET /api/documents/{id}/analysis`` -- the document's latest analysis (404: none).
 - ``GET /api/openai/usage`` -- this month's usage against the plan's limits, per model.
+- ``POST /api/clients/{id}/insights`` -- the client's insights (``insights.py``).
 
 Every error is JSON ``{"error": reason}``; 503 when the integration is not configured.
 """
@@ -20,6 +21,7 @@ from aiohttp import web
 from hub.api import HubAPI
 
 from . import results, usage
+from .insights import client_insights
 from .runtime import Runtime, runtime_of
 from .settings import DOCUMENT_TYPES
 from .sync import AlreadyRunning, QueueFull
@@ -70,6 +72,7 @@ class OpenAIRoutes:
             web.post("/api/documents/{id}/analyze", self.analyze),
             web.get("/api/documents/{id}/analysis", self.analysis),
             web.get("/api/openai/usage", self.usage),
+            web.post("/api/clients/{id}/insights", self.insights),
         ]
 
     def _runtime(self) -> Runtime:
@@ -126,3 +129,7 @@ class OpenAIRoutes:
         """``GET /api/openai/usage``: this month's usage vs the plan's limits, per model."""
         runtime = self._runtime()
         return web.json_response(await usage.report(self.hub, runtime.settings))
+
+    async def insights(self, request: web.Request) -> web.Response:
+        """``POST /api/clients/{id}/insights``: the client's narrative on the hub's figures."""
+        return await client_insights(request, self._runtime())

@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING
 
 from . import results
 from .analysis import Analysis
-from .client import OpenAIApi
+from .client import Answer, OpenAIApi
 from .sync import AnalysisQueue, Job
-from .usage import Budget
+from .usage import Budget, Call, record
 
 if TYPE_CHECKING:
+    import pydantic
+
     from hub.api import HubAPI
 
+    from .extract import Content
     from .settings import OpenAISettings
 
 
@@ -29,6 +32,31 @@ class Runtime:
         self.budget = Budget()
         self.analysis = Analysis(self)
         self.queue = AnalysisQueue(settings.concurrency, settings.queue_size, self.analysis.run)
+
+    async def ask(
+        self,
+        purpose: str,
+        subject: str,
+        model: str,
+        instructions: str,
+        content: Content,
+        schema: type[pydantic.BaseModel],
+        input_bound: int,
+    ) -> Answer:
+        """One structured call within the plan's budget, its usage recorded.
+
+        :param purpose: what it is for (``analysis``, ``insights``), recorded with its usage.
+        :param subject: the document or client it is about.
+        :param input_bound: the most input tokens the call can count (the budget's worst case).
+        :raise plugins.openai.usage.BudgetExceeded: the worst case does not fit the plan.
+        :raise hub.errors.ProviderError: the call failed.
+        """
+        async with self.budget.reserve(self.hub, self.settings, model, input_bound):
+            answer = await self.api.structured(model, instructions, content, schema)
+            outcome = "ok" if answer.parsed is not None else "nonconforming"
+            call = Call(purpose, subject, model, answer.tokens, answer.request_id, outcome)
+            await record(self.hub, self.settings, call, answer.rate_limits)
+        return answer
 
     async def start_analysis(
         self, document_id: str, client: str, name: str, kind: str | None, trigger: str
