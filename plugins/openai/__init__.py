@@ -6,7 +6,8 @@ Only hook implementations live here: the settings are in ``settings.py``, the SD
 hub's checks of extracted figures in ``figures.py``, one analysis in ``analysis.py`` and its
 rows in ``results.py``, the bounded analysis queue in ``sync.py``, usage and the plan's budget
 in ``usage.py``, the ``document.*`` events in ``webhooks.py``, the routes in ``routes.py``,
-health and diagnostics in ``health.py``, what runs per hub in ``runtime.py``, the plugin's
+health and diagnostics in ``health.py``, what runs per hub in ``service.py`` (kept by
+``runtime.py``), the plugin's
 tables in ``tables.py`` and a local fake of the OpenAI API in ``sandbox.py``. The SDK
 (``openai``) and ``pypdf`` are imported when the integration is used.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -37,8 +38,11 @@ from . import runtime, tables, webhooks
 from .routes import OpenAIRoutes
 from .settings import NAME, OpenAISettings
 
+if TYPE_CHECKING:
+    from .service import Runtime
 
-def _runtime(hub: HubAPI) -> runtime.Runtime:
+
+def _runtime(hub: HubAPI) -> Runtime:
     running = runtime.runtime_of(hub)
     if running is None:
         raise AuthenticationError("OpenAI is not configured: set [integrations.openai]")

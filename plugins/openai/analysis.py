@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from hub.api import HubAPI
     from hub.model import StoredDocument
 
-    from .runtime import Runtime
+    from .service import Runtime
     from .sync import Job
 
 log = structlog.get_logger("plugins.openai")

@@ -21,7 +21,7 @@ from . import usage
 if TYPE_CHECKING:
     from hub.api import HubAPI
 
-    from .runtime import Runtime
+    from .service import Runtime
 
 WARN_SHARE = 0.8
 """Usage at or above this share of a limit is a warning."""

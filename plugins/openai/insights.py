@@ -34,7 +34,7 @@ from .grounding import ground
 from .usage import BudgetExceeded
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from .service import Runtime
 
 Text = Annotated[str, Field(max_length=1000)]
 INSTRUCTIONS = (
@@ -51,7 +51,7 @@ RETRY_AFTER_S = 30
 class Narrative(BaseModel):
     """The model's part of client insights: words only."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     health: Literal["strong", "stable", "weak", "critical"]
     summary: Text

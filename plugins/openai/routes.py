@@ -13,7 +13,7 @@ Every error is JSON ``{"error": reason}``; 503 when the integration is not confi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -21,10 +21,12 @@ from aiohttp import web
 from hub.api import HubAPI
 
 from . import results, usage
-from .insights import client_insights
-from .runtime import Runtime, runtime_of
+from .runtime import runtime_of
 from .settings import DOCUMENT_TYPES
 from .sync import AlreadyRunning, QueueFull
+
+if TYPE_CHECKING:
+    from .service import Runtime
 
 MAX_BODY = 4096
 RETRY_AFTER_S = 10
@@ -132,4 +134,6 @@ class OpenAIRoutes:
 
     async def insights(self, request: web.Request) -> web.Response:
         """``POST /api/clients/{id}/insights``: the client's narrative on the hub's figures."""
+        from .insights import client_insights  # loaded with the service, not at start
+
         return await client_insights(request, self._runtime())

@@ -40,7 +40,7 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 class Answer(BaseModel):
     """The fields every answer has (the model's narrative of the document)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     summary: Text
     """Two or three sentences on what the document is and says."""
@@ -96,7 +96,7 @@ class Receipt(Answer):
 class InvoiceLine(BaseModel):
     """One line of an invoice."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     description: Name
     quantity: Money | None
@@ -136,7 +136,7 @@ class BankStatement(Answer):
 class Amount(BaseModel):
     """A labelled amount found in a document."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     label: Name
     amount: Money

@@ -10,11 +10,12 @@ it is made. This module imports no part of the ``openai`` SDK.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from hub.model import IntegrationSettings
 
@@ -37,35 +38,40 @@ PRICE_DECIMALS = 4
 """Prices have at most this many decimals, so that costs are exact in integer units."""
 
 
-class Price(BaseModel):
-    """A model's price in US dollars per 1M tokens."""
+def _exact(value: Decimal) -> Decimal:
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int) or -exponent > PRICE_DECIMALS:
+        raise ValueError(f"a price has at most {PRICE_DECIMALS} decimals")
+    return value
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input: Decimal = Field(ge=0, le=10_000)
+PriceValue = Annotated[Decimal, Field(ge=0, le=10_000), AfterValidator(_exact)]
+FORBID_EXTRA = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Price:
+    """A model's price in US dollars per 1M tokens (a dataclass: cheap to build at import)."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = FORBID_EXTRA
+
+    input: PriceValue
     """Per 1M input tokens not read from the prompt cache."""
-    cached_input: Decimal = Field(ge=0, le=10_000)
+    cached_input: PriceValue
     """Per 1M input tokens read from the prompt cache."""
-    output: Decimal = Field(ge=0, le=10_000)
+    output: PriceValue
     """Per 1M output tokens (reasoning tokens included)."""
 
-    @field_validator("input", "cached_input", "output")
-    @classmethod
-    def _exact(cls, value: Decimal) -> Decimal:
-        exponent = value.as_tuple().exponent
-        if not isinstance(exponent, int) or -exponent > PRICE_DECIMALS:
-            raise ValueError(f"a price has at most {PRICE_DECIMALS} decimals")
-        return value
 
-
-class Plan(BaseModel):
+@dataclass(frozen=True)
+class Plan:
     """A plan's monthly limits (calendar month, UTC)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    __pydantic_config__: ClassVar[ConfigDict] = FORBID_EXTRA
 
-    tokens: int = Field(ge=0)
+    tokens: Annotated[int, Field(ge=0)]
     """Input plus output tokens per month."""
-    cost: Decimal = Field(ge=0)
+    cost: Annotated[Decimal, Field(ge=0)]
     """US dollars per month, at the price table's prices."""
 
 

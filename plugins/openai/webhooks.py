@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from hub.api import HubAPI
     from hub.model import HubEvent
 
-    from .runtime import Runtime
+    from .service import Runtime
 
 UPLOADED = "document.uploaded"
 ANALYZED = "document.analyzed"
