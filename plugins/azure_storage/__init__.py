@@ -54,6 +54,7 @@ def register() -> Integration:
         settings=AzureStorageSettings,
         default_sync_interval=None,
         secret_fields=frozenset({"connection_string", "account_key"}),
+        events_when_configured=True,
     )
 
 

@@ -58,6 +58,7 @@ def register() -> Integration:
         settings=OpenAISettings,
         default_sync_interval=None,
         secret_fields=frozenset({"api_key"}),
+        events_when_configured=True,
     )
 
 
