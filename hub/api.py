@@ -23,6 +23,7 @@ from hub.model import (
     IntegrationSettings,
     KeyFigures,
     RunProgress,
+    StoredDocument,
 )
 from hub.store.plugin_tables import Key, Params, PluginTables, Row, TableSession, Value
 from hub.store.records import BatchCounts
@@ -42,6 +43,7 @@ __all__ = [
     "RetryPolicy",
     "Row",
     "RunProgress",
+    "StoredDocument",
     "TableSession",
     "Value",
 ]
@@ -191,6 +193,15 @@ class HubAPI(Protocol):
 
     async def emit(self, type: str, data: dict[str, Any], source: str = "hub") -> HubEvent:
         """Publish a hub event to every ``event`` hook and matching outbound subscription."""
+        ...
+
+    async def read_document(self, document_id: str, max_bytes: int) -> StoredDocument | None:
+        """A stored client document (the ``read_document`` hook of the plugin that stores
+        it), its content read only if it has at most ``max_bytes``; None if no plugin knows
+        the id.
+
+        :raise hub.errors.ProviderError: the content cannot be read (the reason says why).
+        """
         ...
 
     async def request_sync(

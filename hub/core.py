@@ -17,7 +17,7 @@ from aiohttp import web
 from hub.api import ClientsRegistry, HubAPI
 from hub.config import HubSettings, is_disabled, validate_integration
 from hub.connection_state import ConnectionStates
-from hub.errors import ConfigError
+from hub.errors import ConfigError, PluginContractError
 from hub.events import EventBus
 from hub.health import HealthMonitor
 from hub.http import HttpClient
@@ -33,6 +33,7 @@ from hub.model import (
     HubEvent,
     IntegrationSettings,
     KeyFigures,
+    StoredDocument,
 )
 from hub.plugin_api import PluginAPI
 from hub.plugins import DEFAULT_PLUGINS, HubPlugins
@@ -345,6 +346,19 @@ class Hub:
     def clients(self) -> ClientsRegistry:
         """The clients registry (after :meth:`start`)."""
         return self.store.clients
+
+    async def read_document(self, document_id: str, max_bytes: int) -> StoredDocument | None:
+        """The document from the first ``read_document`` implementer that knows the id."""
+        for name in self.plugins.implementers("read_document"):
+            found = await self.plugins.call_plugin(
+                name, "read_document", document_id=document_id, max_bytes=max_bytes
+            )
+            if found is None:
+                continue
+            if not isinstance(found, StoredDocument):
+                raise PluginContractError(f"{name}: read_document must return a StoredDocument")
+            return found
+        return None
 
     async def request_sync(
         self, connection: Connection, streams: Sequence[str] | None = None, full: bool = False

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         IntegrationSettings,
         KeyFigures,
         Migration,
+        StoredDocument,
         SyncMode,
         WebhookEvent,
     )
@@ -252,6 +253,22 @@ def alert(alert: Alert, hub: HubAPI) -> Awaitable[None] | None:
     """Deliver an alert (a connection's health changed, or a reminder that it is still bad).
 
     Every implementation receives every alert: e-mail, chat, the built-in log channel.
+    """
+
+
+@hookspec
+def read_document(
+    document_id: str, max_bytes: int, hub: HubAPI
+) -> Awaitable[StoredDocument | None] | StoredDocument | None:
+    """Give the stored document ``document_id``, if this plugin stores it (documents).
+
+    Called by :meth:`HubAPI.read_document <hub.api.HubAPI.read_document>` on each implementer
+    in turn until one returns a document; a plugin that does not know the id returns None.
+    Read the content only when the document's size is at most ``max_bytes`` (else return it
+    with ``content=None``) and check it against its checksum.
+
+    :raise hub.errors.ProviderError: the document is known but its content cannot be read
+        (storage unreachable, blob missing or corrupt); the message says why.
     """
 
 

@@ -346,6 +346,31 @@ class WebhookEvent:
 
 
 @dataclass(frozen=True)
+class StoredDocument:
+    """A client document as the plugin that stores it gives it to others (``read_document``).
+
+    :param id: the document's id (``doc_…``), as in ``document.uploaded``.
+    :param client: the client reference it was uploaded for.
+    :param name: its file name as uploaded.
+    :param content_type: the content type the storing plugin decided (sniffed).
+    :param size: its size in bytes.
+    :param sha256: the hex SHA-256 of its bytes.
+    :param uploaded_by: the uploader's e-mail address, if the upload gave one.
+    :param content: its bytes, checked against ``sha256``; None when ``size`` is over the
+        ``max_bytes`` the reader asked for (nothing was read).
+    """
+
+    id: str
+    client: str
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    uploaded_by: str | None = None
+    content: bytes | None = None
+
+
+@dataclass(frozen=True)
 class Migration:
     """One forward step of a plugin's own tables, as the ``migrations`` hook returns them.
 

@@ -27,6 +27,7 @@ from hub.model import (
     HubEvent,
     IntegrationSettings,
     KeyFigures,
+    StoredDocument,
 )
 
 if TYPE_CHECKING:
@@ -102,6 +103,9 @@ class PluginAPI(HubAPI):
 
     async def emit(self, type: str, data: dict[str, Any], source: str = "hub") -> HubEvent:
         return await self.__hub.emit(type, data, source)
+
+    async def read_document(self, document_id: str, max_bytes: int) -> StoredDocument | None:
+        return await self.__hub.read_document(document_id, max_bytes)
 
     async def request_sync(
         self, connection: Connection, streams: Sequence[str] | None = None, full: bool = False

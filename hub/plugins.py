@@ -44,6 +44,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.sendgrid",
     "plugins.stripe",
     "plugins.azure_storage",
+    "plugins.openai",
 )
 """Built-in plugins, imported by module name; every one can be turned off with plugins.deny."""
 

@@ -1,5 +1,7 @@
 """Start-up stays fast: loading and starting every plugin, as the daemon does, imports no
-provider SDK (a plugin imports its SDK when its integration is enabled or first used)."""
+provider SDK (a plugin imports its SDK when its integration is enabled or first used). The
+OpenAI integration is configured here: it imports ``openai`` and ``pypdf`` only at its first
+call, not when it starts."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SDKS = ("stripe", "openai", "azure", "sendgrid")
+SDKS = ("stripe", "openai", "azure", "sendgrid", "pypdf")
 SEEN = "orjson"
 """A module the plugins do import at load: shows that the check sees such imports."""
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +22,9 @@ from hub.web.app import create_app
 from hub.web.keys import HUB
 
 async def main():
-    settings = load_settings(None, {"store": {"path": sys.argv[1]}}, read_default=False)
+    openai = {"api_key": "sk-test", "base_url": "http://127.0.0.1:9/v1"}
+    config = {"store": {"path": sys.argv[1]}, "integrations": {"openai": openai}}
+    settings = load_settings(None, config, read_default=False)
     app = create_app(settings, schedule=False, announce=lambda token: None)
     runner = web.AppRunner(app)
     await runner.setup()  # starts the hub: migrations, startup hooks
@@ -46,5 +50,5 @@ def test_loading_every_plugin_imports_no_provider_sdk(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["failed"] == {}
-    assert {"quickbooks", "custom_accounting", "log_alerts"} <= set(result["loaded"])
+    assert {"quickbooks", "custom_accounting", "log_alerts", "openai"} <= set(result["loaded"])
     assert result["sdks"] == [SEEN], f"imported at load: {result['sdks']}"

@@ -2,10 +2,11 @@
 
 Only hook implementations live here: the settings are in ``settings.py``, the SDK client in
 ``client.py``, the documents API in ``routes.py`` (streaming ``upload.py``, verified
-``download.py``, SAS ``links.py``, blob ``naming.py``, content ``sniff.py``), the plugin's
-tables in ``tables.py``, the repair pass in ``sync.py``, the ``document.uploaded`` event in
-``webhooks.py``, health and diagnostics in ``health.py``, and Azurite (the local emulator) in
-``sandbox.py``. The SDK (``azure-storage-blob``) is imported when the integration is used.
+``download.py``, SAS ``links.py``, blob ``naming.py``, content ``sniff.py``), other plugins'
+read path in ``reading.py``, the plugin's tables in ``tables.py``, the repair pass in
+``sync.py``, the ``document.*`` events in ``webhooks.py``, health and diagnostics in
+``health.py``, and Azurite (the local emulator) in ``sandbox.py``. The SDK
+(``azure-storage-blob``) is imported when the integration is used.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ from hub.model import (
     Connection,
     ConnectionSpec,
     HealthReport,
+    HubEvent,
     Integration,
     IntegrationSettings,
     Migration,
+    StoredDocument,
 )
 
 from . import health as checks
-from . import tables
+from . import reading, tables, webhooks
 from .client import account_name
 from .routes import DocumentRoutes
 from .settings import NAME, AzureStorageSettings
@@ -51,6 +54,7 @@ def register() -> Integration:
         settings=AzureStorageSettings,
         default_sync_interval=None,
         secret_fields=frozenset({"connection_string", "account_key"}),
+        events_when_configured=True,
     )
 
 
@@ -88,6 +92,18 @@ async def diagnostics(
 ) -> dict[str, Any]:
     """The account's facts (reachable, writable, protections) and the last repair report."""
     return await checks.dump(connection, _settings(settings), hub)
+
+
+@hookimpl
+async def read_document(document_id: str, max_bytes: int, hub: HubAPI) -> StoredDocument | None:
+    """A stored document for another plugin (analysis), its content checked (``reading.py``)."""
+    return await reading.read_document(hub, document_id, max_bytes)
+
+
+@hookimpl
+async def event(event: HubEvent, hub: HubAPI) -> None:
+    """Record ``document.analyzed`` / ``document.analysis_failed`` on the document."""
+    await webhooks.on_event(hub, event)
 
 
 @hookimpl
