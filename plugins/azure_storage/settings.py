@@ -54,7 +54,10 @@ class AzureStorageSettings(IntegrationSettings):
     max_upload_bytes: int = Field(default=100 * MIB, ge=1, le=4 * 1024 * MIB)
     """The largest document accepted; a larger upload is refused with 413."""
     block_size: int = Field(default=4 * MIB, ge=64 * 1024, le=100 * MIB)
-    """Uploads are staged in blocks of this size: the most of a body held in memory at once."""
+    """Uploads are staged, and downloads read, in blocks of this size."""
+    transfer_concurrency: int = Field(default=2, ge=1, le=16)
+    """Blocks staged (upload) or read (download) at once per transfer: a transfer holds at
+    most ``transfer_concurrency + 1`` blocks in memory."""
     sas_minutes: int = Field(default=60, ge=1)
     """How long a document link is valid unless the request asks for less or more."""
     sas_max_minutes: int = Field(default=24 * 60, ge=1, le=7 * 24 * 60)
