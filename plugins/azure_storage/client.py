@@ -106,15 +106,21 @@ async def container(
 
 
 async def ensure_container(settings: AzureStorageSettings, hub: HubAPI) -> None:
-    """Create the documents container if it does not exist yet.
+    """Create the documents container if it does not exist yet (a credential that may not
+    create containers is fine while the container exists).
 
-    :raise ProviderError: the storage refused or could not be reached.
+    :raise HttpResponseError: the storage refused.
     """
-    from azure.core.exceptions import ResourceExistsError
+    from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
     async with container(settings, hub) as client:
-        with contextlib.suppress(ResourceExistsError):
+        try:
             await client.create_container()
+        except ResourceExistsError:
+            pass
+        except HttpResponseError as exc:
+            if exc.status_code != 403 or not await client.exists():
+                raise
 
 
 def storage_error(exc: BaseException) -> ProviderError:
