@@ -65,10 +65,7 @@ def _options(settings: AzureStorageSettings, hub: HubAPI) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def service(settings: AzureStorageSettings, hub: HubAPI) -> AsyncIterator[BlobServiceClient]:
-    """A service client for the configured account, closed on exit (the HTTP session stays).
-
-    :raise AuthenticationError: ``azure_ad`` is set but ``azure-identity`` is not installed.
-    """
+    """A service client for the configured account, closed on exit (the HTTP session stays)."""
     from azure.storage.blob.aio import BlobServiceClient
 
     options = _options(settings, hub)
@@ -82,13 +79,9 @@ async def service(settings: AzureStorageSettings, hub: HubAPI) -> AsyncIterator[
         async with BlobServiceClient(settings.account_url or "", key, **options) as client:
             yield client
         return
-    try:
-        from azure.identity.aio import DefaultAzureCredential
-    except ImportError:
-        raise AuthenticationError(
-            "azure_ad = true needs the azure-identity package",
-            advice="pip install azure-identity into the hub's virtualenv",
-        ) from None
+    # the settings refuse azure_ad = true unless azure-identity is installed
+    from azure.identity.aio import DefaultAzureCredential
+
     async with (
         DefaultAzureCredential() as credential,
         BlobServiceClient(settings.account_url or "", credential, **options) as client,
