@@ -74,6 +74,8 @@ class Account:
     containers: dict[str, dict[str, Blob]] = field(default_factory=dict)
     staged: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    replace_after_first_range: bytes | None = None
+    """Bytes that overwrite a blob once its first range was read (a change mid-download)."""
 
     def blob(self, container: str, name: str) -> Blob:
         """The blob ``name`` (created empty if unknown)."""
@@ -276,9 +278,15 @@ def _get(account: Account, request: web.Request, blob: Blob) -> web.Response:
     wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", request.headers.get("x-ms-range", ""))
     if not wanted:
         return web.Response(body=version.content, headers=headers)
+    if request.headers.get("If-Match", version.etag) != version.etag:
+        return _error(412, "ConditionNotMet")
     start = int(wanted.group(1))
     end = min(int(wanted.group(2) or size - 1), size - 1)
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    if account.replace_after_first_range is not None and wanted_id is None:
+        other = Version(account.replace_after_first_range, version.metadata, version.content_type)
+        account.replace_after_first_range = None
+        blob.current = other
     return web.Response(status=206, body=version.content[start : end + 1], headers=headers)
 
 

@@ -3,6 +3,7 @@ recorded answers of Azure Blob Storage (``recorded.py``: Azurite has neither fea
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from hub.testing import hub_of
@@ -14,7 +15,7 @@ from tests.azure_storage.test_documents import PDF, upload
 CONTAINER = "documents"
 
 
-async def protected(hub_client, aiohttp_server, account: Account):
+async def protected(hub_client, aiohttp_server, account: Account, **extra):
     """A hub client configured for the fake account (``client.account``)."""
     server = await aiohttp_server(app(account))
     section = {
@@ -24,6 +25,7 @@ async def protected(hub_client, aiohttp_server, account: Account):
         "block_size": BLOCK,
         "retry_total": 0,
         "timeout": 10,
+        **extra,
     }
     client = await hub_client(config={"integrations": {"azure_storage": section}})
     client.account = account
@@ -108,3 +110,13 @@ async def test_health_of_a_protected_account_is_healthy_and_leaves_no_probe(
     assert checks["write permission"][0] and checks["container reachable"][0]
     probe = client.account.blob(CONTAINER, ".hub-health-probe")
     assert probe.current is None and probe.versions == []  # no version piles up
+
+
+async def test_a_blob_replaced_mid_download_cuts_the_connection(hub_client, aiohttp_server):
+    client = await protected(hub_client, aiohttp_server, Account(), transfer_concurrency=1)
+    _, doc = await upload(client)
+    client.account.replace_after_first_range = b"%PDF-1.7 another document" * 4000
+    response = await client.get(f"/api/documents/{doc['id']}/content")
+    assert response.status == 200  # the headers went out with the first range
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.read()  # the next range was refused (its ETag changed): never whole
