@@ -1,14 +1,16 @@
 """Documents: a large upload and download through the hub beside the Azure SDK's own, against
 the same Azurite in the same run.
 
-    python bench/documents.py [--size 1GiB] [--rounds 1]
+    python bench/documents.py [--size 1GiB] [--rounds 2]
 
 1. Storage: Azurite (its data in a temporary folder on disk) and the daemon (its own process,
    configured for that Azurite). The bench streams ``--size`` bytes from a generator (it never
    holds the body) as ``POST /api/documents`` (multipart, chunked) and reads them back from
    ``GET /api/documents/{id}/content``; beside that the SDK (``azure.storage.blob.aio``,
-   its defaults) uploads the same generator as a blob and downloads it. Each way the hub's
-   MB/s over the SDK's must be >= 0.7, and the daemon's peak RSS (``VmHWM``) < 150 MB.
+   its defaults) uploads the same generator as a blob and downloads it. A round makes both
+   uploads, flushes the page cache to disk (``sync``), then both downloads; the hub goes
+   first in odd rounds, the SDK in even ones. Each way the hub's median MB/s over the SDK's
+   must be >= 0.7, and the daemon's peak RSS (``VmHWM``) < 150 MB.
 2. Analysis (1,000 small documents through the OpenAI sandbox): the ``analysis`` field of
    the JSON line, filled in by the OpenAI plugin's part of the benchmark; null until then.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob.aio import BlobServiceClient
 from custom_accounting.sandbox import free_port
 from webhooks import hub_command, peak_rss_mb, server
@@ -76,7 +80,8 @@ def hub_config(folder: Path, port: int, azurite: RunningAzurite, size: int) -> P
     """The daemon's hub.toml: the integration on ``azurite``, uploads up to ``size``."""
     config = folder / "hub.toml"
     config.write_text(
-        f'[server]\nport = {port}\n[store]\npath = "{folder / "hub.db"}"\n'
+        # a 1 GiB body takes Azurite longer than the default 60 s body deadline
+        f'[server]\nport = {port}\nbody_timeout = 3600\n[store]\npath = "{folder / "hub.db"}"\n'
         f'[logging]\nlevel = "warning"\n[admin]\ntoken = "{TOKEN}"\n'
         f"[integrations.azure_storage]\n"
         f'connection_string = "{azurite.connection_string}"\n'
@@ -95,73 +100,108 @@ async def timed(action: Callable[[], Awaitable[int]], size: int) -> float:
     return size / MIB / elapsed
 
 
-async def hub_round(http: aiohttp.ClientSession, base: str, size: int, sha: str) -> list[float]:
-    """Upload then download through the hub; MB/s each way."""
-    document: dict[str, Any] = {}
+class HubPath:
+    """The document through the daemon's API."""
 
-    async def upload() -> int:
+    name = "hub"
+
+    def __init__(self, http: aiohttp.ClientSession, base: str, size: int, sha: str) -> None:
+        self.http, self.base, self.size, self.sha = http, base, size, sha
+        self.document: dict[str, Any] = {}
+
+    async def upload(self) -> int:
+        """``POST /api/documents``, the body streamed from :func:`body` (chunked)."""
         form = aiohttp.FormData()
         form.add_field("client", "bench")
-        form.add_field("file", body(size), filename="big.bin")
-        async with http.post(f"{base}/api/documents", data=form) as response:
-            document.update(await response.json())
-            if response.status != 201 or document["sha256"] != sha:
-                raise SystemExit(f"hub upload: {response.status} {document}")
-        return int(document["size"])
+        form.add_field("file", body(self.size), filename="big.bin")
+        async with self.http.post(f"{self.base}/api/documents", data=form) as response:
+            self.document = await response.json()
+            if response.status != 201 or self.document["sha256"] != self.sha:
+                raise SystemExit(f"hub upload: {response.status} {self.document}")
+        return int(self.document["size"])
 
-    async def download() -> int:
+    async def download(self) -> int:
+        """``GET /api/documents/{id}/content``, counted and dropped."""
         received = 0
-        async with http.get(f"{base}/api/documents/{document['id']}/content") as response:
+        url = f"{self.base}/api/documents/{self.document['id']}/content"
+        async with self.http.get(url) as response:
             async for chunk in response.content.iter_chunked(MIB):
                 received += len(chunk)
         return received
 
-    speeds = [await timed(upload, size), await timed(download, size)]
-    async with http.delete(f"{base}/api/documents/{document['id']}"):
-        pass
+    async def delete(self) -> None:
+        """``DELETE /api/documents/{id}``."""
+        async with self.http.delete(f"{self.base}/api/documents/{self.document['id']}"):
+            pass
+
+
+class SdkPath:
+    """The same bytes with the SDK straight to Azurite (its defaults)."""
+
+    name = "sdk"
+
+    def __init__(self, service: BlobServiceClient, size: int) -> None:
+        self.blob = service.get_blob_client(CONTAINER, "direct/big.bin")
+        self.size = size
+
+    async def upload(self) -> int:
+        """``upload_blob`` of the same generator."""
+        await self.blob.upload_blob(body(self.size), overwrite=True)
+        return self.size
+
+    async def download(self) -> int:
+        """``download_blob().chunks()``, counted and dropped."""
+        received = 0
+        async for chunk in (await self.blob.download_blob()).chunks():
+            received += len(chunk)
+        return received
+
+    async def delete(self) -> None:
+        """``delete_blob``."""
+        await self.blob.delete_blob()
+
+
+async def one_round(paths: list[HubPath | SdkPath], size: int) -> dict[str, float]:
+    """Both uploads, then (their bytes flushed to disk) both downloads, in ``paths``' order."""
+    speeds = {}
+    for path in paths:
+        speeds[f"{path.name}_upload"] = await timed(path.upload, size)
+    # what the uploads left in the page cache is written out before either download is timed
+    await asyncio.to_thread(os.sync)
+    for path in paths:
+        speeds[f"{path.name}_download"] = await timed(path.download, size)
+    for path in paths:
+        await path.delete()
     return speeds
 
 
-async def sdk_round(azurite: RunningAzurite, size: int) -> list[float]:
-    """Upload then download with the SDK straight to Azurite; MB/s each way."""
-    async with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
-        blob = service.get_blob_client(CONTAINER, "direct/big.bin")
-
-        async def upload() -> int:
-            await blob.upload_blob(body(size), overwrite=True)
-            return size
-
-        async def download() -> int:
-            received = 0
-            async for chunk in (await blob.download_blob()).chunks():
-                received += len(chunk)
-            return received
-
-        speeds = [await timed(upload, size), await timed(download, size)]
-        await blob.delete_blob()
-        return speeds
-
-
 async def storage(azurite: RunningAzurite, port: int, size: int, rounds: int) -> dict[str, Any]:
-    """The SDK's and the hub's rounds, alternating; medians of MB/s."""
+    """The rounds, the hub first in every other one; medians of MB/s and their ratios."""
     sha = expected_sha256(size)
-    base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {TOKEN}"}
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
-    hub: list[list[float]] = []
-    sdk: list[list[float]] = []
-    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
+    results = []
+    async with (
+        aiohttp.ClientSession(headers=headers, timeout=timeout) as http,
+        BlobServiceClient.from_connection_string(azurite.connection_string) as service,
+    ):
+        with contextlib.suppress(ResourceExistsError):
+            await service.create_container(CONTAINER)
+        hub = HubPath(http, f"http://127.0.0.1:{port}", size, sha)
+        sdk = SdkPath(service, size)
         for number in range(1, rounds + 1):
-            sdk.append(await sdk_round(azurite, size))
-            hub.append(await hub_round(http, base, size, sha))
+            order: list[HubPath | SdkPath] = [hub, sdk] if number % 2 else [sdk, hub]
+            results.append(await one_round(order, size))
+            got = results[-1]
             print(
-                f"round {number}: upload hub {hub[-1][0]:.0f} MB/s, sdk {sdk[-1][0]:.0f} MB/s; "
-                f"download hub {hub[-1][1]:.0f} MB/s, sdk {sdk[-1][1]:.0f} MB/s"
+                f"round {number} ({order[0].name} first): upload hub {got['hub_upload']:.0f} "
+                f"MB/s, sdk {got['sdk_upload']:.0f} MB/s; download hub "
+                f"{got['hub_download']:.0f} MB/s, sdk {got['sdk_download']:.0f} MB/s"
             )
     out: dict[str, Any] = {"size_bytes": size, "rounds": rounds}
-    for index, way in enumerate(("upload", "download")):
-        mine = statistics.median(r[index] for r in hub)
-        theirs = statistics.median(r[index] for r in sdk)
+    for way in ("upload", "download"):
+        mine = statistics.median(r[f"hub_{way}"] for r in results)
+        theirs = statistics.median(r[f"sdk_{way}"] for r in results)
         out |= {
             f"{way}_hub_mb_s": round(mine, 1),
             f"{way}_sdk_mb_s": round(theirs, 1),
@@ -174,7 +214,7 @@ def main() -> None:
     """Run the storage part against a daemon and Azurite; print the figures and a JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=parse_size, default=1024 * MIB, help="default 1GiB")
-    parser.add_argument("--rounds", type=int, default=1, help="SDK + hub pairs")
+    parser.add_argument("--rounds", type=int, default=2, help="hub + SDK pairs (alternating)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hub-bench-docs-") as tmp:
         folder = Path(tmp)
