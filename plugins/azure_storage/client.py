@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 ACCOUNT_NAME_RE = re.compile(r"(?:^|;)\s*AccountName=([^;]+)", re.IGNORECASE)
 DEVELOPMENT_ACCOUNT = "devstoreaccount1"
+READ_PIECE = 256 * 1024
+"""The pieces a storage answer's body is read in."""
 """Azurite's account (``UseDevelopmentStorage=true``)."""
 
 
@@ -49,7 +51,11 @@ def account_name(settings: AzureStorageSettings) -> str:
 def _options(settings: AzureStorageSettings, hub: HubAPI) -> dict[str, Any]:
     from azure.core.pipeline.transport import AioHttpTransport
 
-    transport = AioHttpTransport(session=hub.http.session, session_owner=False)
+    # the SDK reads bodies in pieces of 4 KiB unless told: a Python step per 4 KiB is most of
+    # a large download's time
+    transport = AioHttpTransport(
+        session=hub.http.session, session_owner=False, connection_data_block_size=READ_PIECE
+    )
     return {
         "transport": transport,
         "retry_total": settings.retry_total,
@@ -65,10 +71,7 @@ def _options(settings: AzureStorageSettings, hub: HubAPI) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def service(settings: AzureStorageSettings, hub: HubAPI) -> AsyncIterator[BlobServiceClient]:
-    """A service client for the configured account, closed on exit (the HTTP session stays).
-
-    :raise AuthenticationError: ``azure_ad`` is set but ``azure-identity`` is not installed.
-    """
+    """A service client for the configured account, closed on exit (the HTTP session stays)."""
     from azure.storage.blob.aio import BlobServiceClient
 
     options = _options(settings, hub)
@@ -82,13 +85,9 @@ async def service(settings: AzureStorageSettings, hub: HubAPI) -> AsyncIterator[
         async with BlobServiceClient(settings.account_url or "", key, **options) as client:
             yield client
         return
-    try:
-        from azure.identity.aio import DefaultAzureCredential
-    except ImportError:
-        raise AuthenticationError(
-            "azure_ad = true needs the azure-identity package",
-            advice="pip install azure-identity into the hub's virtualenv",
-        ) from None
+    # the settings refuse azure_ad = true unless azure-identity is installed
+    from azure.identity.aio import DefaultAzureCredential
+
     async with (
         DefaultAzureCredential() as credential,
         BlobServiceClient(settings.account_url or "", credential, **options) as client,
@@ -106,15 +105,21 @@ async def container(
 
 
 async def ensure_container(settings: AzureStorageSettings, hub: HubAPI) -> None:
-    """Create the documents container if it does not exist yet.
+    """Create the documents container if it does not exist yet (a credential that may not
+    create containers is fine while the container exists).
 
-    :raise ProviderError: the storage refused or could not be reached.
+    :raise HttpResponseError: the storage refused.
     """
-    from azure.core.exceptions import ResourceExistsError
+    from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
     async with container(settings, hub) as client:
-        with contextlib.suppress(ResourceExistsError):
+        try:
             await client.create_container()
+        except ResourceExistsError:
+            pass
+        except HttpResponseError as exc:
+            if exc.status_code != 403 or not await client.exists():
+                raise
 
 
 def storage_error(exc: BaseException) -> ProviderError:

@@ -16,6 +16,7 @@ from hub.errors import AuthenticationError, ProviderError
 from hub.model import HealthCheck, HealthReport, HealthStatus
 
 from .client import account_name, ensure_container, service, storage_error
+from .recover import soft_delete, versioning
 from .sync import last_report, repair_in_background
 
 if TYPE_CHECKING:
@@ -29,35 +30,16 @@ if TYPE_CHECKING:
 PROBE_BLOB = ".hub-health-probe"
 
 
-async def _write_probe(svc: BlobServiceClient, container: str) -> None:
+async def _write_probe(svc: BlobServiceClient, container: str) -> bool:
+    """Write and delete a probe blob; whether the write's answer says versioning is on (its
+    version is deleted too, so probes do not pile up as previous versions)."""
     blob = svc.get_blob_client(container, PROBE_BLOB)
-    await blob.upload_blob(b"probe", overwrite=True)
+    answer = await blob.upload_blob(b"probe", overwrite=True)
     await blob.delete_blob()
-
-
-async def _soft_delete(svc: BlobServiceClient) -> bool | None:
-    """Whether blob soft delete is on (None: the credential may not read the properties)."""
-    from azure.core.exceptions import HttpResponseError
-
-    try:
-        properties = await svc.get_service_properties()
-    except HttpResponseError:
-        return None
-    policy = properties.get("delete_retention_policy")
-    return bool(policy and policy.enabled)
-
-
-async def _versioning(svc: BlobServiceClient, container: str) -> bool | None:
-    """Whether blobs carry versions (None: no blob to tell, or the service cannot list them)."""
-    from azure.core.exceptions import HttpResponseError
-
-    client = svc.get_container_client(container)
-    try:
-        async for blob in client.list_blobs(include=["versions"], results_per_page=1):
-            return blob.version_id is not None
-    except HttpResponseError:
-        return None
-    return None
+    if versioning(answer):
+        await blob.delete_blob(version_id=answer["version_id"])
+        return True
+    return False
 
 
 async def probe(settings: AzureStorageSettings, hub: HubAPI) -> dict[str, Any]:
@@ -71,10 +53,10 @@ async def probe(settings: AzureStorageSettings, hub: HubAPI) -> dict[str, Any]:
         await ensure_container(settings, hub)
         facts["reachable"] = True
         async with service(settings, hub) as svc:
-            await _write_probe(svc, settings.container)
+            versions = await _write_probe(svc, settings.container)
             facts["writable"] = True
-            facts["soft_delete"] = await _soft_delete(svc)
-            facts["versioning"] = await _versioning(svc, settings.container)
+            facts["soft_delete"] = await soft_delete(svc)
+            facts["versioning"] = versions
     except Exception as exc:
         error = storage_error(exc)
         if isinstance(error, AuthenticationError):

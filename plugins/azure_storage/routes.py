@@ -7,9 +7,10 @@ account that fails or cannot be reached answers 502 or 503, with nothing recorde
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,6 +150,7 @@ class DocumentRoutes:
                     metadata={"document_id": row["id"], "client": client},
                     declared_type=part.headers.get("Content-Type"),
                     name=name,
+                    concurrency=settings.transfer_concurrency,
                 )
         except upload.UploadTooLarge as exc:
             return _error(413, str(exc))
@@ -202,21 +204,30 @@ class DocumentRoutes:
         async def corrupt(problem: str) -> None:
             await mark("corrupt", problem)
 
-        try:
-            async with container(settings, self.hub, row["container"]) as storage:
-                downloader = await storage.get_blob_client(row["blob_name"]).download_blob()
-                if downloader.size != row["size"]:
-                    await corrupt(f"the blob has {downloader.size} bytes, not {row['size']}")
-                    return _error(409, "the document's blob changed size: it is marked corrupt")
-                return await download.stream(request, row, _chunks(downloader), corrupt)
-        except Exception as exc:
-            error = storage_error(exc) if _is_sdk_error(exc) else None
-            if error is None:
-                raise
-            if error.status == 404:
-                await mark("missing", "the blob is missing")
-                return _error(409, "the document's blob is missing: POST /api/documents/repair")
-            return _storage_failure(exc)
+        async with container(settings, self.hub, row["container"]) as storage:
+            blob = storage.get_blob_client(row["blob_name"])
+            try:
+                properties = await blob.get_blob_properties()
+            except Exception as exc:
+                error = storage_error(exc) if _is_sdk_error(exc) else None
+                if error is None:
+                    raise
+                if error.status == 404:
+                    await mark("missing", "the blob is missing")
+                    return _error(409, "the document's blob is missing: POST /api/documents/repair")
+                return _storage_failure(exc)
+            if properties.size != row["size"]:
+                await corrupt(f"the blob has {properties.size} bytes, not {row['size']}")
+                return _error(409, "the document's blob changed size: it is marked corrupt")
+            blocks = download.ranges(
+                blob,
+                row["size"],
+                str(properties.etag),
+                settings.block_size,
+                settings.transfer_concurrency,
+            )
+            async with contextlib.aclosing(blocks):
+                return await download.stream(request, row, blocks, corrupt)
 
     async def link(self, request: web.Request) -> web.StreamResponse:
         """``GET /api/documents/{id}/link[?minutes=N]``: a read-only SAS URL and its expiry."""
@@ -302,11 +313,6 @@ def _reader(part: BodyPartReader) -> Callable[[int], Awaitable[bytes]]:
             raise upload.MalformedBody(f"malformed multipart body: {type(exc).__name__}") from None
 
     return read
-
-
-async def _chunks(downloader: Any) -> AsyncIterator[bytes]:
-    async for chunk in downloader.chunks():
-        yield chunk
 
 
 def _is_sdk_error(exc: BaseException) -> bool:

@@ -7,14 +7,16 @@ unchanged bytes; a changed ETag is re-hashed (the SHA-256 of the content). A blo
 missing or whose bytes differ is looked for elsewhere: a blob whose metadata carries the
 document's id and checksum (and whose bytes hash to it) under another name in the container
 (its client's prefix) or in one of ``recovery_containers``; the record then points at it.
-What is not found stays marked ``missing`` or ``corrupt``, and the report says why.
+Failing that, the blob is brought back in place where the account keeps what was lost
+(:mod:`.recover`): undeleted (soft delete), else a previous version copied over it
+(versioning). What cannot be recovered stays marked ``missing`` or ``corrupt``, and the
+report says why.
 The pass runs on ``POST /api/documents/repair`` and in the background at each health check.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +29,7 @@ from hub.api import HubAPI, Row
 from . import tables
 from .client import service
 from .naming import client_prefix
+from .recover import Recovery, sha256
 
 if TYPE_CHECKING:
     from azure.storage.blob.aio import BlobServiceClient
@@ -63,11 +66,7 @@ def _place(container: str, blob: Any) -> Place:
 
 
 async def _sha256(svc: BlobServiceClient, place: Place) -> str:
-    digest = hashlib.sha256()
-    downloader = await svc.get_blob_client(place.container, place.name).download_blob()
-    async for chunk in downloader.chunks():
-        digest.update(chunk)
-    return digest.hexdigest()
+    return await sha256(svc.get_blob_client(place.container, place.name))
 
 
 async def _problem(svc: BlobServiceClient, row: Row) -> str | None:
@@ -137,25 +136,25 @@ class Finder:
 
 
 async def _check_one(
-    svc: BlobServiceClient, finder: Finder, row: Row, now: str
+    svc: BlobServiceClient, finder: Finder, recovery: Recovery, row: Row, now: str
 ) -> tuple[str, Row, str]:
     """(``ok`` | ``repaired`` | ``failed``, the row's changes, the reason)."""
     problem = await _problem(svc, row)
     if problem is None:
         return "ok", {"state": "ok", "problem": None}, ""
-    found = await finder.find(row)
     state = problem.split(":", 1)[0]
-    if found is None:
-        return "failed", {"state": state, "problem": problem}, f"{problem}; no copy found"
-    reason = f"{problem}; found at {found.container}/{found.name}"
-    changes = {
-        "state": "ok",
-        "problem": f"recovered {now}: {reason}",
-        "container": found.container,
-        "blob_name": found.name,
-        "etag": found.etag,
-    }
-    return "repaired", changes, reason
+    found = await finder.find(row)
+    if found is not None:
+        reason = f"{problem}; found at {found.container}/{found.name}"
+        changes = {"container": found.container, "blob_name": found.name, "etag": found.etag}
+    else:
+        restored, why_not = await recovery.restore(row, missing=state == "missing")
+        if restored is None:
+            failure = f"{problem}; no copy under another name; {why_not}"
+            return "failed", {"state": state, "problem": failure}, failure
+        reason = f"{problem}; {restored.how}"
+        changes = {"etag": restored.etag}
+    return "repaired", {**changes, "state": "ok", "problem": f"recovered {now}: {reason}"}, reason
 
 
 async def repair(hub: HubAPI, settings: AzureStorageSettings, connection_id: str) -> dict[str, Any]:
@@ -169,9 +168,9 @@ async def repair(hub: HubAPI, settings: AzureStorageSettings, connection_id: str
     counts = {"ok": 0, "repaired": 0, "failed": 0}
     listed: dict[str, list[dict[str, str]]] = {"repaired": [], "failed": []}
     async with service(settings, hub) as svc:
-        finder = Finder(svc, settings)
+        finder, recovery = Finder(svc, settings), Recovery(svc)
         for row in rows:
-            outcome, changes, reason = await _check_one(svc, finder, row, started)
+            outcome, changes, reason = await _check_one(svc, finder, recovery, row, started)
             counts[outcome] += 1
             if outcome != "ok" and len(listed[outcome]) < MAX_REASONS:
                 listed[outcome].append({"id": row["id"], "name": row["name"], "reason": reason})

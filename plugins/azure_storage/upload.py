@@ -1,7 +1,8 @@
 """Streaming a document into a blob: staged blocks, committed only when the whole body is in.
 
-The body is read in pieces and staged as blocks of ``block_size`` (one block staged while the
-next is read, so at most two are in memory), its SHA-256 computed on the way. Only when the
+The body is read in pieces and staged as blocks of ``block_size``, up to ``concurrency`` blocks
+staged at once while the next is read (so at most ``concurrency + 1`` blocks are in memory),
+its SHA-256 computed on the way. Only when the
 body ended within the limit is the block list committed, with the document's id, client and
 checksum as metadata and the sniffed content type. A body over the limit, an empty one or a
 failure stops the upload before the commit: the staged blocks are never committed, and Azure
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -60,22 +60,30 @@ async def read_blocks(
 
     :raise UploadTooLarge: the body goes past ``limit`` bytes (raised as soon as it does).
     """
-    buffer, total = bytearray(), 0
+    pieces: list[bytes] = []
+    filled = total = 0
     while chunk := await read(READ_BYTES):
         total += len(chunk)
         if total > limit:
             raise UploadTooLarge(f"the file is larger than the limit of {limit} bytes")
-        buffer += chunk
-        while len(buffer) >= block_size:
-            yield bytes(buffer[:block_size])
-            del buffer[:block_size]
-    if buffer:
-        yield bytes(buffer)
+        while filled + len(chunk) >= block_size:
+            # only the piece that crosses a block's end is split: the block is joined once
+            cut = block_size - filled
+            yield b"".join([*pieces, chunk[:cut]])
+            pieces, filled, chunk = [], 0, chunk[cut:]
+        if chunk:
+            pieces.append(chunk)
+            filled += len(chunk)
+    if pieces:
+        yield b"".join(pieces)
 
 
-async def _settle(task: asyncio.Task[object] | None) -> None:
-    if task is not None:
-        await task
+async def _first_done(staging: set[asyncio.Task[object]]) -> set[asyncio.Task[object]]:
+    """Wait until one staging call ended (raising its error); the ones still running."""
+    done, running = await asyncio.wait(staging, return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        task.result()
+    return running
 
 
 async def store(
@@ -85,8 +93,10 @@ async def store(
     metadata: dict[str, str],
     declared_type: str | None,
     name: str,
+    concurrency: int,
 ) -> Stored:
-    """Stage ``blocks`` into ``blob`` and commit them with ``metadata`` plus the checksum.
+    """Stage ``blocks`` into ``blob`` (``concurrency`` at once) and commit them with
+    ``metadata`` plus the checksum.
 
     :raise EmptyUpload: there were no bytes (nothing was staged).
     :raise UploadTooLarge: from ``blocks``; nothing is committed.
@@ -95,22 +105,24 @@ async def store(
 
     digest, head, size = hashlib.sha256(), b"", 0
     ids: list[str] = []
-    staging: asyncio.Task[object] | None = None
+    staging: set[asyncio.Task[object]] = set()
     try:
         async for block in blocks:
             digest.update(block)
             size += len(block)
             if len(head) < SNIFF_BYTES:
                 head += block[: SNIFF_BYTES - len(head)]
-            await _settle(staging)
+            if len(staging) >= concurrency:
+                staging = await _first_done(staging)
             ids.append(block_id(len(ids)))
-            staging = asyncio.ensure_future(blob.stage_block(ids[-1], block, len(block)))
-        await _settle(staging)
+            staging.add(asyncio.ensure_future(blob.stage_block(ids[-1], block, len(block))))
+        while staging:
+            staging = await _first_done(staging)
     finally:
-        if staging is not None and not staging.done():
-            staging.cancel()
-            with contextlib.suppress(BaseException):
-                await staging
+        for task in staging:
+            task.cancel()
+        # the cancelled calls' own errors (or cancellations) say nothing more
+        await asyncio.gather(*staging, return_exceptions=True)
     if not size:
         raise EmptyUpload("the file is empty")
     kind = content_type(head, declared_type, name)

@@ -22,7 +22,9 @@ async def test_a_renamed_blob_is_found_and_a_deleted_one_reported(docs, azurite)
     report = await (await docs.post("/api/documents/repair")).json()
     assert (report["checked"], report["ok"], report["repaired"], report["failed"]) == (2, 0, 1, 1)
     assert report["failed_documents"][0]["id"] == gone["id"]
-    assert "no copy found" in report["failed_documents"][0]["reason"]
+    assert report["failed_documents"][0]["reason"].endswith(
+        "no soft-deleted copy (soft delete off) and no previous version"
+    )
     fixed = await (await docs.get(f"/api/documents/{moved['id']}")).json()
     assert fixed["blob_name"] == "firm/acme/renamed.pdf" and fixed["state"] == "ok"
     assert await (await docs.get(f"/api/documents/{moved['id']}/content")).read() == PDF
