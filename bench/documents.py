@@ -1,7 +1,7 @@
 """Documents: a large upload and download through the hub beside the Azure SDK's own, against
 the same Azurite in the same run.
 
-    python bench/documents.py [--size 1GiB] [--rounds 2]
+    python bench/documents.py [--size 1GiB] [--rounds 2] [--documents 1000] [--rpm 600]
 
 1. Storage: Azurite (its data in a temporary folder on disk) and the daemon (its own process,
    configured for that Azurite). The bench streams ``--size`` bytes from a generator (it never
@@ -11,8 +11,9 @@ the same Azurite in the same run.
    uploads, flushes the page cache to disk (``sync``), then both downloads; the hub goes
    first in odd rounds, the SDK in even ones. Each way the hub's median MB/s over the SDK's
    must be >= 0.7, and the daemon's peak RSS (``VmHWM``) < 150 MB.
-2. Analysis (1,000 small documents through the OpenAI sandbox): the ``analysis`` field of
-   the JSON line, filled in by the OpenAI plugin's part of the benchmark; null until then.
+2. Analysis (``--documents``, default 1,000 small receipts, through the OpenAI sandbox at
+   ``--rpm``, default 600 requests a minute): documents analysed per second over what the
+   limit allows must be >= 0.8 (:mod:`analysis`).
 
 Ends with one JSON line.
 """
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from analysis import run_analysis
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob.aio import BlobServiceClient
 from custom_accounting.sandbox import free_port
@@ -215,6 +217,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=parse_size, default=1024 * MIB, help="default 1GiB")
     parser.add_argument("--rounds", type=int, default=2, help="hub + SDK pairs (alternating)")
+    parser.add_argument("--documents", type=int, default=1000, help="documents to analyse")
+    parser.add_argument("--rpm", type=int, default=600, help="the sandbox's requests a minute")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hub-bench-docs-") as tmp:
         folder = Path(tmp)
@@ -226,14 +230,20 @@ def main() -> None:
                 idle = peak_rss_mb(daemon)
                 figures = asyncio.run(storage(azurite, port, args.size, args.rounds))
                 peak = peak_rss_mb(daemon)
+            analysis = run_analysis(folder, azurite, args.documents, args.rpm)
         finally:
             azurite.close()
     print(
         f"upload ratio {figures['upload_ratio']:.2f}, download ratio "
         f"{figures['download_ratio']:.2f}; hub peak RSS {peak:.0f} MB (idle {idle:.0f} MB)"
     )
+    print(
+        f"analysis: {analysis['documents_per_s']:.2f} documents/s of "
+        f"{analysis['allowed_per_s']:.2f} allowed (ratio {analysis['ratio']:.2f}), "
+        f"{analysis['failed']} failed"
+    )
     storage_figures = {**figures, "hub_idle_rss_mb": idle, "hub_peak_rss_mb": peak}
-    print(json.dumps({"storage": storage_figures, "analysis": None}))
+    print(json.dumps({"storage": storage_figures, "analysis": analysis}))
 
 
 if __name__ == "__main__":

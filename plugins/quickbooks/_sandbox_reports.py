@@ -15,6 +15,7 @@ as they are now (the sandbox keeps no balance history).
 
 from __future__ import annotations
 
+import calendar
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,20 +26,8 @@ from typing import Any
 
 from ._sandbox_data import JSON, Company
 
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
+MONTHS = tuple(calendar.month_name[1:])
+"""Month names as Intuit writes them in report headers and periods (English)."""
 POSTING_ENTITIES = (
     "Invoice",
     "SalesReceipt",

@@ -23,6 +23,7 @@ through the company's limits of the shared client (per second, per minute, in fl
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 import itertools
 import re
@@ -72,20 +73,8 @@ REPORT_STREAMS = frozenset({"preferences", "reports"})
 AGING = frozenset({"AgedReceivables", "AgedPayables"})
 WITH_BASIS = frozenset({"ProfitAndLoss", "BalanceSheet", "TrialBalance", "GeneralLedger"})
 """The reports that take ``accounting_method`` (Intuit's CashFlow and aging reports do not)."""
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
+MONTHS = tuple(calendar.month_name[1:])
+"""Month names as Intuit writes them (English)."""
 _MONTHS_RE = re.compile(r"^months:(\d{1,2})$")
 _RANGE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})$")
 MAX_MONTHS = 36

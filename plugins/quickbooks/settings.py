@@ -6,7 +6,7 @@ With no such section the plugin still loads and the integration shows as not con
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -30,15 +30,7 @@ ReportName = Literal[
     "AgedPayables",
     "GeneralLedger",
 ]
-REPORT_NAMES: tuple[ReportName, ...] = (
-    "ProfitAndLoss",
-    "BalanceSheet",
-    "CashFlow",
-    "TrialBalance",
-    "AgedReceivables",
-    "AgedPayables",
-    "GeneralLedger",
-)
+REPORT_NAMES: tuple[ReportName, ...] = get_args(ReportName)
 """The Intuit reports a reports sync can read (aging reports in their summary form)."""
 DEFAULT_REPORT_PERIODS = ("months:12", "fiscal_ytd", "last_fiscal_year")
 
