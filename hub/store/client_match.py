@@ -47,6 +47,7 @@ LEGAL_FORMS = frozenset(
     }
 )  # fmt: skip
 MASKED = re.compile(r"[*•]|XXX")
+WORDS = re.compile(r"\w+")
 Outcome = Literal["matched", "created", "ambiguous"]
 WHAT = {"tax_id": "tax id", "name": "business name", "email": "e-mail address"}
 PAIRED = {"name": "email", "email": "name"}
@@ -58,9 +59,12 @@ def normalise_name(name: str | None) -> str:
     trailing legal form (``Inc.``, ``LLC``, …) or a leading ``The`` do not count."""
     if not name:
         return ""
-    text = unicodedata.normalize("NFKD", name).casefold()
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    words = re.findall(r"\w+", text.replace("&", " and ").replace(".", ""))
+    if name.isascii():  # most names: decomposing and case-folding ASCII is lower()
+        text = name.lower()
+    else:
+        text = unicodedata.normalize("NFKD", name).casefold()
+        text = "".join(c for c in text if not unicodedata.combining(c))
+    words = WORDS.findall(text.replace("&", " and ").replace(".", ""))
     core = words[1:] if words[:1] == ["the"] and len(words) > 1 else words
     while len(core) > 1 and core[-1] in LEGAL_FORMS:
         core = core[:-1]
@@ -162,8 +166,24 @@ def _tax_ids(candidate: Candidate) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k for k in map(normalise_tax_id, candidate.tax_ids) if k))
 
 
+@dataclass(frozen=True)
+class _Keys:
+    """A candidate's normalised evidence, computed once per match."""
+
+    name: str
+    email: str
+    taxes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, candidate: Candidate) -> _Keys:
+        """The normalised name, e-mail address and tax ids of ``candidate``."""
+        taxes = _tax_ids(candidate) if candidate.tax_ids else ()
+        return cls(normalise_name(candidate.name), normalise_email(candidate.email), taxes)
+
+
 class _Matcher:
-    """One match run inside one write transaction: indexes the relevant rows up front."""
+    """One match run inside one write transaction: indexes the relevant rows up front, and
+    writes the new clients, links and tax ids in one statement each when it is done."""
 
     def __init__(
         self,
@@ -177,38 +197,45 @@ class _Matcher:
         self.named: set[int] = set()
         self.scope = (integration, connection_id)
         self.now = utcnow()
+        self.keys: dict[str, _Keys] = {}
         self.linked: dict[str, int] = {}
         self.by_tax: dict[str, set[int]] = defaultdict(set)
         self.by_name: dict[str, set[int]] = defaultdict(set)
         self.by_email: dict[str, set[int]] = defaultdict(set)
         self.taxes_of: dict[int, set[str]] = defaultdict(set)
         self.taken: dict[int, str] = {}
+        self.next_client = 0
+        """The id the next created client gets (0: not read yet)."""
+        self.new_clients: list[tuple[Any, ...]] = []
+        self.new_links: list[tuple[Any, ...]] = []
+        self.new_taxes: list[tuple[str, int]] = []
 
     def load(self, candidates: Sequence[Candidate]) -> None:
         """Read the links and the same-tax-id, same-name and same-e-mail clients these
         candidates may meet, with those clients' tax ids."""
         db, scope = self.db, self.scope
+        self.keys = {c.provider_id: _Keys.of(c) for c in candidates}
         link_sql = (
             "SELECT provider_id, client_id FROM client_links "
             "WHERE integration = ? AND connection_id = ? AND provider_id IN ({marks})"
         )
-        ids = [c.provider_id for c in candidates]
-        self.linked = {pid: cid for pid, cid in chunked(db, link_sql, scope, ids)}
-        keys = {
+        self.linked = {pid: cid for pid, cid in chunked(db, link_sql, scope, self.keys)}
+        keys = self.keys.values()
+        lookups = {
             "SELECT tax_id, client_id FROM client_tax_ids WHERE tax_id IN ({marks})": (
                 self.by_tax,
-                [k for c in candidates for k in _tax_ids(c)],
+                [k for key in keys for k in key.taxes],
             ),
             "SELECT name_key, id FROM clients WHERE name_key IN ({marks})": (
                 self.by_name,
-                [k for k in (normalise_name(c.name) for c in candidates) if k],
+                [key.name for key in keys if key.name],
             ),
             "SELECT email, id FROM clients WHERE email IN ({marks})": (
                 self.by_email,
-                [e for e in (normalise_email(c.email) for c in candidates) if e],
+                [key.email for key in keys if key.email],
             ),
         }
-        for sql, (index, values) in keys.items():
+        for sql, (index, values) in lookups.items():
             for key, cid in chunked(db, sql, (), values):
                 index[key].add(cid)
         indexes = (self.by_tax, self.by_name, self.by_email)
@@ -233,12 +260,13 @@ class _Matcher:
 
     def settle(self, candidate: Candidate) -> MatchResult:
         """Match, create or report one candidate (see the module docstring for the rules)."""
-        pid, taxes = candidate.provider_id, _tax_ids(candidate)
+        pid, keys = candidate.provider_id, self.keys[candidate.provider_id]
+        taxes = keys.taxes
         if pid in self.linked:
             self._learn(self.linked[pid], taxes)
             return MatchResult(pid, "matched", self.linked[pid], "link")
         named = client_key(candidate.client_id)
-        name_key, email = normalise_name(candidate.name), normalise_email(candidate.email)
+        name_key, email = keys.name, keys.email
         found = {
             "client_id": [named] if named is not None and named in self.named else [],
             "tax_id": sorted({cid for key in taxes for cid in self.by_tax.get(key, ())}),
@@ -283,11 +311,7 @@ class _Matcher:
         if matched_by in PAIRED and taxes and known and known.isdisjoint(taxes):
             reason = f"client {client_id} has another tax id"
             return self._ambiguous(pid, reason, [client_id])
-        self.db.conn.execute(
-            "INSERT INTO client_links (client_id, integration, connection_id, provider_id, "
-            "matched_by, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [client_id, *self.scope, pid, matched_by, self.now],
-        )
+        self.new_links.append((client_id, *self.scope, pid, matched_by, self.now))
         self.taken[client_id] = pid
         self.linked[pid] = client_id
         self._learn(client_id, taxes)
@@ -295,31 +319,53 @@ class _Matcher:
 
     def _learn(self, client_id: int, taxes: tuple[str, ...]) -> None:
         """Add the tax ids of a record linked to ``client_id`` to the client's."""
-        new = [key for key in taxes if key not in self.taxes_of[client_id]]
-        self.db.conn.executemany(
-            "INSERT OR IGNORE INTO client_tax_ids (tax_id, client_id) VALUES (?, ?)",
-            [(key, client_id) for key in new],
-        )
-        for key in new:
-            self.taxes_of[client_id].add(key)
-            self.by_tax[key].add(client_id)
+        if not taxes:
+            return
+        known = self.taxes_of[client_id]
+        for key in taxes:
+            if key not in known:
+                self.new_taxes.append((key, client_id))
+                known.add(key)
+                self.by_tax[key].add(client_id)
 
     def _create(
         self, candidate: Candidate, name_key: str, email: str, taxes: tuple[str, ...]
     ) -> MatchResult:
         name = candidate.name or candidate.email or f"{self.scope[0]} {candidate.provider_id}"
-        cursor = self.db.conn.execute(
-            "INSERT INTO clients (name, name_key, email, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [name, name_key, email or None, self.now, self.now],
-        )
-        client_id = int(cursor.lastrowid or 0)
+        if not self.next_client:
+            # the id SQLite would give the next row of this AUTOINCREMENT table
+            row = self.db.conn.execute(
+                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'clients'), "
+                "0), coalesce((SELECT max(id) FROM clients), 0))"
+            ).fetchone()
+            self.next_client = int(row[0]) + 1
+        client_id, self.next_client = self.next_client, self.next_client + 1
+        self.new_clients.append((client_id, name, name_key, email or None, self.now, self.now))
         if name_key:
             self.by_name[name_key].add(client_id)
         if email:
             self.by_email[email].add(client_id)
         self._link(candidate.provider_id, client_id, "created", taxes)
         return MatchResult(candidate.provider_id, "created", client_id, "created")
+
+    def write(self) -> None:
+        """Insert the clients, links and tax ids this run settled (clients first: the links
+        and tax ids refer to them)."""
+        conn = self.db.conn
+        conn.executemany(
+            "INSERT INTO clients (id, name, name_key, email, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            self.new_clients,
+        )
+        conn.executemany(
+            "INSERT INTO client_links (client_id, integration, connection_id, provider_id, "
+            "matched_by, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            self.new_links,
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO client_tax_ids (tax_id, client_id) VALUES (?, ?)",
+            self.new_taxes,
+        )
 
 
 def _keep_reviews(
@@ -410,5 +456,6 @@ def match_candidates(
     matcher.load_named(unique)
     matcher.load(unique)
     report = MatchReport([matcher.settle(candidate) for candidate in unique])
+    matcher.write()
     _keep_reviews(db, (integration, connection_id), unique, report)
     return report

@@ -259,17 +259,22 @@ class CursorTooOld(Exception):
 
 async def event_pages(api: StripeApi, after: str | None) -> AsyncGenerator[list[JSON], None]:
     """The events after ``after``, oldest to newest, a page at a time (every event Stripe
-    keeps when ``after`` is None: the account had none when the cursor was set)."""
+    keeps when ``after`` is None: the account had none when the cursor was set).
+
+    Without ``after``, Stripe's newest-first listing is walked once to find the oldest
+    event, which is kept alone (not every event, whose objects may be many megabytes), and
+    the events newer than it are then read forward from it.
+    """
     try:
         if after is None:
-            every: list[JSON] = []
+            oldest: JSON | None = None
             async with contextlib.aclosing(api.pages("/v1/events")) as pages:
                 async for page in pages:
-                    every.extend(page)
-            every.reverse()
-            for start in range(0, len(every), api.page_size):
-                yield every[start : start + api.page_size]
-            return
+                    oldest = page[-1]
+            if oldest is None:
+                return
+            yield [oldest]
+            after = str(oldest["id"])
         async with contextlib.aclosing(api.pages("/v1/events", {"ending_before": after})) as pages:
             async for page in pages:
                 yield page

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlite_utils
 
 from hub.store import Store
-from hub.store.client_match import Candidate, normalise_email, normalise_name, normalise_tax_id
+from hub.store.client_match import (
+    Candidate,
+    match_candidates,
+    normalise_email,
+    normalise_name,
+    normalise_tax_id,
+)
 from hub.store.clients import UnknownConnection
 
 QBO = ("quickbooks", "quickbooks:1")
@@ -222,3 +231,38 @@ async def test_a_linked_record_teaches_its_client_a_tax_id(store):
     assert outcomes(report) == [("c", "matched", "tax_id")]
     (client,) = await store.clients.list()
     assert client["tax_ids"] == ["GB123456789"]
+
+
+class CountingConnection:
+    """An sqlite3 connection that counts the statements sent to it (``executemany`` once)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn, self.statements = conn, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        self.statements += 1
+        return self.conn.execute(*args)
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:
+        self.statements += 1
+        return self.conn.executemany(*args)
+
+
+async def test_creating_clients_costs_the_same_few_statements_however_many(store):
+    def created_with(db: sqlite_utils.Database, count: int, start: int) -> tuple[int, list[int]]:
+        counting = CountingConnection(db.conn)
+        proxy = sqlite_utils.Database(counting)  # type: ignore[arg-type]
+        names = [Candidate(str(start + n), f"Client {start + n} LLC") for n in range(count)]
+        report = match_candidates(proxy, *QBO, names)
+        return counting.statements, [r.client_id or 0 for r in report.results]
+
+    few, first_ids = await store.db.write(created_with, 2, 1)
+    many, ids = await store.db.write(created_with, 200, 100)
+    assert few == many  # not a statement or two per created client
+    assert ids == list(range(first_ids[-1] + 1, first_ids[-1] + 201))  # as SQLite numbers them
+    listed = await store.clients.list()
+    assert [c["id"] for c in listed] == [*first_ids, *ids]
+    assert listed[-1]["name"] == "Client 299 LLC"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import orjson
@@ -10,7 +13,7 @@ import pytest
 from hub.store.client_match import Candidate
 from hub.testing import client_links, hub_of, stored_records, sync_records
 from plugins.stripe.sandbox import RunningSandbox
-from plugins.stripe.sync import EVENT_RETENTION_S, SPECS, oldest_cursor, plan_run
+from plugins.stripe.sync import EVENT_RETENTION_S, SPECS, event_pages, oldest_cursor, plan_run
 from tests.stripe.conftest import KEY, WEBHOOK_SECRET, stripe_sdk
 
 NOW = 1_800_000_000.0
@@ -142,6 +145,51 @@ async def test_customers_match_clients_by_metadata_client_id_then_e_mail_then_na
         both.id: (5, "email"),  # e-mail before name
         by_name.id: (3, "name"),
     }
+
+
+class Event(dict[str, Any]):
+    """An event a test can hold a weak reference to."""
+
+
+class EventList:
+    """The Events API of :class:`~plugins.stripe.client.StripeApi`: newest first, or forward
+    from ``ending_before`` (oldest to newest), 10 a page."""
+
+    page_size = 10
+
+    def __init__(self, count: int) -> None:
+        self.events = [Event(id=f"evt_{n:03d}", created=n) for n in range(count)]  # oldest first
+        self.listed: list[weakref.ref[Event]] = []
+        """The events the newest-first listing answered."""
+
+    async def pages(
+        self, path: str, params: Mapping[str, Any] | None = None
+    ) -> AsyncGenerator[list[Any], None]:
+        assert path == "/v1/events"
+        after = (params or {}).get("ending_before")
+        if after is None:
+            newest_first = self.events[::-1]
+            for start in range(0, len(newest_first), self.page_size):
+                page = [Event(e) for e in newest_first[start : start + self.page_size]]
+                self.listed += [weakref.ref(e) for e in page]
+                yield page
+            return
+        newer = self.events[[e["id"] for e in self.events].index(after) + 1 :]
+        for start in range(0, len(newer), self.page_size):
+            yield [Event(e) for e in newer[start : start + self.page_size]]
+
+
+async def test_events_from_the_first_are_read_oldest_first_without_holding_them_all():
+    api = EventList(95)
+    read: list[str] = []
+    held = 0
+    async for page in event_pages(api, None):  # type: ignore[arg-type]
+        if not read:  # the first page out: what the newest-first listing still holds
+            gc.collect()
+            held = sum(1 for ref in api.listed if ref() is not None)
+        read.extend(e["id"] for e in page)
+    assert read == [e["id"] for e in api.events]
+    assert len(api.listed) == 95 and held <= api.page_size
 
 
 async def test_an_incremental_sync_refetches_what_the_events_name(make_hub, sandbox):
