@@ -36,9 +36,11 @@ from child import start_ready_child
 from custom_accounting.sandbox import free_port
 from rawsql import upsert_hub_rows
 
-from hub.config import load_settings
+from hub.config import HubSettings, load_settings
 from hub.core import Hub
 from hub.logs import configure_logging
+from hub.model import Connection
+from hub.sync import SyncResult
 from plugins.quickbooks.oauth import credentials_from
 from plugins.quickbooks.sandbox import (
     STATE_KEY,
@@ -132,11 +134,12 @@ def start_sandbox(records: int, page: int) -> tuple[subprocess.Popen[str], dict[
 # --------------------------------------------------------------------------- the hub
 
 
-async def hub_runs(sandbox: dict[str, Any], folder: Path, page: int) -> dict[str, Any]:
-    """Full sync, then 1,000 changes and a CDC run; return counts and timings."""
-    settings = load_settings(
+def bench_settings(sandbox: dict[str, Any], database: Path, **quickbooks: Any) -> HubSettings:
+    """The hub's settings for the sandbox: no throttling on the hub's side, no sync on connect,
+    ``quickbooks`` keys on top."""
+    return load_settings(
         overrides={
-            "store": {"path": str(folder / "hub.db")},
+            "store": {"path": str(database)},
             "logging": {"level": "warning"},
             "integrations": {
                 "quickbooks": {
@@ -146,25 +149,37 @@ async def hub_runs(sandbox: dict[str, Any], folder: Path, page: int) -> dict[str
                     "oauth_base_url": sandbox["oauth_base_url"],
                     "requests_per_minute": 1_000_000,  # the sandbox does not throttle
                     "requests_per_second": 1_000_000,
-                    "page_size": page,
                     "sync_on_connect": False,
-                    "streams": [spec.stream for spec in SPECS],  # the reports: reports_run
+                    **quickbooks,
                 }
             },
         }
     )
-    hub = Hub(settings)
+
+
+async def connect_and_sync(
+    hub: Hub, sandbox: dict[str, Any]
+) -> tuple[Connection, SyncResult, float]:
+    """Connect the sandbox's company and time one full sync of it."""
+    tokens = {k: sandbox[k] for k in ("access_token", "refresh_token")}
+    connection = await hub.add_connection(
+        "quickbooks", REALM, "Bench Books", credentials_from(tokens, REALM), origin="bench"
+    )
+    started = time.perf_counter()
+    full = await hub.engine.run(connection.id, full=True, trigger="bench")
+    seconds = time.perf_counter() - started
+    if full.state != "succeeded":
+        raise SystemExit(f"hub sync failed: {full.error}")
+    return connection, full, seconds
+
+
+async def hub_runs(sandbox: dict[str, Any], folder: Path, page: int) -> dict[str, Any]:
+    """Full sync, then 1,000 changes and a CDC run; return counts and timings."""
+    streams = [spec.stream for spec in SPECS]  # the reports: reports_run
+    hub = Hub(bench_settings(sandbox, folder / "hub.db", page_size=page, streams=streams))
     await hub.start()
     try:
-        tokens = {k: sandbox[k] for k in ("access_token", "refresh_token")}
-        connection = await hub.add_connection(
-            "quickbooks", REALM, "Bench Books", credentials_from(tokens, REALM), origin="bench"
-        )
-        started = time.perf_counter()
-        full = await hub.engine.run(connection.id, full=True, trigger="bench")
-        full_s = time.perf_counter() - started
-        if full.state != "succeeded":
-            raise SystemExit(f"hub sync failed: {full.error}")
+        connection, full, full_s = await connect_and_sync(hub, sandbox)
         url = f"{sandbox['oauth_base_url']}/_bench/changes?n={CHANGES}"
         await hub.http.request("POST", url)
         started = time.perf_counter()
@@ -208,37 +223,16 @@ async def reports_run(records: int, folder: Path) -> dict[str, Any]:
 
 async def reports_of(sandbox: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Time one full reports sync of the sandbox's company."""
-    settings = load_settings(
-        overrides={
-            "store": {"path": str(folder / "reports.db")},
-            "logging": {"level": "warning"},
-            "integrations": {
-                "quickbooks": {
-                    "client_id": sandbox["client_id"],
-                    "client_secret": sandbox["client_secret"],
-                    "base_url": sandbox["base_url"],
-                    "oauth_base_url": sandbox["oauth_base_url"],
-                    "requests_per_minute": 1_000_000,
-                    "requests_per_second": 1_000_000,
-                    "reports_per_minute": 1_000_000,
-                    "sync_on_connect": False,
-                    "streams": ["preferences", "reports"],
-                }
-            },
-        }
+    settings = bench_settings(
+        sandbox,
+        folder / "reports.db",
+        reports_per_minute=1_000_000,
+        streams=["preferences", "reports"],
     )
     hub = Hub(settings)
     await hub.start()
     try:
-        tokens = {k: sandbox[k] for k in ("access_token", "refresh_token")}
-        connection = await hub.add_connection(
-            "quickbooks", REALM, "Bench Books", credentials_from(tokens, REALM), origin="bench"
-        )
-        started = time.perf_counter()
-        run = await hub.engine.run(connection.id, full=True, trigger="bench")
-        seconds = time.perf_counter() - started
-        if run.state != "succeeded":
-            raise SystemExit(f"hub reports sync failed: {run.error}")
+        _, _, seconds = await connect_and_sync(hub, sandbox)
         stored = await hub.tables("plugins.quickbooks").query("reports")
     finally:
         await hub.stop()
