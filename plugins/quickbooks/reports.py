@@ -32,7 +32,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -392,37 +392,31 @@ async def sync_reports(
     log.info("reports synced", reports=len(kept), skipped=len(run.jobs) - len(kept))
 
 
-def sync_all(
+async def sync_all(
     hub: HubAPI,
     client: QuickBooksClient,
     connection: Connection,
     streams: Sequence[str],
     cursors: Mapping[str, Any],
     settings: QuickBooksSettings,
-) -> AsyncIterator[Batch]:
+) -> AsyncGenerator[Batch, None]:
     """A whole run: the entity streams (:func:`~.sync.sync_company`), then the Preferences and
     the reports (a full sync, which has no cursors, always reads them; an incremental one
     when they are due)."""
     entities = [s for s in streams if s not in REPORT_STREAMS]
     wanted = [s for s in streams if s in REPORT_STREAMS]
-
-    async def run() -> AsyncGenerator[Batch, None]:
-        if entities:
-            # sync_company is an async generator: close it with this one
-            company = cast(
-                "AsyncGenerator[Batch, None]", sync_company(client, entities, cursors, settings)
-            )
-            async with contextlib.aclosing(company) as batches:
-                async for batch in batches:
-                    yield batch
-        if wanted:
-            async with contextlib.aclosing(
-                sync_reports(hub, client, connection, wanted, cursors, settings)
-            ) as batches:
-                async for batch in batches:
-                    yield batch
-
-    return run()
+    if entities:
+        async with contextlib.aclosing(
+            sync_company(client, entities, cursors, settings)
+        ) as batches:
+            async for batch in batches:
+                yield batch
+    if wanted:
+        async with contextlib.aclosing(
+            sync_reports(hub, client, connection, wanted, cursors, settings)
+        ) as batches:
+            async for batch in batches:
+                yield batch
 
 
 # --------------------------------------------------------------------------- on demand

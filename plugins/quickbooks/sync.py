@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -545,19 +545,8 @@ async def sync_company(
     streams: Sequence[str],
     cursors: Mapping[str, Any],
     settings: QuickBooksSettings,
-) -> AsyncIterator[Batch]:
-    """Yield every batch of one run: CompanyInfo, CDC changes, then full reads."""
-    async with contextlib.aclosing(_run(client, streams, cursors, settings)) as batches:
-        async for batch in batches:
-            yield batch
-
-
-async def _run(
-    client: QuickBooksClient,
-    streams: Sequence[str],
-    cursors: Mapping[str, Any],
-    settings: QuickBooksSettings,
 ) -> AsyncGenerator[Batch, None]:
+    """Yield every batch of one run: CompanyInfo, CDC changes, then full reads."""
     info, now = await client.company_info()
     overlap = timedelta(seconds=settings.cdc_overlap_seconds)
     began = (now - overlap).replace(microsecond=0).isoformat()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -379,19 +379,8 @@ async def sync_account(
     streams: Sequence[str],
     cursors: Mapping[str, Any],
     settings: StripeSettings,
-) -> AsyncIterator[Batch]:
-    """Yield every batch of one run: event changes first, then full reads."""
-    async with contextlib.aclosing(_run(api, streams, cursors, settings)) as batches:
-        async for batch in batches:
-            yield batch
-
-
-async def _run(
-    api: StripeApi,
-    streams: Sequence[str],
-    cursors: Mapping[str, Any],
-    settings: StripeSettings,
 ) -> AsyncGenerator[Batch, None]:
+    """Yield every batch of one run: event changes first, then full reads."""
     head = await newest_event(api)
     now = time.time()
     newest = float(head["event_created"] or now)
