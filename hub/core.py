@@ -23,7 +23,7 @@ from hub.health import HealthMonitor
 from hub.http import HttpClient
 from hub.key_figures import gather_key_figures
 from hub.logs import add_secret_keys
-from hub.memory import tune_malloc
+from hub.memory import tune_gc, tune_malloc
 from hub.metrics import Metrics
 from hub.model import (
     Connection,
@@ -135,6 +135,7 @@ class Hub:
     def _open_store(self) -> None:
         self.load_plugins()
         tune_malloc()
+        tune_gc()
         secret = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
         store = self.settings.store
         self._store = Store(store.path, secret, store.synchronous)
