@@ -76,12 +76,12 @@ class StreamClients:
         self,
         db: sqlite_utils.Database,
         connection_id: str,
-        records: Iterable[dict[str, Any]],
+        candidates: Sequence[Candidate],
         deleted: Sequence[str],
     ) -> MatchReport:
-        """Match stored ``records`` and drop the reviews of ``deleted`` ones; call inside the
+        """Match the ``candidates`` of stored records (from :meth:`candidates`, taken before
+        the writer thread) and drop the reviews of ``deleted`` ones; call inside the
         transaction that stores them."""
-        candidates = self.candidates(records)
         report = match_candidates(db, self.integration, connection_id, candidates, self._order)
         if deleted:
             forget_reviews(db, (self.integration, connection_id), [str(i) for i in deleted])

@@ -48,13 +48,17 @@ class RecordWriter:
         table = RecordTable(integration.name, declared)
         clients = stream_clients(integration.name, declared)
         ready = table.name in self._ready
+        rows = table.rows(records)
+        candidates = clients.candidates(records) if clients else None
 
         def write(conn: sqlite_utils.Database) -> tuple[BatchCounts, MatchReport | None]:
             if not ready:
                 table.create(conn, stream, integration.name)
             gen = full_generation(conn, connection.id, stream)
-            counts = table.write(conn, connection.id, records, deleted, utcnow(), gen)
-            matched = clients.write(conn, connection.id, records, deleted) if clients else None
+            counts = table.write(conn, connection.id, rows, deleted, utcnow(), gen)
+            matched = None
+            if clients is not None and candidates is not None:
+                matched = clients.write(conn, connection.id, candidates, deleted)
             return counts, matched
 
         counts, matched = await db.write(write)

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -28,10 +28,10 @@ import sqlite_utils
 from hub.client_matching import MatchTally, StreamClients
 from hub.metrics import Metrics
 from hub.model import Batch, SyncMode
-from hub.store.client_match import MatchReport
+from hub.store.client_match import Candidate, MatchReport
 from hub.store.clock import utcnow
 from hub.store.database import Database
-from hub.store.records import BatchCounts, RecordTable
+from hub.store.records import BatchCounts, RecordTable, Row
 from hub.store.runs import StreamCursor, write_cursor, write_stream_stats
 
 
@@ -173,16 +173,30 @@ def complete(
         write_stream_stats(db, connection_id, name, run_id, table.count(db, connection_id))
 
 
-def _snapshot(batch: Batch) -> Batch:
-    """What ``batch`` holds now, for the writer thread: the plugin runs on while the batch
-    waits its turn, and may reuse its lists, records or cursor for the next page."""
+@dataclass(frozen=True)
+class _Pending:
+    """A batch as the writer thread takes it: made on the event loop when the plugin yields
+    the batch (the plugin runs on while it waits its turn, and may reuse its lists, records
+    or cursor for the next page), so the writer thread only runs SQL."""
+
+    stream: str
+    records: int
+    rows: dict[str, Row]
+    candidates: list[Candidate] | None
+    deleted: list[str]
+    cursor: Any
+
+
+def _pending(batch: Batch, table: RecordTable, clients: StreamClients | None) -> _Pending:
     cursor = batch.cursor
     if isinstance(cursor, dict | list):
         cursor = orjson.loads(orjson.dumps(cursor))
-    return replace(
-        batch,
-        records=[dict(record) for record in batch.records],
-        deleted=list(batch.deleted),
+    return _Pending(
+        stream=batch.stream,
+        records=len(batch.records),
+        rows=table.rows(batch.records),
+        candidates=clients.candidates(batch.records) if clients is not None else None,
+        deleted=[str(i) for i in batch.deleted],
         cursor=cursor,
     )
 
@@ -192,7 +206,7 @@ def _write_batch(
     table: RecordTable,
     clients: StreamClients | None,
     connection_id: str,
-    batch: Batch,
+    batch: _Pending,
     generation: int | None,
     restart: bool,
     previous: Future[Written] | None,
@@ -201,10 +215,11 @@ def _write_batch(
         # the writer is FIFO, so the previous batch is settled: never commit a cursor past
         # records that were not stored
         raise RuntimeError("an earlier batch of this sync failed to commit")
-    counts = table.write(db, connection_id, batch.records, batch.deleted, utcnow(), generation)
+    now = utcnow()
+    counts = table.write(db, connection_id, batch.rows, batch.deleted, now, generation)
     report = None
-    if clients is not None:
-        report = clients.write(db, connection_id, batch.records, batch.deleted)
+    if clients is not None and batch.candidates is not None:
+        report = clients.write(db, connection_id, batch.candidates, batch.deleted)
     if batch.cursor is not None or restart:
         write_cursor(db, connection_id, batch.stream, batch.cursor, generation)
     return counts, report
@@ -241,7 +256,7 @@ class BatchConsumer:
         :raise TypeError, ValueError: the plugin yielded something else than a requested
             stream's :class:`Batch`.
         """
-        in_flight: deque[tuple[Batch, Future[Written]]] = deque()
+        in_flight: deque[tuple[_Pending, Future[Written]]] = deque()
         try:
             try:
                 async for batch in batches:
@@ -261,8 +276,8 @@ class BatchConsumer:
                     await aclose()
 
     def _submit(
-        self, batch: Batch, previous: tuple[Batch, Future[Written]] | None
-    ) -> tuple[Batch, Future[Written]]:
+        self, batch: Batch, previous: tuple[_Pending, Future[Written]] | None
+    ) -> tuple[_Pending, Future[Written]]:
         if not isinstance(batch, Batch):
             raise TypeError(f"sync yielded {type(batch).__name__}, not a Batch")
         table = self._tables.get(batch.stream)
@@ -272,20 +287,21 @@ class BatchConsumer:
         restart = batch.full and generations[batch.stream] is None
         if restart:  # the plugin began a full re-read of this stream in this run
             generations[batch.stream] = self._live.run_id
-        batch = _snapshot(batch)
+        clients = self._clients.get(batch.stream)
+        pending = _pending(batch, table, clients)
         future = self._db.submit(
             _write_batch,
             table,
-            self._clients.get(batch.stream),
+            clients,
             self._live.connection_id,
-            batch,
+            pending,
             generations[batch.stream],
             restart,
             previous[1] if previous is not None else None,
         )
-        return batch, future
+        return pending, future
 
-    async def _settle_oldest(self, in_flight: deque[tuple[Batch, Future[Written]]]) -> None:
+    async def _settle_oldest(self, in_flight: deque[tuple[_Pending, Future[Written]]]) -> None:
         """Wait for the oldest batch in flight to commit, then count it.
 
         A cancellation leaves the batch in ``in_flight`` and its commit going on (the writer's
@@ -305,9 +321,9 @@ class BatchConsumer:
         live = self._live
         live.counts.add(counts)
         live.stream = batch.stream
-        live.records += len(batch.records)
+        live.records += batch.records
         live.batches += 1
-        live.per_stream[batch.stream] = live.per_stream.get(batch.stream, 0) + len(batch.records)
+        live.per_stream[batch.stream] = live.per_stream.get(batch.stream, 0) + batch.records
         self._metrics.records(self._integration, batch.stream, counts)
         if self._progress is not None:
             self._progress(live)

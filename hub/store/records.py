@@ -7,7 +7,9 @@ generation that last saw it (``_gen``, for tombstoning what a full sync no longe
 
 from __future__ import annotations
 
+import itertools
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,12 @@ from hub.model import Field, Stream
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED_COLUMNS = frozenset({"connection_id", "id", "data", "synced_at", "deleted_at", "_gen"})
 CHUNK = 900  # below SQLite's 999 variables per statement
+STATEMENT_ROWS = 100
+"""Most rows one upsert statement writes (SQLite's variable limit may allow fewer)."""
+STATEMENT_CACHE = 4
+"""Statements kept per table besides the full-size one (a batch's last chunk varies)."""
+Row = tuple[Any, ...]
+"""A record as a table row: its id, its indexed columns, its JSON."""
 
 
 def table_name(integration: str, stream: str) -> str:
@@ -86,9 +94,11 @@ class RecordTable:
         self._getters = [field_getter(stream.columns[column]) for column in columns]
         names = ["connection_id", "id", *columns, "data", "synced_at", "_gen"]
         updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in [*columns, "data", "synced_at"])
-        self.upsert_sql = (
-            f"INSERT INTO [{self.name}] ({', '.join(f'[{n}]' for n in names)}) "
-            f"VALUES ({', '.join('?' for _ in names)}) "
+        self._width = len(columns) + 2  # a row's own values: id, columns, data
+        self._per_statement: int | None = None
+        self._cache: dict[int, tuple[str, str]] = {}
+        self._insert = f"INSERT INTO [{self.name}] ({', '.join(f'[{n}]' for n in names)})"
+        self._on_conflict = (
             f"ON CONFLICT (connection_id, id) DO UPDATE SET {updates}, deleted_at = NULL, "
             f"_gen = coalesce(excluded._gen, [{self.name}]._gen) "
             f"WHERE [{self.name}].data IS NOT excluded.data "
@@ -146,63 +156,101 @@ class RecordTable:
             [(_column_value(getter(orjson.loads(data))), rowid) for rowid, data in rows],
         )
 
-    def rows(
-        self, connection_id: str, records: Iterable[dict[str, Any]], now: str, gen: int | None
-    ) -> dict[str, tuple[Any, ...]]:
-        """Turn provider records into table rows keyed by id (the last of a duplicate wins)."""
+    def rows(self, records: Iterable[dict[str, Any]]) -> dict[str, Row]:
+        """Turn provider records into table rows keyed by id (the last of a duplicate wins).
+
+        Build them before handing a batch to the writer thread: the rows are a snapshot the
+        plugin cannot change afterwards, and the writer thread only runs SQL.
+        """
         key, getters, dumps = self._key, self._getters, orjson.dumps
-        out: dict[str, tuple[Any, ...]] = {}
+        out: dict[str, Row] = {}
         for record in records:
             raw_id = key(record)
             if raw_id is None or raw_id == "":
                 raise ValueError(f"{self.name}: a record has no id: {str(record)[:200]}")
             record_id = str(raw_id)
             out[record_id] = (
-                connection_id,
                 record_id,
                 *[_column_value(get(record)) for get in getters],
                 dumps(record).decode(),
-                now,
-                gen,
             )
         return out
 
     def upsert(
-        self, db: sqlite_utils.Database, connection_id: str, rows: dict[str, tuple[Any, ...]]
+        self,
+        db: sqlite_utils.Database,
+        connection_id: str,
+        rows: dict[str, Row],
+        now: str,
+        gen: int | None,
     ) -> BatchCounts:
-        """Upsert ``rows`` (from :meth:`rows`); call inside the batch's transaction."""
-        if not rows:
-            return BatchCounts()
-        conn = db.conn
-        data_at = len(self.columns) + 2
-        created = updated = 0
-        ids = list(rows)
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found = dict(
-                conn.execute(
-                    f"SELECT id, CASE WHEN deleted_at IS NULL THEN data END FROM [{self.name}] "
-                    f"WHERE connection_id = ? AND id IN ({marks})",
-                    [connection_id, *chunk],
-                ).fetchall()
-            )
-            created += len(chunk) - len(found)
-            updated += sum(1 for i, data in found.items() if data != rows[i][data_at])
-        conn.executemany(self.upsert_sql, rows.values())
-        return BatchCounts(created=created, updated=updated)
+        """Upsert ``rows`` (from :meth:`rows`) stamped ``now`` and generation ``gen``; call
+        inside the batch's transaction.
+
+        Rows go in statements of many rows each: SQLite then works through a whole chunk
+        without the GIL, while the event loop parses the next page (a statement per row would
+        take the GIL back after every row).
+        """
+        counts = BatchCounts()
+        values = list(rows.values())
+        size = self._statement_rows(db)
+        for start in range(0, len(values), size):
+            chunk = values[start : start + size]
+            count_sql, upsert_sql = self._statements(len(chunk))
+            params = [connection_id, now, gen, *itertools.chain.from_iterable(chunk)]
+            found, changed = db.conn.execute(count_sql, params).fetchone()
+            counts.created += len(chunk) - found
+            counts.updated += changed
+            db.conn.execute(upsert_sql, params)
+        return counts
+
+    def _statement_rows(self, db: sqlite_utils.Database) -> int:
+        """Rows per statement: up to ``STATEMENT_ROWS``, within SQLite's variable limit."""
+        if self._per_statement is None:
+            variables = db.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            self._per_statement = max(1, min(STATEMENT_ROWS, (variables - 3) // self._width))
+        return self._per_statement
+
+    def _statements(self, rows: int) -> tuple[str, str]:
+        """The statements counting and upserting ``rows`` rows.
+
+        Their parameters: ``?1`` the connection, ``?2`` the time, ``?3`` the generation,
+        then each row's values (id, indexed columns, data) in turn. The count answers how
+        many of the rows exist (live or tombstoned) and how many of those change.
+        """
+        cached = self._cache.get(rows)
+        if cached is not None:
+            return cached
+        width = self._width
+        firsts = range(4, 4 + rows * width, width)
+        batch = ", ".join(f"(?{first}, ?{first + width - 1})" for first in firsts)
+        count_sql = (
+            f"WITH batch(id, data) AS (VALUES {batch}) "
+            "SELECT count(t.id), "
+            "coalesce(sum(t.deleted_at IS NOT NULL OR t.data IS NOT batch.data), 0) "
+            f"FROM batch CROSS JOIN [{self.name}] AS t ON t.connection_id = ?1 AND t.id = batch.id"
+        )
+        tuples = ", ".join(
+            "(?1, " + "".join(f"?{n}, " for n in range(first, first + width)) + "?2, ?3)"
+            for first in firsts
+        )
+        upsert_sql = f"{self._insert} VALUES {tuples} {self._on_conflict}"
+        if rows == self._per_statement or len(self._cache) < STATEMENT_CACHE:
+            self._cache[rows] = (count_sql, upsert_sql)
+        return count_sql, upsert_sql
 
     def write(
         self,
         db: sqlite_utils.Database,
         connection_id: str,
-        records: Iterable[dict[str, Any]],
+        rows: dict[str, Row],
         deleted: Sequence[str],
         now: str,
         gen: int | None,
     ) -> BatchCounts:
-        """Upsert ``records`` then tombstone ``deleted`` ids; call inside one transaction."""
-        counts = self.upsert(db, connection_id, self.rows(connection_id, records, now, gen))
+        """Upsert ``rows`` (from :meth:`rows`) then tombstone ``deleted`` ids; call inside
+        one transaction."""
+        counts = self.upsert(db, connection_id, rows, now, gen)
         if deleted:
             counts.deleted += self.tombstone(db, connection_id, deleted, now)
         return counts

@@ -250,7 +250,7 @@ def records_db(tmp_path: Path):
 
 def upsert(db: sqlite_utils.Database, table: RecordTable, records: list[dict[str, Any]], gen=None):
     with db.atomic():
-        return table.upsert(db, "c1", table.rows("c1", records, "now", gen))
+        return table.upsert(db, "c1", table.rows(records), "now", gen)
 
 
 def item(i: int, name: str = "n", amount: Any = "1.00") -> dict[str, Any]:
@@ -281,11 +281,37 @@ def test_columns_keep_money_out_of_binary_floats(records_db):
     assert rows == [("1", "12.5", "text"), ("2", 1250, "integer")]
 
 
+def test_a_batch_over_many_statements_counts_every_row(records_db):
+    db, table = records_db
+    upsert(db, table, [item(i) for i in range(250)])
+    with db.atomic():
+        assert table.tombstone(db, "c1", ["7", "180"], "now") == 2
+    # rows 0-249 exist (two tombstoned), 250-349 are new; every 3rd changes, 240 twice
+    batch = [item(i, name="x" if i % 3 == 0 else "n") for i in range(350)]
+    batch.append(item(240, name="last"))
+    counts = upsert(db, table, batch)
+    changed = {i for i in range(250) if i % 3 == 0} | {7, 180}  # + the resurrected
+    assert (counts.created, counts.updated) == (100, len(changed))
+    assert db.execute(
+        "SELECT name, deleted_at FROM records_ledger_items WHERE id IN ('7', '240') ORDER BY id"
+    ).fetchall() == [("last240", None), ("n7", None)]
+    assert table.count(db, "c1") == 350
+
+
+def test_statements_fit_sqlite_variable_limit(records_db):
+    db, table = records_db
+    db.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 40)  # 9 rows of 4 values + 3
+    counts = upsert(db, table, [item(i) for i in range(25)])
+    assert (counts.created, table.count(db, "c1")) == (25, 25)
+    counts = upsert(db, table, [item(i, name="m") for i in range(25)])
+    assert counts.updated == 25
+
+
 def test_records_are_per_connection(records_db):
     db, table = records_db
     upsert(db, table, [item(1)])
     with db.atomic():
-        counts = table.upsert(db, "c2", table.rows("c2", [item(1)], "now", None))
+        counts = table.upsert(db, "c2", table.rows([item(1)]), "now", None)
     assert counts.created == 1
     assert (table.count(db, "c1"), table.count(db, "c2")) == (1, 1)
 
@@ -293,7 +319,7 @@ def test_records_are_per_connection(records_db):
 def test_record_without_id_is_rejected(records_db):
     _, table = records_db
     with pytest.raises(ValueError, match="has no id"):
-        table.rows("c1", [{"name": "x"}], "now", None)
+        table.rows([{"name": "x"}])
 
 
 def test_tombstone_and_resurrect(records_db):
@@ -739,7 +765,8 @@ def test_a_newly_declared_column_is_filled_for_the_records_already_stored(tmp_pa
     apply_migrations(db)
     first = RecordTable("x", Stream("items", columns={"name": "name"}))
     first.create(db, "items", "x")
-    first.write(db, "x:a", [{"id": 1, "name": "n", "amount": {"total": "9.50"}}], [], "t1", None)
+    record = {"id": 1, "name": "n", "amount": {"total": "9.50"}}
+    first.write(db, "x:a", first.rows([record]), [], "t1", None)
     # the plugin's next release indexes a new column; the record itself does not change
     second = RecordTable("x", Stream("items", columns={"name": "name", "total": "amount.total"}))
     second.create(db, "items", "x")

@@ -41,7 +41,8 @@ async def test_a_bounce_posted_to_the_daemon_suppresses_the_address(
             if listed["total"]:
                 break
             await asyncio.sleep(0.05)
-        assert [row["email"] for row in listed["suppressions"]] == ["gone@client.test"]
+        emails = [row["email"] for row in listed["suppressions"]]
+        assert emails == ["gone@client.test"], daemon.output()[-6000:]
         status, answer = await daemon.api(
             session,
             "POST",
