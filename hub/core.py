@@ -23,7 +23,6 @@ from hub.health import HealthMonitor
 from hub.http import HttpClient
 from hub.key_figures import gather_key_figures
 from hub.logs import add_secret_keys
-from hub.memory import tune_gc, tune_malloc
 from hub.metrics import Metrics
 from hub.model import (
     Connection,
@@ -44,6 +43,7 @@ from hub.store.plugin_tables import PluginTables
 from hub.store.records import BatchCounts
 from hub.sync import SyncEngine, SyncResult
 from hub.tables import migrate_plugins, namespace_of
+from hub.tuning import tune_gc, tune_malloc, tune_switch_interval
 from hub.webhooks.dispatcher import Dispatcher
 from hub.webhooks.ingest import Admission, GroupCommitter
 from hub.webhooks.outbound import Outbound
@@ -136,6 +136,7 @@ class Hub:
         self.load_plugins()
         tune_malloc()
         tune_gc()
+        tune_switch_interval()
         secret = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
         store = self.settings.store
         self._store = Store(store.path, secret, store.synchronous)

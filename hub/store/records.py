@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +22,11 @@ from hub.model import Field, Stream
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED_COLUMNS = frozenset({"connection_id", "id", "data", "synced_at", "deleted_at", "_gen"})
 CHUNK = 900  # below SQLite's 999 variables per statement
-STATEMENT_ROWS = 100
+STATEMENT_ROWS = 256
 """Most rows one upsert statement writes (SQLite's variable limit may allow fewer)."""
-STATEMENT_CACHE = 4
-"""Statements kept per table besides the full-size one (a batch's last chunk varies)."""
+TAIL_ROWS = (64, 16, 4, 1)
+"""Smaller statement sizes for what is left after the full ones: every table uses a few
+fixed sizes, so SQLite compiles each once and the statements cached stay small."""
 Row = tuple[Any, ...]
 """A record as a table row: its id, its indexed columns, its JSON."""
 
@@ -193,10 +194,9 @@ class RecordTable:
         """
         counts = BatchCounts()
         values = list(rows.values())
-        size = self._statement_rows(db)
-        for start in range(0, len(values), size):
+        for start, size in self._chunks(len(values), self._statement_rows(db)):
             chunk = values[start : start + size]
-            count_sql, upsert_sql = self._statements(len(chunk))
+            count_sql, upsert_sql = self._statements(size)
             params = [connection_id, now, gen, *itertools.chain.from_iterable(chunk)]
             found, changed = db.conn.execute(count_sql, params).fetchone()
             counts.created += len(chunk) - found
@@ -210,6 +210,16 @@ class RecordTable:
             variables = db.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
             self._per_statement = max(1, min(STATEMENT_ROWS, (variables - 3) // self._width))
         return self._per_statement
+
+    @staticmethod
+    def _chunks(total: int, full: int) -> Iterator[tuple[int, int]]:
+        """``(start, size)`` of each statement writing ``total`` rows: full-size statements,
+        then the :data:`TAIL_ROWS` sizes, largest first."""
+        start = 0
+        for size in (full, *(tail for tail in TAIL_ROWS if tail < full)):
+            while total - start >= size:
+                yield start, size
+                start += size
 
     def _statements(self, rows: int) -> tuple[str, str]:
         """The statements counting and upserting ``rows`` rows.
@@ -235,8 +245,7 @@ class RecordTable:
             for first in firsts
         )
         upsert_sql = f"{self._insert} VALUES {tuples} {self._on_conflict}"
-        if rows == self._per_statement or len(self._cache) < STATEMENT_CACHE:
-            self._cache[rows] = (count_sql, upsert_sql)
+        self._cache[rows] = (count_sql, upsert_sql)
         return count_sql, upsert_sql
 
     def write(
