@@ -8,6 +8,7 @@ generation that last saw it (``_gen``, for tombstoning what a full sync no longe
 from __future__ import annotations
 
 import itertools
+import operator
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -45,7 +46,15 @@ def field_getter(path: Field) -> Callable[[dict[str, Any]], Any]:
         return path
     parts = path.split(".")
     if len(parts) == 1:
-        return lambda record: record.get(path)
+        return operator.methodcaller("get", path)
+    if len(parts) == 2:  # the common nested field (``MetaData.LastUpdatedTime``): no loop
+        outer, inner = parts
+
+        def get_two(record: dict[str, Any]) -> Any:
+            value = record.get(outer)
+            return value.get(inner) if isinstance(value, dict) else None
+
+        return get_two
 
     def get(record: dict[str, Any]) -> Any:
         value: Any = record
@@ -56,6 +65,10 @@ def field_getter(path: Field) -> Callable[[dict[str, Any]], Any]:
         return value
 
     return get
+
+
+_PLAIN = frozenset({str, int, type(None)})
+"""Types a column stores as they are (checked before calling :func:`_column_value`)."""
 
 
 def _column_value(value: Any) -> Any:
@@ -163,7 +176,7 @@ class RecordTable:
         Build them before handing a batch to the writer thread: the rows are a snapshot the
         plugin cannot change afterwards, and the writer thread only runs SQL.
         """
-        key, getters, dumps = self._key, self._getters, orjson.dumps
+        key, getters, dumps, plain = self._key, self._getters, orjson.dumps, _PLAIN
         out: dict[str, Row] = {}
         for record in records:
             raw_id = key(record)
@@ -172,7 +185,7 @@ class RecordTable:
             record_id = str(raw_id)
             out[record_id] = (
                 record_id,
-                *[_column_value(get(record)) for get in getters],
+                *[v if type(v := get(record)) in plain else _column_value(v) for get in getters],
                 dumps(record).decode(),
             )
         return out
