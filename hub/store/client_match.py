@@ -37,6 +37,7 @@ import orjson
 import sqlite_utils
 
 from hub.model import CLIENT_EVIDENCE
+from hub.store.bulk import insert_rows
 from hub.store.clock import utcnow
 
 CHUNK = 900  # below SQLite's 999 variables per statement
@@ -352,18 +353,21 @@ class _Matcher:
         """Insert the clients, links and tax ids this run settled (clients first: the links
         and tax ids refer to them)."""
         conn = self.db.conn
-        conn.executemany(
+        insert_rows(
+            conn,
             "INSERT INTO clients (id, name, name_key, email, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "VALUES {values}",
             self.new_clients,
         )
-        conn.executemany(
+        insert_rows(
+            conn,
             "INSERT INTO client_links (client_id, integration, connection_id, provider_id, "
-            "matched_by, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "matched_by, created_at) VALUES {values}",
             self.new_links,
         )
-        conn.executemany(
-            "INSERT OR IGNORE INTO client_tax_ids (tax_id, client_id) VALUES (?, ?)",
+        insert_rows(
+            conn,
+            "INSERT OR IGNORE INTO client_tax_ids (tax_id, client_id) VALUES {values}",
             self.new_taxes,
         )
 
@@ -384,9 +388,10 @@ def _keep_reviews(
             settled,
         )
     now = utcnow()
-    db.conn.executemany(
+    insert_rows(
+        db.conn,
         "INSERT OR REPLACE INTO client_reviews (integration, connection_id, provider_id, name, "
-        "email, tax_ids, reason, candidates, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "email, tax_ids, reason, candidates, seen_at) VALUES {values}",
         [
             (
                 *scope,

@@ -154,6 +154,10 @@ class Database:
         prepare_database(path)
         self._writer_db = connect(path, cache_mb=WRITER_CACHE_MB)
         self._writer_db.execute("PRAGMA wal_autocheckpoint=0")
+        # A statement that writes many rows inside a transaction keeps a statement journal
+        # (to undo just that statement); on disk it would double what the writer writes.
+        # In memory it is bounded by one statement (hub.store.bulk.STATEMENT_ROWS rows).
+        self._writer_db.execute("PRAGMA temp_store=MEMORY")
         self._writer_db.execute(
             f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}"
         )

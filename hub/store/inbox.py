@@ -8,8 +8,6 @@ delivery is pending, ``dead`` when any was dead-lettered, else ``done``.
 
 from __future__ import annotations
 
-import functools
-import sqlite3
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from typing import Any
 import orjson
 import sqlite_utils
 
+from hub.store.bulk import insert_rows
 from hub.store.clock import next_id, utcnow
 from hub.store.content import conflict_id, content_hash
 from hub.store.database import Database
@@ -161,45 +160,6 @@ EVENT_FILTERS = {
     "done": "WHERE e.routed = 1 AND NOT EXISTS (SELECT 1 FROM deliveries d "
     "WHERE d.event = e.id AND d.state != 'done')",
 }
-MAX_BOUND_VALUES = 999
-"""Values one statement binds at most: SQLite's oldest limit (3.32 raised the default)."""
-
-
-@functools.cache
-def chunk_sizes(width: int) -> tuple[int, ...]:
-    """Rows per statement for rows of ``width`` values, largest first: the powers of two up
-    to the largest within :data:`MAX_BOUND_VALUES`, so a group of n rows takes at most one
-    statement per set bit of n."""
-    largest = 1 << ((MAX_BOUND_VALUES // width).bit_length() - 1)
-    return tuple(largest >> shift for shift in range(largest.bit_length()))
-
-
-@functools.cache
-def _values(width: int, rows: int) -> str:
-    row = "(" + ", ".join("?" * width) + ")"
-    return ", ".join([row] * rows)
-
-
-def insert_rows(conn: sqlite3.Connection, template: str, rows: Sequence[tuple[Any, ...]]) -> int:
-    """Run ``template`` (with a ``{values}`` slot) over ``rows`` in a few multi-row statements;
-    return how many rows they inserted (an ``OR IGNORE`` skips duplicates).
-
-    ``executemany`` would step once per row, releasing and retaking the GIL each time (on the
-    writer thread, a stall of the event loop's thread per row); this steps a few times per
-    group. The statement texts come from a small fixed set, so they stay cached.
-    """
-    if not rows:
-        return 0
-    width, start, inserted = len(rows[0]), 0, 0
-    for size in chunk_sizes(width):
-        while len(rows) - start >= size:
-            chunk = rows[start : start + size]
-            inserted += conn.execute(
-                template.format(values=_values(width, size)),
-                [value for row in chunk for value in row],
-            ).rowcount
-            start += size
-    return inserted
 
 
 def insert_event_groups(

@@ -10,8 +10,7 @@ from __future__ import annotations
 import itertools
 import operator
 import re
-import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,15 +18,11 @@ import orjson
 import sqlite_utils
 
 from hub.model import Field, Stream
+from hub.store.bulk import chunk_sizes, chunks, variable_limit
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED_COLUMNS = frozenset({"connection_id", "id", "data", "synced_at", "deleted_at", "_gen"})
 CHUNK = 900  # below SQLite's 999 variables per statement
-STATEMENT_ROWS = 256
-"""Most rows one upsert statement writes (SQLite's variable limit may allow fewer)."""
-TAIL_ROWS = (64, 16, 4, 1)
-"""Smaller statement sizes for what is left after the full ones: every table uses a few
-fixed sizes, so SQLite compiles each once and the statements cached stay small."""
 Row = tuple[Any, ...]
 """A record as a table row: its id, its indexed columns, its JSON."""
 
@@ -109,7 +104,6 @@ class RecordTable:
         names = ["connection_id", "id", *columns, "data", "synced_at", "_gen"]
         updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in [*columns, "data", "synced_at"])
         self._width = len(columns) + 2  # a row's own values: id, columns, data
-        self._per_statement: int | None = None
         self._cache: dict[int, tuple[str, str]] = {}
         self._insert = f"INSERT INTO [{self.name}] ({', '.join(f'[{n}]' for n in names)})"
         self._on_conflict = (
@@ -207,7 +201,8 @@ class RecordTable:
         """
         counts = BatchCounts()
         values = list(rows.values())
-        for start, size in self._chunks(len(values), self._statement_rows(db)):
+        sizes = chunk_sizes(self._width, variable_limit(db.conn), reserved=3)
+        for start, size in chunks(len(values), sizes):
             chunk = values[start : start + size]
             count_sql, upsert_sql = self._statements(size)
             params = [connection_id, now, gen, *itertools.chain.from_iterable(chunk)]
@@ -216,23 +211,6 @@ class RecordTable:
             counts.updated += changed
             db.conn.execute(upsert_sql, params)
         return counts
-
-    def _statement_rows(self, db: sqlite_utils.Database) -> int:
-        """Rows per statement: up to ``STATEMENT_ROWS``, within SQLite's variable limit."""
-        if self._per_statement is None:
-            variables = db.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            self._per_statement = max(1, min(STATEMENT_ROWS, (variables - 3) // self._width))
-        return self._per_statement
-
-    @staticmethod
-    def _chunks(total: int, full: int) -> Iterator[tuple[int, int]]:
-        """``(start, size)`` of each statement writing ``total`` rows: full-size statements,
-        then the :data:`TAIL_ROWS` sizes, largest first."""
-        start = 0
-        for size in (full, *(tail for tail in TAIL_ROWS if tail < full)):
-            while total - start >= size:
-                yield start, size
-                start += size
 
     def _statements(self, rows: int) -> tuple[str, str]:
         """The statements counting and upserting ``rows`` rows.

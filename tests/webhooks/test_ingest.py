@@ -4,7 +4,6 @@ thread, exact counts of what each request created and repeated, and bounds on wh
 from __future__ import annotations
 
 import asyncio
-import itertools
 import sqlite3
 import threading
 from pathlib import Path
@@ -13,14 +12,7 @@ import pytest
 
 from hub.store.content import conflict_id, content_hash
 from hub.store.database import URGENT_RUN, Database, WriteQueue
-from hub.store.inbox import (
-    MAX_BOUND_VALUES,
-    Inbox,
-    NewEvent,
-    WebhookDelivery,
-    chunk_sizes,
-    insert_webhooks,
-)
+from hub.store.inbox import Inbox, NewEvent, WebhookDelivery, insert_webhooks
 from hub.testing import generic_signature, wait_for_run
 from hub.web.keys import HUB
 from hub.webhooks.dispatcher import HANDLER_CACHE_SIZE
@@ -161,13 +153,6 @@ async def test_concurrent_requests_share_commits_and_each_gets_its_own_answer(db
     assert count(db, "SELECT count(*) FROM webhook_requests") == 200
     assert sum(groups) == 200 and len(groups) < 200
     assert committer.admission.requests == 0 and committer.admission.bytes == 0
-
-
-@pytest.mark.parametrize("width", [5, 8, 9, 200, 999])
-def test_chunk_sizes_cover_every_group_size(width):
-    sizes = chunk_sizes(width)
-    assert sizes[-1] == 1 and all(a == 2 * b for a, b in itertools.pairwise(sizes))
-    assert sizes[0] * width <= MAX_BOUND_VALUES < sizes[0] * 2 * width
 
 
 async def test_webhook_groups_are_written_on_the_writer_thread_only(hub_client, monkeypatch):
