@@ -99,14 +99,37 @@ def client_key(value: str | None) -> int | None:
 
 
 @dataclass(frozen=True)
+class _Keys:
+    """A candidate's normalised evidence (computed once, when the candidate is made)."""
+
+    name: str
+    email: str
+    taxes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, candidate: Candidate) -> _Keys:
+        """The normalised name, e-mail address and tax ids of ``candidate``."""
+        taxes = _tax_ids(candidate) if candidate.tax_ids else ()
+        return cls(normalise_name(candidate.name), normalise_email(candidate.email), taxes)
+
+
+@dataclass(frozen=True)
 class Candidate:
-    """A provider record that may stand for a client (a QuickBooks or Stripe customer)."""
+    """A provider record that may stand for a client (a QuickBooks or Stripe customer).
+
+    Its normalised evidence (``keys``) is computed when it is made: a sync makes candidates
+    on the event loop, so the writer thread, which settles them, does not normalise.
+    """
 
     provider_id: str
     name: str | None = None
     email: str | None = None
     tax_ids: tuple[str, ...] = ()
     client_id: str | None = None
+    keys: _Keys = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", _Keys.of(self))
 
 
 @dataclass(frozen=True)
@@ -167,21 +190,6 @@ def _tax_ids(candidate: Candidate) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k for k in map(normalise_tax_id, candidate.tax_ids) if k))
 
 
-@dataclass(frozen=True)
-class _Keys:
-    """A candidate's normalised evidence, computed once per match."""
-
-    name: str
-    email: str
-    taxes: tuple[str, ...]
-
-    @classmethod
-    def of(cls, candidate: Candidate) -> _Keys:
-        """The normalised name, e-mail address and tax ids of ``candidate``."""
-        taxes = _tax_ids(candidate) if candidate.tax_ids else ()
-        return cls(normalise_name(candidate.name), normalise_email(candidate.email), taxes)
-
-
 class _Matcher:
     """One match run inside one write transaction: indexes the relevant rows up front, and
     writes the new clients, links and tax ids in one statement each when it is done."""
@@ -215,7 +223,7 @@ class _Matcher:
         """Read the links and the same-tax-id, same-name and same-e-mail clients these
         candidates may meet, with those clients' tax ids."""
         db, scope = self.db, self.scope
-        self.keys = {c.provider_id: _Keys.of(c) for c in candidates}
+        self.keys = {c.provider_id: c.keys for c in candidates}
         link_sql = (
             "SELECT provider_id, client_id FROM client_links "
             "WHERE integration = ? AND connection_id = ? AND provider_id IN ({marks})"
@@ -261,49 +269,65 @@ class _Matcher:
 
     def settle(self, candidate: Candidate) -> MatchResult:
         """Match, create or report one candidate (see the module docstring for the rules)."""
-        pid, keys = candidate.provider_id, self.keys[candidate.provider_id]
+        pid, keys = candidate.provider_id, candidate.keys
         taxes = keys.taxes
         if pid in self.linked:
             self._learn(self.linked[pid], taxes)
             return MatchResult(pid, "matched", self.linked[pid], "link")
         named = client_key(candidate.client_id)
-        name_key, email = keys.name, keys.email
-        found = {
-            "client_id": [named] if named is not None and named in self.named else [],
-            "tax_id": sorted({cid for key in taxes for cid in self.by_tax.get(key, ())}),
-            "name": sorted(self.by_name.get(name_key, ())) if name_key else [],
-            "email": sorted(self.by_email.get(email, ())) if email else [],
-        }
-        kind = next((kind for kind in self.order if found[kind]), None)
+        found: dict[str, list[int]] = {}
+        kind = None
+        for evidence in self.order:  # the first evidence that finds a client settles it
+            found[evidence] = self._found(evidence, named, keys)
+            if found[evidence]:
+                kind = evidence
+                break
         if kind is None:
-            result = self._create(candidate, name_key, email, taxes)
+            result = self._create(candidate, keys)
         else:
-            result = self._settle_by(pid, kind, found, taxes)
-        if "client_id" in self.order and candidate.client_id and not found["client_id"]:
+            result = self._settle_by(pid, kind, found, named, keys)
+        if candidate.client_id and "client_id" in self.order and named not in self.named:
             note = f"its client id {candidate.client_id[:40]!r} names no client"
             return replace(result, note=note)
         return result
 
+    def _found(self, evidence: str, named: int | None, keys: _Keys) -> list[int]:
+        """The clients one kind of evidence of a candidate points at, in id order."""
+        if evidence == "client_id":
+            return [named] if named is not None and named in self.named else []
+        if evidence == "tax_id":
+            return sorted({cid for key in keys.taxes for cid in self.by_tax.get(key, ())})
+        if evidence == "name":
+            return sorted(self.by_name.get(keys.name, ())) if keys.name else []
+        return sorted(self.by_email.get(keys.email, ())) if keys.email else []
+
     def _settle_by(
-        self, pid: str, kind: str, found: dict[str, list[int]], taxes: tuple[str, ...]
+        self,
+        pid: str,
+        kind: str,
+        found: dict[str, list[int]],
+        named: int | None,
+        keys: _Keys,
     ) -> MatchResult:
         """Settle by the evidence ``kind``, which found ``found[kind]``."""
         clients = found[kind]
         if len(clients) > 1:
             return self._ambiguous(pid, f"several clients have this {WHAT[kind]}", clients)
         pair = PAIRED.get(kind, "")
-        others = found[pair] if pair in self.order else []
+        others = self._found(pair, named, keys) if pair in self.order else []
         if others and clients[0] not in others:
             reason = "the business name and the e-mail address point at different clients"
             return self._ambiguous(pid, reason, sorted({*clients, *others}))
-        return self._link(pid, clients[0], kind, taxes)
+        refused = self._link(pid, clients[0], kind, keys.taxes)
+        return refused or MatchResult(pid, "matched", clients[0], kind)
 
     def _ambiguous(self, pid: str, reason: str, clients: list[int]) -> MatchResult:
         return MatchResult(pid, "ambiguous", None, None, reason, tuple(clients))
 
     def _link(
         self, pid: str, client_id: int, matched_by: str, taxes: tuple[str, ...]
-    ) -> MatchResult:
+    ) -> MatchResult | None:
+        """Link ``pid`` to ``client_id``; None when linked, else why not (ambiguous)."""
         other = self.taken.get(client_id)
         if other is not None:
             reason = f"client {client_id} is already linked to {other} of this connection"
@@ -316,7 +340,7 @@ class _Matcher:
         self.taken[client_id] = pid
         self.linked[pid] = client_id
         self._learn(client_id, taxes)
-        return MatchResult(pid, "matched", client_id, matched_by)
+        return None
 
     def _learn(self, client_id: int, taxes: tuple[str, ...]) -> None:
         """Add the tax ids of a record linked to ``client_id`` to the client's."""
@@ -329,9 +353,7 @@ class _Matcher:
                 known.add(key)
                 self.by_tax[key].add(client_id)
 
-    def _create(
-        self, candidate: Candidate, name_key: str, email: str, taxes: tuple[str, ...]
-    ) -> MatchResult:
+    def _create(self, candidate: Candidate, keys: _Keys) -> MatchResult:
         name = candidate.name or candidate.email or f"{self.scope[0]} {candidate.provider_id}"
         if not self.next_client:
             # the id SQLite would give the next row of this AUTOINCREMENT table
@@ -341,12 +363,13 @@ class _Matcher:
             ).fetchone()
             self.next_client = int(row[0]) + 1
         client_id, self.next_client = self.next_client, self.next_client + 1
+        name_key, email = keys.name, keys.email
         self.new_clients.append((client_id, name, name_key, email or None, self.now, self.now))
         if name_key:
             self.by_name[name_key].add(client_id)
         if email:
             self.by_email[email].add(client_id)
-        self._link(candidate.provider_id, client_id, "created", taxes)
+        self._link(candidate.provider_id, client_id, "created", keys.taxes)  # a new client
         return MatchResult(candidate.provider_id, "created", client_id, "created")
 
     def write(self) -> None:
