@@ -104,14 +104,24 @@ class RecordTable:
         names = ["connection_id", "id", *columns, "data", "synced_at", "_gen"]
         updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in [*columns, "data", "synced_at"])
         self._width = len(columns) + 2  # a row's own values: id, columns, data
-        self._cache: dict[int, tuple[str, str]] = {}
+        self._cache: dict[int, str] = {}
         self._insert = f"INSERT INTO [{self.name}] ({', '.join(f'[{n}]' for n in names)})"
+        # only a change of content (or a tombstone) updates a row: a full sync's generation
+        # of unchanged rows is set by one statement per batch (_seen_sql), so the upserts'
+        # own change counts are the created and updated rows
         self._on_conflict = (
             f"ON CONFLICT (connection_id, id) DO UPDATE SET {updates}, deleted_at = NULL, "
             f"_gen = coalesce(excluded._gen, [{self.name}]._gen) "
             f"WHERE [{self.name}].data IS NOT excluded.data "
-            f"OR [{self.name}].deleted_at IS NOT NULL "
-            f"OR (excluded._gen IS NOT NULL AND [{self.name}]._gen IS NOT excluded._gen)"
+            f"OR [{self.name}].deleted_at IS NOT NULL"
+        )
+        batch_ids = "id IN (SELECT value FROM json_each(?2))"
+        self._existing_sql = (
+            f"SELECT count(*) FROM [{self.name}] WHERE connection_id = ?1 AND {batch_ids}"
+        )
+        self._seen_sql = (
+            f"UPDATE [{self.name}] SET _gen = ?3 "
+            f"WHERE connection_id = ?1 AND {batch_ids} AND _gen IS NOT ?3"
         )
 
     def create(self, db: sqlite_utils.Database, stream: str, integration: str) -> None:
@@ -197,47 +207,44 @@ class RecordTable:
 
         Rows go in statements of many rows each: SQLite then works through a whole chunk
         without the GIL, while the event loop parses the next page (a statement per row would
-        take the GIL back after every row).
+        take the GIL back after every row). Counting them takes one more statement per batch
+        (the ids as one JSON parameter), and a full sync's generation one more.
         """
-        counts = BatchCounts()
+        if not rows:
+            return BatchCounts()
+        conn = db.conn
+        ids = orjson.dumps(list(rows)).decode()
+        existing = conn.execute(self._existing_sql, [connection_id, ids]).fetchone()[0]
+        changed = 0
         values = list(rows.values())
-        sizes = chunk_sizes(self._width, variable_limit(db.conn), reserved=3)
+        sizes = chunk_sizes(self._width, variable_limit(conn), reserved=3)
         for start, size in chunks(len(values), sizes):
-            chunk = values[start : start + size]
-            count_sql, upsert_sql = self._statements(size)
-            params = [connection_id, now, gen, *itertools.chain.from_iterable(chunk)]
-            found, changed = db.conn.execute(count_sql, params).fetchone()
-            counts.created += len(chunk) - found
-            counts.updated += changed
-            db.conn.execute(upsert_sql, params)
-        return counts
+            params = [
+                connection_id,
+                now,
+                gen,
+                *itertools.chain.from_iterable(values[start : start + size]),
+            ]
+            changed += conn.execute(self._upsert_sql(size), params).rowcount
+        if gen is not None:
+            conn.execute(self._seen_sql, [connection_id, ids, gen])
+        created = len(values) - existing
+        return BatchCounts(created=created, updated=changed - created)
 
-    def _statements(self, rows: int) -> tuple[str, str]:
-        """The statements counting and upserting ``rows`` rows.
-
-        Their parameters: ``?1`` the connection, ``?2`` the time, ``?3`` the generation,
-        then each row's values (id, indexed columns, data) in turn. The count answers how
-        many of the rows exist (live or tombstoned) and how many of those change.
-        """
+    def _upsert_sql(self, rows: int) -> str:
+        """The statement upserting ``rows`` rows. Its parameters: ``?1`` the connection,
+        ``?2`` the time, ``?3`` the generation, then each row's values (id, indexed columns,
+        data) in turn."""
         cached = self._cache.get(rows)
         if cached is not None:
             return cached
         width = self._width
-        firsts = range(4, 4 + rows * width, width)
-        batch = ", ".join(f"(?{first}, ?{first + width - 1})" for first in firsts)
-        count_sql = (
-            f"WITH batch(id, data) AS (VALUES {batch}) "
-            "SELECT count(t.id), "
-            "coalesce(sum(t.deleted_at IS NOT NULL OR t.data IS NOT batch.data), 0) "
-            f"FROM batch CROSS JOIN [{self.name}] AS t ON t.connection_id = ?1 AND t.id = batch.id"
-        )
         tuples = ", ".join(
             "(?1, " + "".join(f"?{n}, " for n in range(first, first + width)) + "?2, ?3)"
-            for first in firsts
+            for first in range(4, 4 + rows * width, width)
         )
-        upsert_sql = f"{self._insert} VALUES {tuples} {self._on_conflict}"
-        self._cache[rows] = (count_sql, upsert_sql)
-        return count_sql, upsert_sql
+        self._cache[rows] = sql = f"{self._insert} VALUES {tuples} {self._on_conflict}"
+        return sql
 
     def write(
         self,
