@@ -206,7 +206,6 @@ class _Matcher:
         self.named: set[int] = set()
         self.scope = (integration, connection_id)
         self.now = utcnow()
-        self.keys: dict[str, _Keys] = {}
         self.linked: dict[str, int] = {}
         self.by_tax: dict[str, set[int]] = defaultdict(set)
         self.by_name: dict[str, set[int]] = defaultdict(set)
@@ -223,13 +222,13 @@ class _Matcher:
         """Read the links and the same-tax-id, same-name and same-e-mail clients these
         candidates may meet, with those clients' tax ids."""
         db, scope = self.db, self.scope
-        self.keys = {c.provider_id: c.keys for c in candidates}
         link_sql = (
             "SELECT provider_id, client_id FROM client_links "
             "WHERE integration = ? AND connection_id = ? AND provider_id IN ({marks})"
         )
-        self.linked = {pid: cid for pid, cid in chunked(db, link_sql, scope, self.keys)}
-        keys = self.keys.values()
+        pids = [c.provider_id for c in candidates]
+        self.linked = {pid: cid for pid, cid in chunked(db, link_sql, scope, pids)}
+        keys = [c.keys for c in candidates]
         lookups = {
             "SELECT tax_id, client_id FROM client_tax_ids WHERE tax_id IN ({marks})": (
                 self.by_tax,
@@ -275,17 +274,13 @@ class _Matcher:
             self._learn(self.linked[pid], taxes)
             return MatchResult(pid, "matched", self.linked[pid], "link")
         named = client_key(candidate.client_id)
-        found: dict[str, list[int]] = {}
-        kind = None
-        for evidence in self.order:  # the first evidence that finds a client settles it
-            found[evidence] = self._found(evidence, named, keys)
-            if found[evidence]:
-                kind = evidence
+        for kind in self.order:  # the first evidence that finds a client settles it
+            clients = self._found(kind, named, keys)
+            if clients:
+                result = self._settle_by(pid, kind, clients, named, keys)
                 break
-        if kind is None:
-            result = self._create(candidate, keys)
         else:
-            result = self._settle_by(pid, kind, found, named, keys)
+            result = self._create(candidate, keys)
         if candidate.client_id and "client_id" in self.order and named not in self.named:
             note = f"its client id {candidate.client_id[:40]!r} names no client"
             return replace(result, note=note)
@@ -305,12 +300,11 @@ class _Matcher:
         self,
         pid: str,
         kind: str,
-        found: dict[str, list[int]],
+        clients: list[int],
         named: int | None,
         keys: _Keys,
     ) -> MatchResult:
-        """Settle by the evidence ``kind``, which found ``found[kind]``."""
-        clients = found[kind]
+        """Settle by the evidence ``kind``, which found ``clients``."""
         if len(clients) > 1:
             return self._ambiguous(pid, f"several clients have this {WHAT[kind]}", clients)
         pair = PAIRED.get(kind, "")
