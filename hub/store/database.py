@@ -19,7 +19,6 @@ import collections
 import contextlib
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -38,11 +37,14 @@ T = TypeVar("T")
 log = structlog.get_logger("hub.store")
 
 CHECKPOINT_INTERVAL_S = 1.0
-WAL_RESTART_BYTES = 1024 * 1024 * 1024
-WAL_RESTART_WAIT_MS = 100
-"""How long a restarting checkpoint waits for readers (writers wait meanwhile)."""
-WAL_RESTART_BACKOFF_S = 60.0
-"""After a restart that readers kept from finishing, the next try waits this long."""
+CATCH_UP_INTERVAL_S = 0.01
+"""How soon the checkpointer runs again while writes keep the WAL past a reset."""
+WAL_RESET_BYTES = 16 * 1024 * 1024
+"""Past this the WAL is started over from its beginning (see :meth:`Database._checkpoint_loop`)."""
+HANDOFF_FRAMES = 512
+"""At most this many frames left to copy, the writer thread finishes the checkpoint."""
+WAL_SIZE_LIMIT = 128 * 1024 * 1024
+"""What SQLite truncates the WAL file to when it starts over (journal_size_limit)."""
 WRITER_CACHE_MB = 16
 URGENT_RUN = 4
 """Urgent items the writer runs in a row at most while a regular item waits."""
@@ -72,7 +74,7 @@ def connect(path: Path, cache_mb: int = 4) -> sqlite_utils.Database:
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=30000")
         db.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")
-        db.execute("PRAGMA journal_size_limit=67108864")  # whoever restarts the WAL: 64 MB
+        db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     except sqlite3.DatabaseError as exc:
         if "file is not a database" in str(exc):
             raise StoreError(
@@ -173,11 +175,12 @@ class Database:
             log.warning("database integrity check stopped", detail=self.integrity.detail)
         self.writability = Writability()
         self._queue = WriteQueue()
+        self._stop = threading.Event()
+        self._finish_checkpoint = threading.Event()
         self._writer = threading.Thread(
             target=self._write_loop, name="hub-store-writer", daemon=True
         )
         self._writer.start()
-        self._stop = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="hub-store-checkpoint", daemon=True
         )
@@ -189,36 +192,48 @@ class Database:
         self._closed = False
 
     def _checkpoint_loop(self) -> None:
-        """Copy the WAL back into the database off the writer's path, once a second.
+        """Copy the WAL back into the database off the writer's path, once a second, and
+        keep the WAL from growing without end under writes that never pause.
 
-        The writer never checkpoints itself (``wal_autocheckpoint=0``): a checkpoint's fsyncs
-        would otherwise stall the commit that many waiting webhook requests depend on. The WAL
-        starts over by itself once a checkpoint has caught up with the writers; under writes
-        that never pause it would grow without end, so past ``WAL_RESTART_BYTES`` a
-        checkpoint that makes writers wait for it (a moment) starts it over. That checkpoint
-        also waits for readers of older snapshots, at most ``WAL_RESTART_WAIT_MS`` (writers
-        wait with it); if one is still reading, the next try is ``WAL_RESTART_BACKOFF_S``
-        later.
+        The writer never checkpoints on its own (``wal_autocheckpoint=0``): a checkpoint's
+        fsyncs would otherwise stall the commit that many waiting webhook requests depend on.
+        SQLite starts the WAL over when a write transaction begins after a checkpoint copied
+        all of it; beside a busy writer a checkpoint never does, and the WAL then grows into
+        fresh file pages, which the kernel allocates and zeroes on every write (a third of
+        the writer's time in a large sync). So past ``WAL_RESET_BYTES`` the checkpointer
+        catches up, a pass every ``CATCH_UP_INTERVAL_S``, until at most ``HANDOFF_FRAMES``
+        are left; then the writer thread copies those between two transactions, and its next
+        transaction writes the WAL from its beginning, over pages the kernel has cached.
         """
         db = connect(self.path, cache_mb=1)
-        restart_after = 0.0
         try:
-            db.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
             page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
-            while not self._stop.wait(CHECKPOINT_INTERVAL_S):
+            interval = CHECKPOINT_INTERVAL_S
+            while not self._stop.wait(interval):
                 try:
-                    _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if frames * page_size > WAL_RESTART_BYTES and time.monotonic() > restart_after:
-                        busy, _, _ = db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-                        if busy:
-                            restart_after = time.monotonic() + WAL_RESTART_BACKOFF_S
+                    busy, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.OperationalError:
                     continue  # busy: try again next time
+                interval = CHECKPOINT_INTERVAL_S
+                if busy or frames * page_size < WAL_RESET_BYTES:
+                    continue
+                if frames - copied <= HANDOFF_FRAMES or frames * page_size >= WAL_SIZE_LIMIT:
+                    self._finish_checkpoint.set()
+                else:
+                    interval = CATCH_UP_INTERVAL_S
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
             return
         finally:
             db.close()
+
+    def _finish_wal(self, conn: sqlite3.Connection) -> None:
+        """Copy what the checkpointer left of a large WAL (between two transactions, so no
+        write runs beside it and it copies everything), letting the next transaction start
+        the WAL over. A failure (another process checkpointing) is left for the next try."""
+        self._finish_checkpoint.clear()
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     def _write_loop(self) -> None:
         while True:
@@ -229,6 +244,8 @@ class Database:
             if not future.set_running_or_notify_cancel():
                 continue
             conn = self._writer_db.conn
+            if self._finish_checkpoint.is_set():
+                self._finish_wal(conn)
             changes = conn.total_changes
             try:
                 # IMMEDIATE takes the write lock first (waiting up to busy_timeout): a deferred

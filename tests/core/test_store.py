@@ -858,79 +858,109 @@ def test_ids_are_unique_and_increasing_in_the_same_microsecond(monkeypatch):
     assert ids[0] == 1_795_000_000_123_456
 
 
-def record_checkpoints(monkeypatch: pytest.MonkeyPatch, restart_bytes: int) -> list[str]:
-    """The statements the checkpointer runs from now on (once every 20 ms, restarting the
-    WAL past ``restart_bytes``)."""
+def fast_checkpoints(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Checkpoint every 20 ms, start the WAL over past 256 KB (the writer copying what is
+    left past 2 MB); the list gets the time of each checkpoint the writer thread finishes."""
     from hub.store import database
 
-    statements: list[str] = []
+    finished: list[float] = []
+    real = Database._finish_wal
 
-    def recording_connect(path: Path, cache_mb: int = 4) -> sqlite_utils.Database:
-        db = connect(path, cache_mb)
-        if cache_mb == 1:  # the checkpointer's connection
-            original = db.execute
-            db.execute = lambda sql, *a: statements.append(sql) or original(sql, *a)  # type: ignore[method-assign]
-        return db
+    def recording(self: Database, conn: sqlite3.Connection) -> None:
+        finished.append(time.monotonic())
+        real(self, conn)
 
-    monkeypatch.setattr(database, "connect", recording_connect)
+    monkeypatch.setattr(Database, "_finish_wal", recording)
     monkeypatch.setattr(database, "CHECKPOINT_INTERVAL_S", 0.02)
-    monkeypatch.setattr(database, "WAL_RESTART_BYTES", restart_bytes)
-    return statements
+    monkeypatch.setattr(database, "WAL_RESET_BYTES", 256 * 1024)
+    monkeypatch.setattr(database, "WAL_SIZE_LIMIT", 2 * 1024 * 1024)
+    return finished
 
 
-async def ran(statements: list[str], statement: str, timeout: float = 5.0) -> bool:
-    """Whether the checkpointer runs ``statement`` within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while statement not in statements and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    return statement in statements
-
-
-async def write_pages(db: Database, count: int) -> None:
-    """Write ``count`` pages' worth of random rows into table ``t``."""
+async def write_burst(db: Database, transactions: int, pages: int = 16) -> None:
+    """Queue ``transactions`` writes of ``pages`` pages' worth of random rows into table
+    ``t`` at once (the writer runs them back to back, never pausing), and wait for them."""
     blob = os.urandom(4096)
-    await db.write(
-        lambda conn: conn.conn.executemany("INSERT INTO t VALUES (?)", [(blob,)] * count)
+
+    def insert(conn: sqlite_utils.Database) -> None:
+        conn.conn.executemany("INSERT INTO t VALUES (?)", [(blob,)] * pages)
+
+    await asyncio.wait_for(
+        asyncio.gather(*(asyncio.wrap_future(db.submit(insert)) for _ in range(transactions))),
+        30,
     )
 
 
-async def test_a_wal_past_its_bound_is_started_over_and_a_small_one_is_left(tmp_path, monkeypatch):
-    """Writes that never pause keep a passive checkpoint from ever catching up: past
-    ``WAL_RESTART_BYTES`` the checkpointer restarts the WAL (writers wait a moment)."""
-    statements = record_checkpoints(monkeypatch, restart_bytes=1024 * 1024)
-    db = Database(tmp_path / "hub.db")
+def wal_size(path: Path) -> int:
+    """The size of the WAL file of the database at ``path``."""
+    return path.with_name(path.name + "-wal").stat().st_size
+
+
+def wal_restarts(path: Path) -> int:
+    """How many times the WAL of the database at ``path`` was started over (the checkpoint
+    sequence number of its header, which SQLite raises at every restart)."""
+    header = path.with_name(path.name + "-wal").read_bytes()[:16]
+    return int.from_bytes(header[12:16], "big")
+
+
+async def test_writes_that_never_pause_still_start_the_wal_over(tmp_path, monkeypatch):
+    """Beside a writer that never pauses, a checkpoint never copies the whole WAL by itself:
+    the writer finishes it between two transactions, so the WAL starts over instead of
+    growing by everything written (19 MB here)."""
+    finished = fast_checkpoints(monkeypatch)
+    path = tmp_path / "hub.db"
+    db = Database(path)
     try:
         await db.write(lambda conn: conn.execute("CREATE TABLE t (v BLOB)"))
-        assert await ran(statements, "PRAGMA wal_checkpoint(PASSIVE)")
-        assert "PRAGMA wal_checkpoint(RESTART)" not in statements  # a small WAL is left be
-        await write_pages(db, 400)
-        assert await ran(statements, "PRAGMA wal_checkpoint(RESTART)")
+        await write_burst(db, 300)
+        assert finished
+        assert wal_restarts(path) >= 1
+        assert wal_size(path) < 300 * 16 * 4096 * 3 // 4
+        assert await db.read(lambda conn: conn.execute("SELECT count(*) FROM t").fetchone()[0]) == (
+            300 * 16
+        )
     finally:
         db.close()
 
 
-async def test_a_wal_restart_kept_waiting_by_a_reader_gives_up_soon_and_backs_off(
+async def test_a_small_wal_is_left_to_the_checkpointer(tmp_path, monkeypatch):
+    """Below the reset size the writer never checkpoints: the checkpointer copies the WAL
+    into the database file on its own."""
+    finished = fast_checkpoints(monkeypatch)
+    path = tmp_path / "hub.db"
+    db = Database(path)
+    try:
+        await db.write(lambda conn: conn.execute("CREATE TABLE t (v BLOB)"))
+        await write_burst(db, 2)
+        deadline = time.monotonic() + 5
+        while path.stat().st_size < 32 * 4096 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert path.stat().st_size >= 32 * 4096  # the rows are in the database file
+        assert finished == []
+    finally:
+        db.close()
+
+
+async def test_a_reader_on_an_old_snapshot_holds_the_wal_up_but_never_the_writers(
     tmp_path, monkeypatch
 ):
-    """A reader on an old snapshot keeps a restart from finishing: writers must not wait for
-    it for SQLite's whole busy timeout, and the restart is not tried again every second."""
-    import sqlite3
-
-    statements = record_checkpoints(monkeypatch, restart_bytes=64 * 1024)
-    db = Database(tmp_path / "hub.db")
-    reader = sqlite3.connect(tmp_path / "hub.db", isolation_level=None)
+    """A reader on an old snapshot keeps the WAL from starting over (SQLite must keep what it
+    reads): writers get through meanwhile, and once it is done the WAL starts over."""
+    fast_checkpoints(monkeypatch)
+    path = tmp_path / "hub.db"
+    db = Database(path)
+    reader = sqlite3.connect(path, isolation_level=None)
     try:
         await db.write(lambda conn: conn.execute("CREATE TABLE t (v BLOB)"))
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM t").fetchone()  # holds this snapshot
-        await write_pages(db, 64)
-        assert await ran(statements, "PRAGMA wal_checkpoint(RESTART)")
-        for _ in range(20):  # writers get through while the reader still holds the restart up
-            await asyncio.wait_for(
-                db.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)")), 5
-            )
-        await asyncio.sleep(0.3)  # many checkpoint rounds
-        assert statements.count("PRAGMA wal_checkpoint(RESTART)") == 1  # backed off
+        restarts = wal_restarts(path)
+        await write_burst(db, 100)  # the writers are not kept waiting (or this times out)
+        assert wal_restarts(path) == restarts
+        assert wal_size(path) >= 100 * 16 * 4096  # nothing could be written over
+        reader.execute("COMMIT")
+        await write_burst(db, 300)
+        assert wal_restarts(path) > restarts
     finally:
         reader.close()
         db.close()
