@@ -1,7 +1,8 @@
 """Stripe API calls through the ``stripe`` SDK's ``StripeClient``, on the hub's event loop.
 
 The SDK is imported when the first client is built (never at load). Its HTTP client is
-``stripe.AIOHTTPClient`` over the hub's one aiohttp session, so every call is an ``_async``
+``stripe.AIOHTTPClient`` over the hub's one aiohttp session (parsing successful answers with
+orjson: :mod:`.transport`), so every call is an ``_async``
 call on the hub's loop, with ``timeout`` seconds per request. The SDK itself retries
 connection errors, 409 and 5xx answers ``max_network_retries`` times (set explicitly: the
 ``StripeClient`` default is none); a 429, which it does not retry, is retried here with
@@ -62,7 +63,10 @@ class StripeApi:
     def __init__(self, hub: HubAPI, connection: Connection, settings: StripeSettings) -> None:
         import stripe  # the SDK is loaded when the integration is first used
 
+        from .transport import OrjsonAIOHTTPClient, answer_of
+
         self._stripe = stripe
+        self._answer_of = answer_of
         self._connection = connection
         self._tables = hub.tables(__name__)
         self._attempts = settings.rate_limit_attempts
@@ -70,7 +74,7 @@ class StripeApi:
         self.page_size = settings.page_size
         self.sdk: stripe.StripeClient = stripe.StripeClient(
             str(connection.credentials.get("secret_key", "")),
-            http_client=stripe.AIOHTTPClient(
+            http_client=OrjsonAIOHTTPClient(
                 timeout=aiohttp.ClientTimeout(total=settings.timeout), session=hub.http.session
             ),
             base_addresses={"api": settings.api_base_url},
@@ -98,10 +102,10 @@ class StripeApi:
 
     async def request(self, method: str, path: str, **params: Any) -> JSON:
         """One API call; the answer's JSON object."""
-        response = await self.call(
-            f"{method.upper()} {path}", lambda: self.sdk.raw_request_async(method, path, **params)
+        body = await self.call(
+            f"{method.upper()} {path}",
+            lambda: self._answer_of(lambda: self.sdk.raw_request_async(method, path, **params)),
         )
-        body = response.data  # parsed once, by the SDK (ordered dicts)
         if not isinstance(body, dict):
             raise ServerError(f"{method.upper()} {path}: Stripe answered no JSON object")
         return body
