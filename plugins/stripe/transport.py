@@ -55,4 +55,6 @@ async def answer_of(send: Callable[[], Awaitable[stripe.StripeResponse]]) -> obj
         response = await send()
     finally:
         _answer.reset(token)
-    return slot[0] if slot else response.data
+    # taken out of the slot: timer handles made during the request keep a copy of the
+    # context (the slot with it) until the loop drops them, long after the answer is used
+    return slot.pop() if slot else response.data

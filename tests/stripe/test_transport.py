@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -66,3 +67,22 @@ async def test_error_answers_are_still_the_sdks_errors(stripe_api):
         await answer_of(lambda: stripe_api.raw_request_async("get", "/v1/customers/gone"))
     with pytest.raises(stripe.APIError, match="Invalid response body"):
         await answer_of(lambda: stripe_api.raw_request_async("get", "/v1/customers/broken"))
+
+
+async def test_a_context_captured_during_a_request_keeps_no_answer(stripe_api):
+    """Timer handles made during a request keep a copy of its context until the loop drops
+    them (long after): the answer must not stay reachable through it (a sync would keep
+    hundreds of pages alive)."""
+    from plugins.stripe.transport import answer_of
+
+    captured: list[contextvars.Context] = []
+
+    async def send() -> Any:
+        response = await stripe_api.raw_request_async("get", "/v1/customers/cus_1")
+        captured.append(contextvars.copy_context())
+        return response
+
+    answer = await answer_of(send)
+    assert answer == CUSTOMER
+    (context,) = captured
+    assert not any(answer in value for value in context.values() if isinstance(value, list))
