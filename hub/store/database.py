@@ -19,6 +19,7 @@ import collections
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -48,6 +49,8 @@ WAL_SIZE_LIMIT = 128 * 1024 * 1024
 WRITER_CACHE_MB = 16
 URGENT_RUN = 4
 """Urgent items the writer runs in a row at most while a regular item waits."""
+URGENT_RECENT_S = 1.0
+"""How long after an urgent item :meth:`Database.urgent_recently` stays true."""
 URGENT_GRACE_S = 0.002
 """After an urgent item, how long the writer waits for the next one before it starts a
 regular item: the next webhook group is submitted once the event loop has answered the last
@@ -111,6 +114,8 @@ class WriteQueue:
         self._urgent_run = 0
         self._after_urgent = False
         self._stopping = False
+        self.last_urgent = float("-inf")
+        """When the writer last took an urgent item (``time.monotonic``)."""
 
     def put(self, job: Job, urgent: bool) -> None:
         """Queue ``job`` in its lane."""
@@ -136,6 +141,7 @@ class WriteQueue:
             if self._urgent and (not self._regular or self._urgent_run < URGENT_RUN):
                 self._urgent_run += 1
                 self._after_urgent = True
+                self.last_urgent = time.monotonic()
                 return self._urgent.popleft()
             self._urgent_run = 0
             self._after_urgent = False
@@ -274,6 +280,11 @@ class Database:
         future: Future[T] = Future()
         self._queue.put((fn, args, future), urgent)
         return future
+
+    def urgent_recently(self) -> bool:
+        """Whether urgent work (webhook commits) went through the writer within the last
+        ``URGENT_RECENT_S``: then long regular items would keep it waiting."""
+        return time.monotonic() - self._queue.last_urgent < URGENT_RECENT_S
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(db, *args)`` in one transaction on the writer thread and return its result."""

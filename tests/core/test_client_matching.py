@@ -133,6 +133,7 @@ async def test_synced_records_are_matched_and_announced_after_the_commit(make_hu
 
 
 async def test_a_batch_that_fails_to_commit_leaves_neither_records_nor_links(make_hub, monkeypatch):
+    monkeypatch.setattr(sync_pass, "GROUP_BYTES", 0)  # each batch its own transaction
     plugin = BillingPlugin(
         [
             Batch("customers", [customer(1, "Acme")], cursor={"p": 1}),

@@ -492,9 +492,12 @@ async def assert_cancelled_after_two_pages(hub, task: asyncio.Task[Any]) -> None
     assert len(await live_ids(hub)) == 10
 
 
-async def test_a_sync_cancelled_with_batches_queued_counts_them_when_they_commit(make_hub):
+async def test_a_sync_cancelled_with_batches_queued_counts_them_when_they_commit(
+    make_hub, monkeypatch: pytest.MonkeyPatch
+):
     """Cancelled while its batches wait behind other writes: the run waits for them, and
     what it records is what was committed."""
+    monkeypatch.setattr(sync_pass, "GROUP_BYTES", 0)  # each batch its own transaction
     plugin = ScriptedPlugin(pages=4, wait_at=1)
     hub = await scripted_hub(make_hub, plugin)
     task = asyncio.create_task(hub.engine.run("scripted:a", trigger="test"))
@@ -513,6 +516,7 @@ async def test_a_sync_cancelled_with_batches_queued_counts_them_when_they_commit
 async def test_a_sync_cancelled_while_a_batch_commits_records_every_commit(
     make_hub, monkeypatch: pytest.MonkeyPatch
 ):
+    monkeypatch.setattr(sync_pass, "GROUP_BYTES", 0)  # each batch its own transaction
     plugin = ScriptedPlugin(pages=4)
     hub = await scripted_hub(make_hub, plugin)
     started, gate = threading.Event(), threading.Event()
