@@ -11,25 +11,18 @@ from typing import Any
 import pytest
 
 from hub import hookimpl, sync_pass
-from hub.model import Batch, Connection, Integration
+from hub.model import Batch, Connection
 from hub.testing import stored_records
-from tests.core.test_store import ITEMS, ScriptedPlugin, item, scripted_hub, until
+from tests.core.test_store import ScriptedPlugin, item, scripted_hub, until
 
 
-class SequencePlugin:
-    """An integration whose sync yields the given batches, counting them as it goes, and
-    waits before the second until released (as ``ScriptedPlugin(wait_at=2)``)."""
+class SequencePlugin(ScriptedPlugin):
+    """The scripted integration, yielding the given batches instead of pages, counting them
+    as it goes, and waiting before the second until released (as ``wait_at=2`` does)."""
 
     def __init__(self, batches: Sequence[Batch]) -> None:
+        super().__init__(wait_at=2)
         self.batches = batches
-        self.yielded = 0
-        self.reached, self.release = asyncio.Event(), asyncio.Event()
-
-    @hookimpl
-    def register(self) -> Integration:
-        return Integration(
-            name="scripted", title="Scripted", streams=(ITEMS,), default_sync_interval=None
-        )
 
     @hookimpl
     async def sync(

@@ -4,6 +4,7 @@ guarantees (atomic batches + cursor, resume after failure or cancellation, concu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import stat
@@ -907,24 +908,30 @@ def wal_restarts(path: Path) -> int:
     return int.from_bytes(header[12:16], "big")
 
 
+@contextlib.asynccontextmanager
+async def blob_store(path: Path) -> AsyncIterator[Database]:
+    """A database at ``path`` with an empty table ``t (v BLOB)``, closed afterwards."""
+    db = Database(path)
+    try:
+        await db.write(lambda conn: conn.execute("CREATE TABLE t (v BLOB)"))
+        yield db
+    finally:
+        db.close()
+
+
 async def test_writes_that_never_pause_still_start_the_wal_over(tmp_path, monkeypatch):
     """Beside a writer that never pauses, a checkpoint never copies the whole WAL by itself:
     the writer finishes it between two transactions, so the WAL starts over instead of
     growing by everything written (19 MB here)."""
     finished = fast_checkpoints(monkeypatch)
     path = tmp_path / "hub.db"
-    db = Database(path)
-    try:
-        await db.write(lambda conn: conn.execute("CREATE TABLE t (v BLOB)"))
+    async with blob_store(path) as db:
         await write_burst(db, 300)
         assert finished
         assert wal_restarts(path) >= 1
         assert wal_size(path) < 300 * 16 * 4096 * 3 // 4
-        assert await db.read(lambda conn: conn.execute("SELECT count(*) FROM t").fetchone()[0]) == (
-            300 * 16
-        )
-    finally:
-        db.close()
+        count = await db.read(lambda conn: conn.execute("SELECT count(*) FROM t").fetchone()[0])
+        assert count == 300 * 16
 
 
 async def test_a_small_wal_is_left_to_the_checkpointer(tmp_path, monkeypatch):
@@ -932,17 +939,13 @@ async def test_a_small_wal_is_left_to_the_checkpointer(tmp_path, monkeypatch):
     into the database file on its own."""
     finished = fast_checkpoints(monkeypatch)
     path = tmp_path / "hub.db"
-    db = Database(path)
-    try:
-        await db.write(lambda conn: conn.execute("CREATE TABLE t (v BLOB)"))
+    async with blob_store(path) as db:
         await write_burst(db, 2)
         deadline = time.monotonic() + 5
         while path.stat().st_size < 32 * 4096 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         assert path.stat().st_size >= 32 * 4096  # the rows are in the database file
         assert finished == []
-    finally:
-        db.close()
 
 
 async def test_a_reader_on_an_old_snapshot_holds_the_wal_up_but_never_the_writers(
@@ -952,22 +955,20 @@ async def test_a_reader_on_an_old_snapshot_holds_the_wal_up_but_never_the_writer
     reads): writers get through meanwhile, and once it is done the WAL starts over."""
     fast_checkpoints(monkeypatch)
     path = tmp_path / "hub.db"
-    db = Database(path)
-    reader = sqlite3.connect(path, isolation_level=None)
-    try:
-        await db.write(lambda conn: conn.execute("CREATE TABLE t (v BLOB)"))
-        reader.execute("BEGIN")
-        reader.execute("SELECT count(*) FROM t").fetchone()  # holds this snapshot
-        restarts = wal_restarts(path)
-        await write_burst(db, 100)  # the writers are not kept waiting (or this times out)
-        assert wal_restarts(path) == restarts
-        assert wal_size(path) >= 100 * 16 * 4096  # nothing could be written over
-        reader.execute("COMMIT")
-        await write_burst(db, 300)
-        assert wal_restarts(path) > restarts
-    finally:
-        reader.close()
-        db.close()
+    async with blob_store(path) as db:
+        reader = sqlite3.connect(path, isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM t").fetchone()  # holds this snapshot
+            restarts = wal_restarts(path)
+            await write_burst(db, 100)  # the writers are not kept waiting (or this times out)
+            assert wal_restarts(path) == restarts
+            assert wal_size(path) >= 100 * 16 * 4096  # nothing could be written over
+            reader.execute("COMMIT")
+            await write_burst(db, 300)
+            assert wal_restarts(path) > restarts
+        finally:
+            reader.close()
 
 
 async def test_a_sweep_in_parts_tombstones_exactly_what_one_sweep_would(make_hub, monkeypatch):
