@@ -207,12 +207,12 @@ class _Pending:
     size: int
 
     def joins(self, later: _Pending) -> bool:
-        """Whether ``later`` can be stored in the same transaction, as if right after."""
+        """Whether ``later`` can be stored in the same transaction, as if right after (how
+        large a group may grow is :meth:`BatchConsumer._may_grow`'s rule)."""
         return (
             later.stream == self.stream
             and later.generation == self.generation
             and not later.restart
-            and self.size < GROUP_BYTES
         )
 
     def joined(self, later: _Pending) -> _Pending:
@@ -364,7 +364,7 @@ class BatchConsumer:
     ) -> None:
         """Queue ``pending`` for the writer: joined to the group still waiting for it if
         they join (that group is withdrawn, unless the writer has just begun it)."""
-        if in_flight and not self._db.urgent_recently():
+        if in_flight and self._may_grow(in_flight[-1]):
             waiting, future = in_flight[-1]
             if waiting.joins(pending) and future.cancel():
                 in_flight.pop()

@@ -2,12 +2,12 @@
 
 The SDK is imported when the first client is built (never at load). Its HTTP client is
 ``stripe.AIOHTTPClient`` over the hub's one aiohttp session (parsing successful answers with
-orjson: :mod:`.transport`), so every call is an ``_async``
-call on the hub's loop, with ``timeout`` seconds per request. The SDK itself retries
-connection errors, 409 and 5xx answers ``max_network_retries`` times (set explicitly: the
-``StripeClient`` default is none); a 429, which it does not retry, is retried here with
-exponential backoff and full jitter, at most ``rate_limit_attempts`` tries, with the same
-idempotency key. Errors leave as hub errors (:mod:`.errors`).
+orjson: :mod:`.transport`), so every call is an ``_async`` call on the hub's loop, with
+``timeout`` seconds per request. The SDK itself retries connection errors, 409 and 5xx
+answers ``max_network_retries`` times (set explicitly: the ``StripeClient`` default is
+none); a 429, which it does not retry, is retried here with exponential backoff and full
+jitter, at most ``rate_limit_attempts`` tries, with the same idempotency key. Errors leave
+as hub errors (:mod:`.errors`).
 
 Every POST carries an idempotency key that the plugin stored in its ``requests`` table
 before the call (:meth:`StripeApi.post`): a retry after a 429, a crash or a restart sends the
